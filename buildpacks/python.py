@@ -1,0 +1,45 @@
+"""python: requirements.txt, setup.py, pyproject.toml — and the fallback for any repository."""
+
+from __future__ import annotations
+
+import shlex
+
+from buildpacks.steps import copy_files, pip_install, python_foundation, requirements_steps
+from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
+from r2env.inspect import RepoFacts
+from r2env.spec import Stage, Step
+
+
+def detect(facts: RepoFacts) -> str:
+    found = [name for name in ("requirements.txt", "setup.py", "pyproject.toml") if facts.has(name)]
+    if found:
+        return "found " + ", ".join(facts.path(name) for name in found)
+    return "no other environment declaration: a plain Python environment with the notebook server"
+
+
+def _package_steps(facts: RepoFacts) -> tuple[Step, ...]:
+    """Install the repository itself, as repo2docker does when configuration lives at the root."""
+    if facts.has("setup.py"):
+        return (pip_install("-e .", Stage.REPO, "python", "install the repository (setup.py) in editable mode"),)
+    pyproject = facts.pyproject
+    if not (pyproject and pyproject.installable):
+        return ()
+    steps: tuple[Step, ...] = ()
+    if pyproject.dependencies:
+        # Dependencies first, from the copied pyproject.toml alone: code edits then reinstall nothing.
+        arguments = " ".join(shlex.quote(d) for d in pyproject.dependencies)
+        steps += copy_files(["pyproject.toml"], "python")
+        steps += (pip_install(arguments, Stage.DEPENDENCIES, "python", "install pyproject.toml dependencies"),)
+    return steps + (pip_install(".", Stage.REPO, "python", "install the repository (pyproject.toml)"),)
+
+
+def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
+    names = [r for f in facts.requirements for r in f.requirements]
+    declared = tuple(names) + (facts.pyproject.dependencies if facts.pyproject else ())
+    steps = python_foundation(context, "python", declared)
+    steps += requirements_steps(facts.requirements, "python")
+    steps += _package_steps(facts)
+    return Contribution(steps=steps, packages=(("python", declared),) if declared else ())
+
+
+BUILDPACK = Buildpack("python", Role.PRIMARY, detect, contribute)

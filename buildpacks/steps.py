@@ -1,0 +1,153 @@
+"""Small step functions the buildpacks share (instead of a subclass chain)."""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from typing import Iterable
+
+from r2env.buildpack import PlanContext
+from r2env.inspect import RepoFacts
+from r2env.parsers.requirements import RequirementsFile
+from r2env.spec import Stage, Step
+
+# Kept minimal so images stay small: TLS roots, plus Debian's interpreter when it is the one used.
+# git joins only when a requirement needs it (git+ URLs); anything else belongs in apt.txt.
+_DEBIAN_PYTHON = ("python3", "python3-venv")
+_SYSTEM_PACKAGES = ("ca-certificates",)
+
+
+def apt_install(packages: Iterable[str], buildpack: str, description: str) -> Step:
+    names = " ".join(shlex.quote(p) for p in packages)
+    return Step(
+        kind="run",
+        stage=Stage.SYSTEM,
+        buildpack=buildpack,
+        description=description,
+        script=f"apt-get update -q && apt-get install -y -q --no-install-recommends {names}",
+        caches=("apt",),
+    )
+
+
+def system_steps(context: PlanContext, buildpack: str, needs_git: bool = False) -> tuple[Step, ...]:
+    packages = _SYSTEM_PACKAGES + (_DEBIAN_PYTHON if context.interpreter.source == "debian" else ("python3-venv", "python3"))
+    packages += ("git",) if needs_git else ()
+    user = shlex.quote(context.user_name)
+    uid = context.user_id
+    return (
+        apt_install(packages, buildpack, "install system packages"),
+        Step(
+            kind="run",
+            stage=Stage.SYSTEM,
+            buildpack=buildpack,
+            description=f"create user {context.user_name} ({uid})",
+            script=(
+                f"groupadd --gid {uid} {user} && "
+                f"useradd --no-log-init --create-home --shell /bin/bash --uid {uid} --gid {uid} {user} && "
+                f"install -d -o {uid} -g {uid} {shlex.quote(context.env_prefix)} {shlex.quote(context.repo_dir)}"
+            ),
+        ),
+    )
+
+
+def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
+    prefix = shlex.quote(context.env_prefix)
+    version = context.interpreter.version
+    if context.interpreter.source == "debian":
+        return (
+            Step(
+                kind="run",
+                stage=Stage.INTERPRETER,
+                buildpack=buildpack,
+                description=f"create the Python {version} environment at {context.env_prefix}",
+                script=f"python3 -m venv {prefix} && {prefix}/bin/python -c 'import sys; assert sys.version.startswith(\"{version}.\"), sys.version'",
+                user="user",
+            ),
+        )
+    # Debian ships no such Python: a uv-managed standalone CPython build (python-build-standalone).
+    hint = (
+        f"r2env: could not install CPython {version}: the download of a standalone build failed. "
+        f"Set --python-install-mirror to a reachable mirror of python-build-standalone, "
+        f"or ask for a Python Debian ships (python-3.11, python-3.13) in runtime.txt."
+    )
+    return (
+        Step(
+            kind="run",
+            stage=Stage.INTERPRETER,
+            buildpack=buildpack,
+            description=f"install CPython {version} (uv-managed standalone build) at {context.env_prefix}",
+            script=(
+                "python3 -m venv /opt/r2env-uv && /opt/r2env-uv/bin/pip install -q uv && "
+                f"{{ UV_PYTHON_INSTALL_DIR=/opt/r2env-python /opt/r2env-uv/bin/uv python install {version} "
+                f"|| {{ echo {shlex.quote(hint)} >&2; exit 1; }}; }} && "
+                f"/opt/r2env-uv/bin/uv venv --seed --python {version} --python-preference only-managed {prefix} && "
+                f"chown -R {context.user_id}:{context.user_id} {prefix} /opt/r2env-python && rm -rf /opt/r2env-uv"
+            ),
+            fetches=True,
+        ),
+    )
+
+
+def pip_install(
+    arguments: str, stage: Stage, buildpack: str, description: str, workdir: str = ""
+) -> Step:
+    return Step(
+        kind="run",
+        stage=stage,
+        buildpack=buildpack,
+        description=description,
+        script=f"pip install {arguments}",
+        user="user",
+        fetches=True,
+        caches=("pip",),
+        workdir=workdir,
+    )
+
+
+def server_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
+    return (
+        pip_install(
+            shlex.quote(context.server_requirement),
+            Stage.SERVER,
+            buildpack,
+            f"install the notebook server ({context.server_requirement})",
+        ),
+    )
+
+
+def python_foundation(context: PlanContext, buildpack: str, requirements: Iterable[str] = ()) -> tuple[Step, ...]:
+    needs_git = any(r.startswith("git+") or "@ git+" in r for r in requirements)
+    return (
+        system_steps(context, buildpack, needs_git)
+        + interpreter_steps(context, buildpack)
+        + server_steps(context, buildpack)
+    )
+
+
+def copy_files(paths: Iterable[str], buildpack: str) -> tuple[Step, ...]:
+    """Copy only dependency files before installing, so code edits keep the dependency layers cached."""
+    inputs = tuple(sorted(set(paths)))
+    if not inputs:
+        return ()
+    return (Step(kind="copy", stage=Stage.DEPENDENCY_FILES, buildpack=buildpack, description="copy dependency files", inputs=inputs),)
+
+
+def requirements_steps(files: tuple[RequirementsFile, ...], buildpack: str) -> tuple[Step, ...]:
+    """Install requirements.txt (and its includes). Local references (-e .) need the repository, so they
+    are installed after it is copied, while everything else is installed before (so code edits reinstall nothing)."""
+    if not files:
+        return ()
+    main = files[0]
+    workdir = posixpath.dirname(main.path)
+    name = shlex.quote(posixpath.basename(main.path))
+    steps = list(copy_files((f.path for f in files), buildpack))
+    if not any(f.local_references for f in files):
+        steps.append(pip_install(f"-r {name}", Stage.DEPENDENCIES, buildpack, f"install {main.path}", workdir))
+        return tuple(steps)
+    named = [r for f in files for r in f.requirements]
+    options = [o for f in files for o in f.options]
+    if named:
+        arguments = " ".join(shlex.quote(a) for a in [*options, *named])
+        steps.append(pip_install(arguments, Stage.DEPENDENCIES, buildpack, f"install the packages named in {main.path}", workdir))
+    steps.append(pip_install(f"-r {name}", Stage.REPO, buildpack, f"install {main.path} (local references)", workdir))
+    return tuple(steps)

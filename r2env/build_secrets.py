@@ -1,0 +1,79 @@
+"""What package downloads inside a build need from the host — CA bundle, proxies, index — as BuildKit
+secret files, so none of it lands in a layer, the image config or `docker history`."""
+
+from __future__ import annotations
+
+import shlex
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from r2env.errors import UsageError
+from r2env.render import SECRET_CA, SECRET_ENV
+
+_CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE")
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy")
+_IN_BUILD_CA = "/run/secrets/" + SECRET_CA
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    extra_ca_certs: str = ""  # a PEM file to trust in addition to the public roots
+    index_url: str = ""
+    extra_index_url: str = ""
+    python_install_mirror: str = ""
+
+
+def _default_bundle() -> str:
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).read_text(encoding="utf-8", errors="replace")
+    return ""
+
+
+def ca_bundle(settings: FetchSettings, host_env: Mapping[str, str]) -> str:
+    """The PEM text builds should trust, or "" for the image's own roots."""
+    if settings.extra_ca_certs:
+        path = Path(settings.extra_ca_certs).expanduser()
+        if not path.is_file():
+            raise UsageError(f"--extra-ca-certs {settings.extra_ca_certs}: no such file", "give a PEM file")
+        extra = path.read_text(encoding="utf-8", errors="replace")
+        if "BEGIN CERTIFICATE" not in extra:
+            raise UsageError(f"--extra-ca-certs {settings.extra_ca_certs}: no PEM certificate in it", "give a PEM file")
+        return _default_bundle() + "\n" + extra
+    # A bundle the host already points its tools at replaces their default roots there; do the same in the build.
+    for variable in _CA_VARIABLES:
+        value = host_env.get(variable, "")
+        if value and Path(value).is_file():
+            return Path(value).read_text(encoding="utf-8", errors="replace")
+    return ""
+
+
+def write_build_secrets(settings: FetchSettings, host_env: Mapping[str, str], directory: Path) -> dict[str, Path]:
+    """Write the secret files into `directory` (a private temporary folder) and return {secret id: path}."""
+    exports: dict[str, str] = {}
+    secrets: dict[str, Path] = {}
+    bundle = ca_bundle(settings, host_env)
+    if bundle:
+        secrets[SECRET_CA] = directory / "ca.pem"
+        secrets[SECRET_CA].write_text(bundle, encoding="utf-8")
+        for variable in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"):
+            exports[variable] = _IN_BUILD_CA
+    for variable in _PROXY_VARIABLES:
+        if host_env.get(variable):
+            exports[variable] = host_env[variable]
+    if settings.index_url:
+        exports["PIP_INDEX_URL"] = exports["UV_INDEX_URL"] = settings.index_url
+    if settings.extra_index_url:
+        exports["PIP_EXTRA_INDEX_URL"] = exports["UV_EXTRA_INDEX_URL"] = settings.extra_index_url
+    if settings.python_install_mirror:
+        exports["UV_PYTHON_INSTALL_MIRROR"] = settings.python_install_mirror
+    if exports:
+        secrets[SECRET_ENV] = directory / "env.sh"
+        lines = [f"export {key}={shlex.quote(value)}" for key, value in sorted(exports.items())]
+        secrets[SECRET_ENV].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for path in secrets.values():
+        path.chmod(0o600)
+    return secrets

@@ -1,0 +1,101 @@
+"""Configuration through traitlets: an r2env_config.py (`c.R2env.user_id = 1001`) and command-line flags
+(`--user-id 1001`) set the same traits. Turned once into a plain Settings object; nothing else sees traitlets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from traitlets import Bool, Enum, Int, List, TraitError, Unicode
+from traitlets.config import Config, Configurable, PyFileConfigLoader
+from traitlets.config.loader import ConfigFileNotFound
+
+from r2env.build_secrets import FetchSettings
+from r2env.errors import UsageError
+from r2env.interpreter import DEBIAN_PYTHON
+from r2env.plan import DEFAULT_SERVER, PlanOptions
+from r2env.select import DEFAULT_PRIORITY
+
+DEFAULT_CONFIG_FILE = "r2env_config.py"
+
+
+class R2env(Configurable):  # type: ignore[misc]
+    """Every option r2env has. Names follow repo2docker's where it has one."""
+
+    image_name = Unicode("", help="Name (and tag) of the image to build; default r2env-<repository name>.").tag(config=True)
+    ref = Unicode("", help="Branch, tag or commit to build (git sources).").tag(config=True)
+    user_name = Unicode("jovyan", help="Name of the notebook user in the image.").tag(config=True)
+    user_id = Int(1000, help="uid of the notebook user in the image.").tag(config=True)
+    base_image = Unicode("", help="Base image; default debian:<suite> for the requested Python.").tag(config=True)
+    base_suite = Enum(sorted(DEBIAN_PYTHON), "bookworm", help="Debian suite of the default base image (or of --base-image).").tag(config=True)
+    mirror = Unicode("", help="Debian mirror to bootstrap a missing base from; default the host's apt mirror.").tag(config=True)
+    buildpacks = List(Unicode(), list(DEFAULT_PRIORITY), help="Buildpack priority: the first that applies wins.").tag(config=True)
+    server_requirement = Unicode(DEFAULT_SERVER, help="The notebook server requirement installed in every image.").tag(config=True)
+    extra_ca_certs = Unicode("", help="Extra CA bundle (PEM) for package downloads during builds; default from SSL_CERT_FILE, PIP_CERT or REQUESTS_CA_BUNDLE.").tag(config=True)
+    index_url = Unicode("", help="Python package index for builds (PIP_INDEX_URL).").tag(config=True)
+    extra_index_url = Unicode("", help="Extra Python package index for builds.").tag(config=True)
+    python_install_mirror = Unicode("", help="Mirror of python-build-standalone for Pythons Debian does not ship.").tag(config=True)
+    cache_dir = Unicode("~/.cache/r2env", help="Where r2env keeps git checkouts and base image archives.").tag(config=True)
+    no_cache = Bool(False, help="Build without the engine's layer cache.").tag(config=True)
+    builder = Enum(["auto", "classic"], "auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder.").tag(config=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    image_name: str
+    ref: str
+    plan: PlanOptions
+    buildpacks: tuple[str, ...]
+    mirror: str
+    fetch: FetchSettings
+    cache_dir: Path
+    no_cache: bool
+    builder: str
+
+
+def cli_traits() -> dict[str, Any]:
+    """The traits offered as --flags, by flag name."""
+    return {name.replace("_", "-"): trait for name, trait in R2env.class_traits(config=True).items()}
+
+
+def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
+    """Defaults < config file < command line. `overrides` maps trait names to command-line strings."""
+    config = Config()
+    path = Path(config_file or DEFAULT_CONFIG_FILE)
+    if config_file or path.is_file():
+        try:
+            config = PyFileConfigLoader(path.name, path=str(path.parent.resolve())).load_config()
+        except ConfigFileNotFound:
+            raise UsageError(f"{path}: no such config file", "check the --config path") from None
+        except Exception as error:  # a config file is Python: any error in it is the user's to fix
+            raise UsageError(f"{path}: cannot load ({type(error).__name__}: {error})", "fix the config file") from None
+    traits = R2env.class_traits(config=True)
+    for name, text in overrides.items():
+        trait = traits[name]
+        try:
+            config.R2env[name] = trait.from_string_list(text.split(",")) if isinstance(trait, List) else trait.from_string(text)
+        except (TraitError, ValueError) as error:
+            raise UsageError(f"--{name.replace('_', '-')} {text!r}: {error}", "see r2env --help") from None
+    try:
+        options = R2env(config=config)
+        values = {name: getattr(options, name) for name in traits}
+    except TraitError as error:
+        raise UsageError(f"invalid configuration: {error}", "fix the config file or flag") from None
+    return Settings(
+        image_name=values["image_name"],
+        ref=values["ref"],
+        plan=PlanOptions(
+            user_name=values["user_name"],
+            user_id=values["user_id"],
+            base_image=values["base_image"],
+            base_suite=values["base_suite"],
+            server_requirement=values["server_requirement"],
+        ),
+        buildpacks=tuple(values["buildpacks"]),
+        mirror=values["mirror"],
+        fetch=FetchSettings(values["extra_ca_certs"], values["index_url"], values["extra_index_url"], values["python_install_mirror"]),
+        cache_dir=Path(values["cache_dir"]).expanduser(),
+        no_cache=values["no_cache"],
+        builder=values["builder"],
+    )

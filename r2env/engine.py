@@ -1,0 +1,226 @@
+"""The container engine: the only module that imports docker. Builds go through BuildKit (the docker CLI)
+when it is available, else through the engine API's classic builder (docker-py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections import deque
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Literal, Mapping, Protocol
+
+import docker
+import docker.errors
+
+from r2env.errors import BuildError, EngineUnavailableError
+from r2env.events import BuildEvent, Kind, Phase
+
+BuilderKind = Literal["buildx", "buildkit", "classic"]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    context: Path
+    dockerfile: Path  # may lie outside the context
+    tag: str
+    labels: Mapping[str, str]
+    build_args: Mapping[str, str]
+    secrets: Mapping[str, Path]  # BuildKit secret id -> file
+    no_cache: bool = False
+
+
+class Engine(Protocol):
+    @property
+    def builder(self) -> BuilderKind: ...
+
+    def image_id(self, reference: str) -> str | None: ...
+
+    def pull(self, reference: str) -> bool: ...
+
+    def load(self, archive: Path) -> None: ...
+
+    def tag(self, image: str, reference: str) -> None: ...
+
+    def build(self, request: BuildRequest) -> Iterator[BuildEvent]: ...
+
+
+@dataclass(frozen=True)
+class _Cli:
+    path: str
+    kind: BuilderKind
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+
+
+@lru_cache(maxsize=1)
+def find_buildkit_cli() -> _Cli | None:
+    """A docker CLI that can drive BuildKit: one with the buildx plugin, or a pre-23 client whose
+    `DOCKER_BUILDKIT=1 docker build` has BuildKit built in (Debian's docker.io 20.10)."""
+    candidates = dict.fromkeys(p for p in (shutil.which("docker"), "/usr/bin/docker", "/usr/local/bin/docker") if p)
+    for path in candidates:
+        if not os.access(path, os.X_OK):
+            continue
+        if _run([path, "buildx", "version"]).returncode == 0:
+            return _Cli(path, "buildx")
+    for path in candidates:
+        if not os.access(path, os.X_OK):
+            continue
+        version = _run([path, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
+        match = re.match(r"(\d+)\.", version)
+        if match and int(match.group(1)) < 23:
+            return _Cli(path, "buildkit")
+    return None
+
+
+_STEP = re.compile(r"^#(\d+) \[(?:[\w-]+ )?(\d+)/(\d+)\] (.*)$")
+_LOG = re.compile(r"^#(\d+) (\d+\.\d+) (.*)$")
+_CACHED = re.compile(r"^#(\d+) CACHED$")
+_ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
+
+
+def parse_buildkit_progress(lines: Iterator[str], tail: int = 20) -> Iterator[BuildEvent]:
+    """Turn `--progress=plain` output into BuildEvents; raise BuildError naming the failed step."""
+    steps: dict[str, str] = {}
+    logs: dict[str, deque[str]] = {}
+    failure: tuple[str, str] | None = None
+    for raw in lines:
+        line = raw.rstrip("\n")
+        if match := _STEP.match(line):
+            number, index, total, text = match.groups()
+            steps[number] = text
+            yield BuildEvent(Phase.BUILD, Kind.STEP, text, (int(index), int(total)))
+        elif match := _CACHED.match(line):
+            if match.group(1) in steps:
+                yield BuildEvent(Phase.BUILD, Kind.CACHED, steps[match.group(1)])
+        elif match := _LOG.match(line):
+            number, _, text = match.groups()
+            logs.setdefault(number, deque(maxlen=tail)).append(text)
+            if number in steps:
+                yield BuildEvent(Phase.BUILD, Kind.LOG, text)
+        elif (match := _ERROR.match(line)) and failure is None:
+            failure = (match.group(1), match.group(2))
+    if failure:
+        number, message = failure
+        step = steps.get(number, "a build step")
+        output = "\n".join(logs.get(number, ()))
+        raise BuildError(f"build step failed: {_shorten(step)}\n{output}\n{message}".rstrip(), "fix the step above and build again")
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class DockerEngine:
+    """Docker through docker-py; image builds through BuildKit when a capable CLI is present."""
+
+    def __init__(self, client: Any, cli: _Cli | None) -> None:
+        self._client = client
+        self._cli = cli
+
+    @classmethod
+    def connect(cls, prefer_classic: bool = False) -> "DockerEngine":
+        try:
+            client = docker.from_env(timeout=120)
+            client.ping()
+        except (docker.errors.DockerException, OSError) as error:
+            host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+            raise EngineUnavailableError(
+                f"cannot reach the Docker engine at {host} ({type(error).__name__})",
+                "start the Docker daemon (e.g. 'dockerd' or 'systemctl start docker') or set DOCKER_HOST",
+            ) from None
+        return cls(client, None if prefer_classic else find_buildkit_cli())
+
+    @property
+    def builder(self) -> BuilderKind:
+        return self._cli.kind if self._cli else "classic"
+
+    def image_id(self, reference: str) -> str | None:
+        try:
+            return str(self._client.images.get(reference).id)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def image_labels(self, reference: str) -> dict[str, str]:
+        return dict(self._client.images.get(reference).labels or {})
+
+    def pull(self, reference: str) -> bool:
+        try:
+            self._client.images.pull(reference)
+        except docker.errors.DockerException:
+            return False
+        return True
+
+    def load(self, archive: Path) -> None:
+        with archive.open("rb") as stream:
+            self._client.images.load(stream)
+
+    def tag(self, image: str, reference: str) -> None:
+        repository, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "latest")
+        self._client.images.get(image).tag(repository, tag)
+
+    def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
+        if self._cli:
+            yield from self._build_buildkit(self._cli, request)
+        else:
+            yield from self._build_classic(request)
+
+    def _build_buildkit(self, cli: _Cli, request: BuildRequest) -> Iterator[BuildEvent]:
+        argv = [cli.path, *(["buildx", "build", "--load"] if cli.kind == "buildx" else ["build"])]
+        argv += ["--progress=plain", "-f", str(request.dockerfile), "-t", request.tag]
+        argv += [f"--label={key}={value}" for key, value in request.labels.items()]
+        argv += [f"--build-arg={key}={value}" for key, value in request.build_args.items()]
+        argv += [f"--secret=id={name},src={path}" for name, path in request.secrets.items()]
+        argv += ["--no-cache"] if request.no_cache else []
+        argv.append(str(request.context))
+        env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain"}
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        assert process.stdout is not None
+        tail: deque[str] = deque(maxlen=20)
+
+        def lines() -> Iterator[str]:
+            for line in process.stdout:  # type: ignore[union-attr]
+                tail.append(line.rstrip())
+                yield line
+
+        try:
+            yield from parse_buildkit_progress(lines())
+        finally:
+            process.stdout.close()
+            code = process.wait()
+        if code != 0:
+            raise BuildError("the image build failed:\n" + "\n".join(tail), "fix the problem shown above and build again")
+
+    def _build_classic(self, request: BuildRequest) -> Iterator[BuildEvent]:
+        if request.secrets:
+            raise BuildError(
+                "this Docker setup has no BuildKit, which r2env needs to pass the CA bundle and package index settings "
+                "without leaving them in the image",
+                "install the docker buildx plugin (docker-buildx), or build without --extra-ca-certs/--index-url",
+            )
+        try:
+            stream = self._client.api.build(
+                path=str(request.context), dockerfile=str(request.dockerfile), tag=request.tag, labels=dict(request.labels),
+                buildargs=dict(request.build_args), decode=True, rm=True, forcerm=True, nocache=request.no_cache,
+            )
+            tail: deque[str] = deque(maxlen=20)
+            for chunk in stream:
+                if "error" in chunk:
+                    raise BuildError("build step failed:\n" + "\n".join(tail) + "\n" + str(chunk["error"]).strip(), "fix the step above and build again")
+                text = str(chunk.get("stream", "")).rstrip()
+                if not text:
+                    continue
+                tail.append(text)
+                if match := re.match(r"^Step (\d+)/(\d+) : (.*)$", text):
+                    yield BuildEvent(Phase.BUILD, Kind.STEP, match.group(3), (int(match.group(1)), int(match.group(2))))
+                elif text.strip() == "---> Using cache":
+                    yield BuildEvent(Phase.BUILD, Kind.CACHED, "cached")
+                else:
+                    yield BuildEvent(Phase.BUILD, Kind.LOG, text)
+        except docker.errors.APIError as error:
+            raise BuildError(f"the engine refused the build: {error.explanation or error}", "check the Dockerfile") from None

@@ -1,0 +1,53 @@
+"""One error hierarchy. Each error carries what the user should do; the CLI maps classes to exit codes."""
+
+from __future__ import annotations
+
+
+class R2envError(Exception):
+    """Base of every error r2env reports to a user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}: {self.hint}" if self.hint else self.message
+
+
+class UsageError(R2envError):
+    """The command line or configuration is wrong."""
+
+    exit_code = 2
+
+
+class SourceError(R2envError):
+    """The repository cannot be fetched: missing path, clone failure, unknown ref."""
+
+    exit_code = 3
+
+
+class SpecError(R2envError):
+    """The repository's declaration files are malformed or ask for something unsupported."""
+
+    exit_code = 4
+
+
+class BuildError(R2envError):
+    """A build step failed."""
+
+    exit_code = 5
+
+
+class BaseImageError(R2envError):
+    """The base image is neither present, pullable, nor bootstrappable."""
+
+    exit_code = 6
+
+
+class EngineUnavailableError(R2envError):
+    """The container engine cannot be reached."""
+
+    exit_code = 7

@@ -1,0 +1,1 @@
+"""Pure parsers for the files repositories declare their environments with: parse_*(text, path)."""

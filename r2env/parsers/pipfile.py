@@ -1,0 +1,73 @@
+"""Pipfile and Pipfile.lock (pipenv's formats), turned into pip requirement lines."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from r2env.errors import SpecError
+from r2env.parsers.toml import load_toml
+
+
+@dataclass(frozen=True)
+class Pipfile:
+    requirements: tuple[str, ...]
+    python_version: str  # [requires] python_version, "" when absent
+
+
+def _requirement(name: str, value: Any, path: str) -> str:
+    if value == "*" or value == {}:
+        return name
+    if isinstance(value, str):
+        return f"{name}{value}"
+    if isinstance(value, dict):
+        if any(key in value for key in ("git", "path", "file", "editable")):
+            raise SpecError(f"{path}: package {name!r} uses git/path/file sources", "not supported yet: pin a version")
+        extras = f"[{','.join(value['extras'])}]" if value.get("extras") else ""
+        version = value.get("version", "")
+        version = "" if version == "*" else version
+        markers = f"; {value['markers']}" if value.get("markers") else ""
+        return f"{name}{extras}{version}{markers}"
+    raise SpecError(f"{path}: package {name!r} has an unreadable version {value!r}", "use a string like '==1.2'")
+
+
+def _checked(requirement: str, path: str) -> str:
+    try:
+        Requirement(requirement)
+    except InvalidRequirement:
+        raise SpecError(f"{path}: {requirement!r} is not a valid requirement", "fix the version string") from None
+    return requirement
+
+
+def parse_pipfile(text: str, path: str) -> Pipfile:
+    data = load_toml(text, path)
+    packages = data.get("packages", {})
+    if not isinstance(packages, dict):
+        raise SpecError(f"{path}: [packages] must be a table", "see pipenv's Pipfile format")
+    requirements = tuple(_checked(_requirement(name, value, path), path) for name, value in packages.items())
+    python_version = str(data.get("requires", {}).get("python_version", ""))
+    return Pipfile(requirements, python_version)
+
+
+def parse_pipfile_lock(text: str, path: str) -> tuple[str, ...]:
+    """The lock's default packages as hash-pinned requirement lines, for `pip install --require-hashes`."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError(f"{path}: invalid JSON: {error}", "regenerate it with 'pipenv lock'") from None
+    default = data.get("default") if isinstance(data, dict) else None
+    if not isinstance(default, dict):
+        raise SpecError(f"{path}: no 'default' section", "regenerate it with 'pipenv lock'")
+    lines: list[str] = []
+    for name in sorted(default):
+        entry = default[name]
+        version, hashes = entry.get("version"), entry.get("hashes")
+        if not isinstance(version, str) or not version.startswith("==") or not hashes:
+            raise SpecError(f"{path}: entry {name!r} lacks an exact version and hashes", "regenerate it with 'pipenv lock'")
+        markers = f"; {entry['markers']}" if entry.get("markers") else ""
+        requirement = _checked(f"{name}{version}{markers}", path)
+        lines.append(" ".join([requirement, *(f"--hash={h}" for h in hashes)]))
+    return tuple(lines)

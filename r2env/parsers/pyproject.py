@@ -1,0 +1,36 @@
+"""pyproject.toml: is it an installable project, and which Python does it require (PEP 621)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from r2env.errors import SpecError
+from r2env.parsers.toml import load_toml
+
+
+@dataclass(frozen=True)
+class Pyproject:
+    installable: bool  # declares a [project] or a [build-system]
+    requires_python: str  # PEP 440 specifier set, "" when absent
+    dependencies: tuple[str, ...]
+
+
+def parse_pyproject(text: str, path: str) -> Pyproject:
+    data = load_toml(text, path)
+    project = data.get("project", {})
+    if not isinstance(project, dict):
+        raise SpecError(f"{path}: [project] must be a table", "see PEP 621")
+    requires_python = project.get("requires-python", "")
+    try:
+        SpecifierSet(requires_python)
+    except (InvalidSpecifier, TypeError):
+        raise SpecError(
+            f"{path}: requires-python {requires_python!r} is not a valid version specifier", "e.g. '>=3.10'"
+        ) from None
+    dependencies = project.get("dependencies", [])
+    if not isinstance(dependencies, list):
+        raise SpecError(f"{path}: [project].dependencies must be a list of strings", "see PEP 621")
+    installable = "project" in data or "build-system" in data
+    return Pyproject(installable, requires_python, tuple(str(d) for d in dependencies))

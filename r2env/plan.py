@@ -1,0 +1,110 @@
+"""plan: turn a Selection into the image spec. Pure: no filesystem, no engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from r2env import __version__
+from r2env.buildpack import Contribution, PlanContext, Role
+from r2env.inspect import RepoFacts
+from r2env.interpreter import DEBIAN_PYTHON, choose_interpreter
+from r2env.render import ENTRYPOINT
+from r2env.select import Selection
+from r2env.spec import ImageSpec
+
+ENV_PREFIX = "/srv/venv"
+# JupyterLab as the notebook server; the lock issue pins its whole closure.
+DEFAULT_SERVER = "jupyterlab==4.6.6"
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    user_name: str = "jovyan"
+    user_id: int = 1000
+    base_image: str = ""  # "" = debian:<suite chosen for the interpreter>
+    base_suite: str = "bookworm"  # the suite of the default base, or of --base-image
+    server_requirement: str = DEFAULT_SERVER
+
+
+def _home(user_name: str) -> str:
+    return f"/home/{user_name}"
+
+
+def _common_env(options: PlanOptions, repo_dir: str) -> tuple[tuple[str, str], ...]:
+    # Names follow repo2docker's so existing postBuild/start scripts keep working.
+    return (
+        ("DEBIAN_FRONTEND", "noninteractive"),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+        ("SHELL", "/bin/bash"),
+        ("NB_USER", options.user_name),
+        ("NB_UID", str(options.user_id)),
+        ("USER", options.user_name),
+        ("HOME", _home(options.user_name)),
+        ("REPO_DIR", repo_dir),
+        ("NB_PYTHON_PREFIX", ENV_PREFIX),
+        ("KERNEL_PYTHON_PREFIX", ENV_PREFIX),
+        ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
+        ("PYTHONUNBUFFERED", "1"),
+        ("PATH", f"{ENV_PREFIX}/bin:{_home(options.user_name)}/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+    )
+
+
+def _labels() -> tuple[tuple[str, str], ...]:
+    return (("org.r2env.version", __version__),)
+
+
+def plan(facts: RepoFacts, selection: Selection, options: PlanOptions = PlanOptions()) -> ImageSpec:
+    repo_dir = _home(options.user_name)
+    detections = selection.detections
+    if selection.primary.role is Role.EXCLUSIVE:
+        return ImageSpec(
+            base_image="",
+            suite="",
+            interpreter=None,
+            user_name=options.user_name,
+            user_id=options.user_id,
+            repo_dir=repo_dir,
+            config_dir=facts.config_dir,
+            detections=detections,
+            buildpacks=(selection.primary.name,),
+            labels=_labels(),
+            dockerfile=facts.path("Dockerfile"),
+            build_args=(("NB_USER", options.user_name), ("NB_UID", str(options.user_id))),
+        )
+    default_suite = options.base_suite if options.base_suite in DEBIAN_PYTHON else "bookworm"
+    interpreter, suite = choose_interpreter(facts.python, default_suite)
+    if options.base_image:
+        suite = options.base_suite
+    context = PlanContext(
+        user_name=options.user_name,
+        user_id=options.user_id,
+        repo_dir=repo_dir,
+        env_prefix=ENV_PREFIX,
+        interpreter=interpreter,
+        server_requirement=options.server_requirement,
+    )
+    contributions: list[Contribution] = [b.contribute(facts, context) for b in selection.buildpacks]
+    steps = [step for c in contributions for step in c.steps]
+    # Stable sort: stage order first, contribution order within a stage (the primary's steps come first).
+    steps.sort(key=lambda step: step.stage)
+    packages = tuple(p for c in contributions for p in c.packages)
+    env = _common_env(options, repo_dir) + tuple(e for c in contributions for e in c.env)
+    return ImageSpec(
+        base_image=options.base_image or f"debian:{suite}",
+        suite=suite,
+        interpreter=interpreter,
+        user_name=options.user_name,
+        user_id=options.user_id,
+        repo_dir=repo_dir,
+        config_dir=facts.config_dir,
+        detections=detections,
+        buildpacks=tuple(b.name for b in selection.buildpacks),
+        packages=packages,
+        env=env,
+        steps=tuple(steps),
+        command=("jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"),
+        entrypoint=(ENTRYPOINT,),
+        labels=_labels(),
+    )
+

@@ -1,0 +1,70 @@
+"""Read-only views of a repository: the only way the inspector touches files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Mapping, Protocol
+
+
+class RepoView(Protocol):
+    """What the inspector may ask of a repository. Paths are POSIX, relative to the repo root."""
+
+    def is_file(self, path: str) -> bool: ...
+
+    def is_dir(self, path: str) -> bool: ...
+
+    def read_text(self, path: str) -> str: ...
+
+    def is_executable(self, path: str) -> bool: ...
+
+
+def _relative(path: str) -> PurePosixPath:
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise ValueError(f"{path!r} is outside the repository")
+    return pure
+
+
+@dataclass(frozen=True)
+class DiskRepo:
+    root: Path
+
+    def _path(self, path: str) -> Path:
+        return self.root.joinpath(*_relative(path).parts)
+
+    def is_file(self, path: str) -> bool:
+        return self._path(path).is_file()
+
+    def is_dir(self, path: str) -> bool:
+        return self._path(path).is_dir()
+
+    def read_text(self, path: str) -> str:
+        return self._path(path).read_text(encoding="utf-8")
+
+    def is_executable(self, path: str) -> bool:
+        return bool(self._path(path).stat().st_mode & 0o111)
+
+
+@dataclass(frozen=True)
+class MemoryRepo:
+    """An in-memory repository for tests: {path: text}; executable paths listed separately."""
+
+    files: Mapping[str, str]
+    executables: frozenset[str] = field(default_factory=frozenset)
+
+    def is_file(self, path: str) -> bool:
+        return str(_relative(path)) in self.files
+
+    def is_dir(self, path: str) -> bool:
+        prefix = str(_relative(path)).rstrip("/") + "/"
+        return any(name.startswith(prefix) for name in self.files)
+
+    def read_text(self, path: str) -> str:
+        try:
+            return self.files[str(_relative(path))]
+        except KeyError:
+            raise FileNotFoundError(path) from None
+
+    def is_executable(self, path: str) -> bool:
+        return str(_relative(path)) in self.executables

@@ -1,0 +1,93 @@
+"""The image spec: plain, frozen, JSON-serialisable data that says exactly what an image contains."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
+from typing import Any, Literal
+
+
+class Stage(IntEnum):
+    """Layer order serves the cache: what changes least comes first."""
+
+    SYSTEM = 10
+    INTERPRETER = 20
+    SERVER = 30
+    DEPENDENCY_FILES = 40
+    DEPENDENCIES = 50
+    REPO = 60
+    POST_BUILD = 70
+
+
+StepKind = Literal["run", "copy", "env"]
+StepUser = Literal["root", "user"]
+Cache = Literal["apt", "pip"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One build step. `fetches` marks steps that download packages: they get the CA bundle, proxy and index."""
+
+    kind: StepKind
+    stage: Stage
+    buildpack: str
+    description: str
+    script: str = ""  # shell, for kind "run"
+    user: StepUser = "root"
+    inputs: tuple[str, ...] = ()  # repo-relative files, for kind "copy"
+    env: tuple[tuple[str, str], ...] = ()  # for kind "env"
+    fetches: bool = False
+    caches: tuple[Cache, ...] = ()
+    workdir: str = ""  # repo-relative directory a "run" step starts in ("" = the image's default)
+
+
+@dataclass(frozen=True)
+class Detection:
+    buildpack: str
+    role: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    version: str  # "X.Y"
+    source: Literal["debian", "uv"]  # Debian's python3 or a uv-managed standalone build
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    base_image: str
+    suite: str  # Debian suite of the base
+    interpreter: Interpreter | None  # None for an exclusive Dockerfile build
+    user_name: str
+    user_id: int
+    repo_dir: str
+    config_dir: str
+    detections: tuple[Detection, ...]
+    buildpacks: tuple[str, ...]  # applied, in order
+    packages: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (kind, declared packages), e.g. ("apt", (...))
+    env: tuple[tuple[str, str], ...] = ()
+    steps: tuple[Step, ...] = ()
+    command: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    dockerfile: str = ""  # repo-relative path of a user Dockerfile built as-is
+    build_args: tuple[tuple[str, str], ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the canonical JSON: the same spec always names the same image."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    def steps_in(self, stage: Stage) -> tuple[Step, ...]:
+        return tuple(step for step in self.steps if step.stage == stage)
