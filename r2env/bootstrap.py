@@ -184,7 +184,7 @@ def _one_line_entries(text: str) -> Iterator[_SourceEntry]:
 
 
 def _deb822_stanzas(text: str) -> Iterator[dict[str, str]]:
-    """Stanzas of a deb822 file: ``Field: value`` lines, indented continuations, blank separators."""
+    """Stanzas of a deb822 file: ``Field: value`` lines, indented continuations, blank lines."""
     fields: dict[str, str] = {}
     current: str | None = None
     for raw in text.splitlines():
@@ -240,7 +240,7 @@ def _mirror_candidates(text: str, deb822: bool) -> list[str]:
 
 
 def _choose_mirror(candidates: Iterable[str]) -> str | None:
-    """The first candidate laid out like the Debian archive (path ending ``/debian``), else the first.
+    """The first candidate laid out like the Debian archive (path ends ``/debian``), else the first.
 
     Third-party repositories (packages.sury.org/php, …) also publish suite ``bookworm`` with a
     ``main`` component; the archive and its mirrors conventionally live under ``/debian``.
@@ -310,7 +310,8 @@ def _check_word(value: str, what: str) -> None:
     # Both end up in argv and in sources.list: whitespace would split or inject entries.
     if not value or any(char.isspace() for char in value):
         raise BootstrapError(
-            f"invalid {what} {value!r}", hint=f"give a {what} without spaces, like {DEFAULT_MIRROR!r}"
+            f"invalid {what} {value!r}",
+            hint=f"give a {what} without spaces, like {DEFAULT_MIRROR!r}",
         )
 
 
@@ -418,7 +419,10 @@ def bootstrap_rootfs(
         ) from None
     if result.returncode != 0:
         log = rootfs / "debootstrap" / "debootstrap.log"
-        hint = f"check that {mirror} is reachable and serves {suite}, or pass --mirror; debootstrap must run as root"
+        hint = (
+            f"check that {mirror} is reachable and serves {suite}, or pass --mirror; "
+            "debootstrap must run as root"
+        )
         if log.is_file():
             hint += f"; full log in {log}"
         raise BootstrapError(

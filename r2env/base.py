@@ -1,0 +1,70 @@
+"""The base image: use it when present, pull it when possible, else bootstrap an equivalent Debian image
+from a mirror (air-gapped sites, and these machines) and cache it in the engine."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from r2env.engine import Engine
+from r2env.errors import BaseImageError
+from r2env.events import BuildEvent, Kind, Phase
+from r2env.interpreter import DEBIAN_PYTHON
+
+_DEBIAN = re.compile(r"^(?:docker\.io/)?(?:library/)?debian:(?P<suite>[a-z]+)$")
+
+
+def bootstrappable_suite(reference: str) -> str | None:
+    match = _DEBIAN.match(reference)
+    return match.group("suite") if match and match.group("suite") in DEBIAN_PYTHON else None
+
+
+def dockerfile_bases(text: str) -> tuple[str, ...]:
+    """Images a Dockerfile builds FROM (stage names and scratch excluded)."""
+    stages: set[str] = set()
+    bases: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0].upper() == "FROM":
+            image = next(w for w in words[1:] if not w.startswith("--"))
+            if image.lower() not in stages and image != "scratch" and image not in bases:
+                bases.append(image)
+            if len(words) >= 4 and words[-2].upper() == "AS":
+                stages.add(words[-1].lower())
+    return tuple(bases)
+
+
+def ensure_base(engine: Engine, reference: str, mirror: str, cache_dir: Path) -> Iterator[BuildEvent]:
+    if engine.image_id(reference):
+        yield BuildEvent(Phase.BASE, Kind.INFO, f"base image {reference} is present")
+        return
+    yield BuildEvent(Phase.BASE, Kind.INFO, f"base image {reference} is not present; trying to pull it")
+    if engine.pull(reference):
+        yield BuildEvent(Phase.BASE, Kind.INFO, f"pulled {reference}")
+        return
+    suite = bootstrappable_suite(reference)
+    if suite is None:
+        raise BaseImageError(
+            f"base image {reference} is not present and cannot be pulled",
+            "load it into the engine (docker load), or use a debian:bookworm/trixie base that r2env can bootstrap",
+        )
+    from r2env import bootstrap  # debootstrap is only needed on this path
+
+    chosen = mirror or bootstrap.host_apt_mirror() or bootstrap.DEFAULT_MIRROR
+    yield BuildEvent(
+        Phase.BASE, Kind.INFO,
+        f"cannot pull {reference}: bootstrapping it from {chosen} with debootstrap (about a minute, once)",
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bootstrap-", dir=cache_dir))
+    try:
+        archive, image_id = bootstrap.bootstrap_image_archive(suite, chosen, workdir, reference, bootstrap.run_command)
+        engine.load(archive)
+    except bootstrap.BootstrapError as error:
+        raise BaseImageError(f"cannot bootstrap {reference}: {error.message}", error.hint) from None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    yield BuildEvent(Phase.BASE, Kind.INFO, f"bootstrapped {reference} ({image_id[:19]}) from {chosen}")

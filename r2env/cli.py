@@ -1,0 +1,143 @@
+"""The command line: parse options, call one library function, format its events. Only here do we print and exit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Iterable, Sequence
+
+from traitlets import Bool, List
+
+from r2env import __version__
+from r2env.config import Settings, cli_traits, load_config
+from r2env.errors import R2envError
+from r2env.events import BuildEvent, Kind
+
+EXIT_INTERRUPTED = 130
+
+
+def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    traits = cli_traits()
+    group = parser.add_argument_group("options (also settable as c.R2env.<name> in r2env_config.py)")
+    for flag in names:
+        trait = traits[flag]
+        help_text = (trait.help or "").replace("%", "%%")
+        dest = "trait:" + flag.replace("-", "_")
+        if isinstance(trait, Bool):
+            group.add_argument(f"--{flag}", dest=dest, action="store_const", const="true", help=help_text)
+        else:
+            metavar = "A,B,..." if isinstance(trait, List) else flag.replace("-", "_").upper()
+            group.add_argument(f"--{flag}", dest=dest, metavar=metavar, help=help_text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="r2env", description="Turn a code repository into a reproducible, runnable environment image.")
+    parser.add_argument("--version", action="version", version=f"r2env {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="traitlets config file (default: ./r2env_config.py if present)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    all_flags = sorted(cli_traits())
+    source_help = "a local directory, or anything git clone accepts (URL, file://, bare repository)"
+
+    build = commands.add_parser("build", help="build the image for a repository")
+    build.add_argument("source", help=source_help)
+    _add_trait_flags(build, all_flags)
+
+    plan = commands.add_parser("plan", help="print the image spec without building")
+    plan.add_argument("source", help=source_help)
+    plan.add_argument("--json", action="store_true", help="print the spec as JSON")
+    _add_trait_flags(plan, [f for f in all_flags if f not in ("no-cache", "builder", "image-name")])
+
+    dockerfile = commands.add_parser("dockerfile", help="print the Dockerfile that would be built")
+    dockerfile.add_argument("source", help=source_help)
+    _add_trait_flags(dockerfile, [f for f in all_flags if f not in ("no-cache", "image-name")])
+
+    base = commands.add_parser("base", help="manage base images")
+    base_commands = base.add_subparsers(dest="base_command", required=True, metavar="ACTION")
+    bootstrap = base_commands.add_parser("bootstrap", help="build a Debian base image from a mirror with debootstrap")
+    bootstrap.add_argument("--suite", default="bookworm", choices=["bookworm", "trixie"])
+    bootstrap.add_argument("--force", action="store_true", help="bootstrap again even if the image exists")
+    _add_trait_flags(bootstrap, ["mirror", "cache-dir"])
+    return parser
+
+
+def _settings(arguments: argparse.Namespace) -> Settings:
+    overrides = {key.split(":", 1)[1]: value for key, value in vars(arguments).items() if key.startswith("trait:") and value is not None}
+    return load_config(arguments.config, overrides)
+
+
+def format_event(event: BuildEvent) -> str:
+    if event.kind is Kind.STEP:
+        step, total = event.progress or (0, 0)
+        text = event.message if len(event.message) <= 160 else event.message[:157] + "..."
+        return f"[{event.phase.value} {step}/{total}] {text}"
+    if event.kind is Kind.LOG:
+        return f"    {event.message}"
+    if event.kind is Kind.CACHED:
+        return "    (cached)"
+    return f"[{event.phase.value}] {event.message}"
+
+
+def _connect(settings: Settings) -> Any:
+    from r2env.engine import DockerEngine
+
+    return lambda: DockerEngine.connect(prefer_classic=settings.builder == "classic")
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    from r2env import pipeline
+
+    if arguments.command == "base":
+        return _bootstrap(arguments)
+    settings = _settings(arguments)
+    if arguments.command == "build":
+        image = ""
+        for event in pipeline.build(arguments.source, settings, _connect(settings)):
+            if event.kind is Kind.RESULT:
+                image = event.message
+            else:
+                print(format_event(event), flush=True)
+        print(f"built image {image}", flush=True)
+        return 0
+    planned = pipeline.plan_source(arguments.source, settings)
+    if arguments.command == "dockerfile":
+        sys.stdout.write(pipeline.dockerfile_text(planned))
+    elif arguments.json:
+        print(planned.spec.to_json())
+    else:
+        from r2env.summary import summarize
+
+        print(summarize(planned.spec))
+    return 0
+
+
+def _bootstrap(arguments: argparse.Namespace) -> int:
+    from r2env.base import ensure_base
+    from r2env.engine import DockerEngine
+
+    settings = _settings(arguments)
+    engine = DockerEngine.connect()
+    reference = f"debian:{arguments.suite}"
+    if arguments.force and engine.image_id(reference):
+        engine.remove_image(reference)
+    for event in ensure_base(engine, reference, settings.mirror, settings.cache_dir):
+        print(format_event(event), flush=True)
+    print(f"base image {reference} is ready", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    try:
+        return _run(arguments)
+    except R2envError as error:
+        print(f"r2env: error: {error}", file=sys.stderr, flush=True)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("r2env: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
