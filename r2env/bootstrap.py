@@ -306,12 +306,11 @@ def _output_tail(result: subprocess.CompletedProcess[str]) -> str:
     return " | ".join(lines[-_TAIL_LINES:]) if lines else "no output"
 
 
-def _check_word(value: str, what: str) -> None:
+def _check_word(value: str, what: str, example: str) -> None:
     # Both end up in argv and in sources.list: whitespace would split or inject entries.
     if not value or any(char.isspace() for char in value):
         raise BootstrapError(
-            f"invalid {what} {value!r}",
-            hint=f"give a {what} without spaces, like {DEFAULT_MIRROR!r}",
+            f"invalid {what} {value!r}", hint=f"give a {what} without spaces, like {example!r}"
         )
 
 
@@ -401,8 +400,8 @@ def bootstrap_rootfs(
     the dates in ``/etc/shadow``. ``rootfs`` must be absent or empty. Needs root (debootstrap
     does). Raises :class:`BootstrapError`.
     """
-    _check_word(suite, "suite")
-    _check_word(mirror, "mirror")
+    _check_word(suite, "suite", "bookworm")
+    _check_word(mirror, "mirror", DEFAULT_MIRROR)
     rootfs = rootfs.absolute()
     if rootfs.exists() and (not rootfs.is_dir() or any(rootfs.iterdir())):
         raise BootstrapError(

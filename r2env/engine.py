@@ -78,7 +78,8 @@ def find_buildkit_cli() -> _Cli | None:
     return None
 
 
-_STEP = re.compile(r"^#(\d+) \[(?:[\w-]+ )?(\d+)/(\d+)\] (.*)$")
+_STEP = re.compile(r"^#(\d+) \[(?:[\w-]+ )?\s*(\d+)/(\d+)\] (.*)$")
+_MOUNT = re.compile(r"--mount=\S+\s+")
 _LOG = re.compile(r"^#(\d+) (\d+\.\d+) (.*)$")
 _CACHED = re.compile(r"^#(\d+) CACHED$")
 _ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
@@ -93,6 +94,7 @@ def parse_buildkit_progress(lines: Iterator[str], tail: int = 20) -> Iterator[Bu
         line = raw.rstrip("\n")
         if match := _STEP.match(line):
             number, index, total, text = match.groups()
+            text = _MOUNT.sub("", text)
             steps[number] = text
             yield BuildEvent(Phase.BUILD, Kind.STEP, text, (int(index), int(total)))
         elif match := _CACHED.match(line):
