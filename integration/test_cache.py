@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
 import docker
@@ -53,7 +54,8 @@ def test_changing_requirements_reinstalls_only_from_the_dependency_step(engine: 
     repo = tmp_path / "repo"
     shutil.copytree(EXAMPLES / "requirements", repo)
     build_ok(str(repo), "--image-name", "r2env-it/deps")
-    (repo / "requirements-extra.txt").write_text("iniconfig==2.1.0\n")
+    # A unique comment: BuildKit caches by content, so an edit seen in an earlier run would be cached.
+    (repo / "requirements-extra.txt").write_text(f"iniconfig==2.1.0  # {uuid.uuid4()}\n")
     rebuilt = build_ok(str(repo), "--image-name", "r2env-it/deps")
     executed = _executed_install_steps(rebuilt.stdout)
     assert len(executed) == 1 and "-r requirements.txt" in executed[0], executed

@@ -1,0 +1,42 @@
+"""Failures a user meets, each one clear message with a distinct exit code and no traceback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import docker
+
+from support import EXAMPLES, build_ok, r2env
+
+
+def test_a_failing_postbuild_names_the_step_and_shows_its_output(engine: docker.DockerClient, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLES / "requirements", repo)
+    (repo / "postBuild").write_text("#!/bin/bash\necho 'compiling the widget...'\necho 'widget exploded' >&2\nexit 3\n")
+    (repo / "postBuild").chmod(0o755)
+    result = r2env("build", str(repo), "--image-name", "r2env-it/fails")
+    assert result.returncode == 5
+    assert "build step failed" in result.stderr and "./postBuild" in result.stderr
+    assert "widget exploded" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_engine_is_one_line(tmp_path: Path) -> None:
+    result = r2env("build", str(EXAMPLES / "requirements"), env={"DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"})
+    assert result.returncode == 7
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Docker engine" in lines[0], result.stderr
+
+
+def test_the_classic_builder_builds_a_dockerfile_repository(engine: docker.DockerClient) -> None:
+    build_ok(str(EXAMPLES / "dockerfile"), "--image-name", "r2env-it/classic", "--builder", "classic")
+    labels = engine.images.get("r2env-it/classic").labels
+    assert labels["org.r2env.source.url"] == str(EXAMPLES / "dockerfile")
+
+
+def test_a_missing_non_debian_base_is_one_clear_line(engine: docker.DockerClient) -> None:
+    result = r2env("build", str(EXAMPLES / "requirements"), "--base-image", "registry.invalid/nothing:1")
+    assert result.returncode == 6
+    assert "base image registry.invalid/nothing:1 is not present and cannot be pulled" in result.stderr
+    assert "Traceback" not in result.stderr
