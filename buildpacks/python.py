@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 
 from buildpacks.steps import copy_files, pip_install, python_foundation, requirements_steps
@@ -17,8 +18,15 @@ def detect(facts: RepoFacts) -> str:
     return "no other environment declaration: a plain Python environment with the notebook server"
 
 
+def _installs_repository(facts: RepoFacts) -> bool:
+    """requirements.txt already installs the repository itself (`-e .` or `.`)."""
+    return any(posixpath.normpath(ref.split("[")[0]) == "." for f in facts.requirements for ref in f.local_references)
+
+
 def _package_steps(facts: RepoFacts) -> tuple[Step, ...]:
     """Install the repository itself, as repo2docker does when configuration lives at the root."""
+    if _installs_repository(facts):
+        return ()
     if facts.has("setup.py"):
         return (pip_install("-e .", Stage.REPO, "python", "install the repository (setup.py) in editable mode"),)
     pyproject = facts.pyproject
@@ -37,7 +45,7 @@ def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
     names = [r for f in facts.requirements for r in f.requirements]
     declared = tuple(names) + (facts.pyproject.dependencies if facts.pyproject else ())
     steps = python_foundation(context, "python", declared)
-    steps += requirements_steps(facts.requirements, "python")
+    steps += requirements_steps(facts.requirements, context.repo_dir, "python")
     steps += _package_steps(facts)
     return Contribution(steps=steps, packages=(("python", declared),) if declared else ())
 

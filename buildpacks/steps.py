@@ -30,8 +30,8 @@ def apt_install(packages: Iterable[str], buildpack: str, description: str) -> St
 
 
 def system_steps(context: PlanContext, buildpack: str, needs_git: bool = False) -> tuple[Step, ...]:
-    packages = _SYSTEM_PACKAGES + (_DEBIAN_PYTHON if context.interpreter.source == "debian" else ("python3-venv", "python3"))
-    packages += ("git",) if needs_git else ()
+    # A uv-managed CPython still needs Debian's python3 once, to install uv itself.
+    packages = _SYSTEM_PACKAGES + _DEBIAN_PYTHON + (("git",) if needs_git else ())
     user = shlex.quote(context.user_name)
     uid = context.user_id
     return (
@@ -132,7 +132,7 @@ def copy_files(paths: Iterable[str], buildpack: str) -> tuple[Step, ...]:
     return (Step(kind="copy", stage=Stage.DEPENDENCY_FILES, buildpack=buildpack, description="copy dependency files", inputs=inputs),)
 
 
-def requirements_steps(files: tuple[RequirementsFile, ...], buildpack: str) -> tuple[Step, ...]:
+def requirements_steps(files: tuple[RequirementsFile, ...], repo_dir: str, buildpack: str) -> tuple[Step, ...]:
     """Install requirements.txt (and its includes). Local references (-e .) need the repository, so they
     are installed after it is copied, while everything else is installed before (so code edits reinstall nothing)."""
     if not files:
@@ -140,14 +140,18 @@ def requirements_steps(files: tuple[RequirementsFile, ...], buildpack: str) -> t
     main = files[0]
     workdir = posixpath.dirname(main.path)
     name = shlex.quote(posixpath.basename(main.path))
-    steps = list(copy_files((f.path for f in files), buildpack))
+    inputs = [path for f in files for path in (f.path, *f.constraints)]
     if not any(f.local_references for f in files):
-        steps.append(pip_install(f"-r {name}", Stage.DEPENDENCIES, buildpack, f"install {main.path}", workdir))
-        return tuple(steps)
+        return copy_files(inputs, buildpack) + (
+            pip_install(f"-r {name}", Stage.DEPENDENCIES, buildpack, f"install {main.path}", workdir),
+        )
+    steps: list[Step] = []
     named = [r for f in files for r in f.requirements]
-    options = [o for f in files for o in f.options]
     if named:
-        arguments = " ".join(shlex.quote(a) for a in [*options, *named])
+        constraints = [a for f in files for c in f.constraints for a in ("-c", posixpath.join(repo_dir, c))]
+        options = [o for f in files for o in f.options]
+        arguments = " ".join(shlex.quote(a) for a in [*options, *constraints, *named])
+        steps += copy_files(inputs, buildpack)
         steps.append(pip_install(arguments, Stage.DEPENDENCIES, buildpack, f"install the packages named in {main.path}", workdir))
     steps.append(pip_install(f"-r {name}", Stage.REPO, buildpack, f"install {main.path} (local references)", workdir))
     return tuple(steps)

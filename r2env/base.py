@@ -26,10 +26,16 @@ def dockerfile_bases(text: str) -> tuple[str, ...]:
     """Images a Dockerfile builds FROM (stage names and scratch excluded)."""
     stages: set[str] = set()
     bases: list[str] = []
+    arguments: dict[str, str] = {}
     for line in text.splitlines():
         words = line.split()
+        if len(words) >= 2 and words[0].upper() == "ARG" and not bases and "=" in words[1]:
+            # ARGs before the first FROM may name the base (https://docs.docker.com/reference/dockerfile/#understand-how-arg-and-from-interact)
+            key, _, value = words[1].partition("=")
+            arguments[key] = value.strip("\"'")
         if len(words) >= 2 and words[0].upper() == "FROM":
             image = next(w for w in words[1:] if not w.startswith("--"))
+            image = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: arguments.get(m.group(1) or m.group(2), m.group(0)), image)
             if image.lower() not in stages and image != "scratch" and image not in bases:
                 bases.append(image)
             if len(words) >= 4 and words[-2].upper() == "AS":
@@ -37,12 +43,16 @@ def dockerfile_bases(text: str) -> tuple[str, ...]:
     return tuple(bases)
 
 
-def ensure_base(engine: Engine, reference: str, mirror: str, cache_dir: Path) -> Iterator[BuildEvent]:
-    if engine.image_id(reference):
+def ensure_base(
+    engine: Engine, reference: str, mirror: str, cache_dir: Path, rebootstrap: bool = False
+) -> Iterator[BuildEvent]:
+    """Make `reference` present. With `rebootstrap`, bootstrap it again; the old image stays until the new one loads."""
+    if engine.image_id(reference) and not rebootstrap:
         yield BuildEvent(Phase.BASE, Kind.INFO, f"base image {reference} is present")
         return
-    yield BuildEvent(Phase.BASE, Kind.INFO, f"base image {reference} is not present; trying to pull it")
-    if engine.pull(reference):
+    if not rebootstrap:
+        yield BuildEvent(Phase.BASE, Kind.INFO, f"base image {reference} is not present; trying to pull it")
+    if not rebootstrap and engine.pull(reference):
         yield BuildEvent(Phase.BASE, Kind.INFO, f"pulled {reference}")
         return
     suite = bootstrappable_suite(reference)
@@ -56,7 +66,7 @@ def ensure_base(engine: Engine, reference: str, mirror: str, cache_dir: Path) ->
     chosen = mirror or bootstrap.host_apt_mirror() or bootstrap.DEFAULT_MIRROR
     yield BuildEvent(
         Phase.BASE, Kind.INFO,
-        f"cannot pull {reference}: bootstrapping it from {chosen} with debootstrap (about a minute, once)",
+        ("" if rebootstrap else f"cannot pull {reference}: ") + f"bootstrapping {reference} from {chosen} with debootstrap (about a minute, once)",
     )
     cache_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bootstrap-", dir=cache_dir))

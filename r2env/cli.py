@@ -117,9 +117,7 @@ def _bootstrap(arguments: argparse.Namespace) -> int:
     settings = _settings(arguments)
     engine = DockerEngine.connect()
     reference = f"debian:{arguments.suite}"
-    if arguments.force and engine.image_id(reference):
-        engine.remove_image(reference)
-    for event in ensure_base(engine, reference, settings.mirror, settings.cache_dir):
+    for event in ensure_base(engine, reference, settings.mirror, settings.cache_dir, rebootstrap=arguments.force):
         print(format_event(event), flush=True)
     print(f"base image {reference} is ready", flush=True)
     return 0

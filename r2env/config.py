@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from traitlets import Bool, Enum, Int, List, TraitError, Unicode
-from traitlets.config import Config, Configurable, PyFileConfigLoader
-from traitlets.config.loader import ConfigFileNotFound
+from traitlets.config import Config, Configurable
+from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
 
 from r2env.build_secrets import FetchSettings
 from r2env.errors import UsageError
@@ -20,7 +20,7 @@ from r2env.select import DEFAULT_PRIORITY
 DEFAULT_CONFIG_FILE = "r2env_config.py"
 
 
-class R2env(Configurable):  # type: ignore[misc]
+class R2env(Configurable):
     """Every option r2env has. Names follow repo2docker's where it has one."""
 
     image_name = Unicode("", help="Name (and tag) of the image to build; default r2env-<repository name>.").tag(config=True)
@@ -82,6 +82,8 @@ def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
         values = {name: getattr(options, name) for name in traits}
     except TraitError as error:
         raise UsageError(f"invalid configuration: {error}", "fix the config file or flag") from None
+    if values["user_id"] < 1:
+        raise UsageError(f"user_id {values['user_id']} is not allowed", "the notebook user must be a non-root uid such as 1000")
     return Settings(
         image_name=values["image_name"],
         ref=values["ref"],

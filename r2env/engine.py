@@ -162,9 +162,6 @@ class DockerEngine:
         with archive.open("rb") as stream:
             self._client.images.load(stream)
 
-    def remove_image(self, reference: str) -> None:
-        self._client.images.remove(reference)
-
     def tag(self, image: str, reference: str) -> None:
         repository, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "latest")
         self._client.images.get(image).tag(repository, tag)

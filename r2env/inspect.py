@@ -74,6 +74,9 @@ def _read_requirements(repo: RepoView, path: str) -> tuple[RequirementsFile, ...
         parsed = parse_requirements(repo.read_text(current), current)
         seen[current] = parsed
         pending.extend((include, current) for include in parsed.includes)
+        for constraint in parsed.constraints:
+            if not repo.is_file(constraint):
+                raise SpecError(f"{current}: constraints file {constraint!r} does not exist", "fix the -c path")
     return tuple(seen.values())
 
 

@@ -22,7 +22,8 @@ def _requirement(name: str, value: Any, path: str) -> str:
     if value == "*" or value == {}:
         return name
     if isinstance(value, str):
-        return f"{name}{value}"
+        # pipenv reads a bare version ("1.0") as an exact pin.
+        return f"{name}=={value}" if value[:1].isdigit() else f"{name}{value}"
     if isinstance(value, dict):
         if any(key in value for key in ("git", "path", "file", "editable")):
             raise SpecError(f"{path}: package {name!r} uses git/path/file sources", "not supported yet: pin a version")
@@ -48,7 +49,10 @@ def parse_pipfile(text: str, path: str) -> Pipfile:
     if not isinstance(packages, dict):
         raise SpecError(f"{path}: [packages] must be a table", "see pipenv's Pipfile format")
     requirements = tuple(_checked(_requirement(name, value, path), path) for name, value in packages.items())
-    python_version = str(data.get("requires", {}).get("python_version", ""))
+    python_version = data.get("requires", {}).get("python_version", "")
+    if not isinstance(python_version, str):
+        # TOML reads python_version = 3.10 as the float 3.1.
+        raise SpecError(f"{path}: [requires] python_version must be a string", 'write it quoted, e.g. python_version = "3.10"')
     return Pipfile(requirements, python_version)
 
 
@@ -64,6 +68,8 @@ def parse_pipfile_lock(text: str, path: str) -> tuple[str, ...]:
     lines: list[str] = []
     for name in sorted(default):
         entry = default[name]
+        if not isinstance(entry, dict):
+            raise SpecError(f"{path}: entry {name!r} is not a table", "regenerate it with 'pipenv lock'")
         version, hashes = entry.get("version"), entry.get("hashes")
         if not isinstance(version, str) or not version.startswith("==") or not hashes:
             raise SpecError(f"{path}: entry {name!r} lacks an exact version and hashes", "regenerate it with 'pipenv lock'")

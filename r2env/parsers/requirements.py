@@ -17,7 +17,11 @@ _VALUE_OPTIONS = {
     "--trusted-host", "--use-feature", "--config-settings", "--global-option",
 }
 _FLAG_OPTIONS = {"--pre", "--prefer-binary", "--no-index", "--require-hashes"}
-_INCLUDE_OPTIONS = {"-r": "requirement", "--requirement": "requirement", "-c": "constraint", "--constraint": "constraint"}
+_INCLUDE_OPTIONS = {"-r", "--requirement"}
+_CONSTRAINT_OPTIONS = {"-c", "--constraint"}
+# Per-requirement options: pip accepts `--hash=sha256:…` and `--hash sha256:…`.
+_HASH = re.compile(r"\s+--hash(?:=|\s+)\S+")
+_OTHER_OPTION = re.compile(r"\s(--?[A-Za-z][\w-]*)")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://|^git\+|^hg\+|^svn\+|^bzr\+", re.IGNORECASE)
 
 
@@ -25,10 +29,11 @@ _URL = re.compile(r"^[a-z][a-z0-9+.-]*://|^git\+|^hg\+|^svn\+|^bzr\+", re.IGNORE
 class RequirementsFile:
     path: str
     requirements: tuple[str, ...]  # PEP 508 strings, as written
-    includes: tuple[str, ...]  # -r/-c files, repo-relative
+    includes: tuple[str, ...]  # -r files, repo-relative
     local_references: tuple[str, ...]  # -e . / ./pkg / file: — need the repository contents to install
     hashed: bool  # every requirement carries --hash
     options: tuple[str, ...] = ()  # index and install options, as pip arguments
+    constraints: tuple[str, ...] = ()  # -c files, repo-relative: they limit versions, they install nothing
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -65,24 +70,28 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
     """Parse a requirements file; `path` is repo-relative and names the file in errors."""
     requirements: list[str] = []
     includes: list[str] = []
+    constraints: list[str] = []
     local: list[str] = []
     options: list[str] = []
     hashed = True
     base = posixpath.dirname(path)
     for number, line in _logical_lines(text):
         where = f"{path} line {number}"
-        try:
-            words = shlex.split(line, posix=True)
-        except ValueError as error:
-            raise SpecError(f"{where}: cannot split {line!r} ({error})", "fix the quoting") from None
-        head = words[0]
-        option, _, attached = head.partition("=") if head.startswith("--") else (head[:2], "", head[2:])
-        if head.startswith("-"):
+        if line.startswith("-"):
+            try:
+                words = shlex.split(line, posix=True)
+            except ValueError as error:
+                raise SpecError(f"{where}: cannot split {line!r} ({error})", "fix the quoting") from None
+            head = words[0]
+            option, _, attached = head.partition("=") if head.startswith("--") else (head[:2], "", head[2:])
             value = attached or (words[1] if len(words) > 1 else "")
-            if option in _INCLUDE_OPTIONS:
+            if option in _INCLUDE_OPTIONS or option in _CONSTRAINT_OPTIONS:
                 if not value:
                     raise SpecError(f"{where}: {option} needs a file name", "e.g. '-r requirements-extra.txt'")
-                includes.append(posixpath.normpath(posixpath.join(base, value)))
+                included = posixpath.normpath(posixpath.join(base, value))
+                if posixpath.isabs(value) or included.startswith("../") or included == "..":
+                    raise SpecError(f"{where}: {value!r} is outside the repository", "include files from inside the repository")
+                (includes if option in _INCLUDE_OPTIONS else constraints).append(included)
                 continue
             if option in ("-e", "--editable"):
                 if not value:
@@ -105,12 +114,11 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
                 f"{where}: unknown option {head!r}",
                 "remove it, or use an option pip accepts in requirements files",
             )
-        spec_words = [w for w in words if not w.startswith("--hash")]
-        has_hash = len(spec_words) < len(words)
-        unknown = [w for w in spec_words[1:] if w.startswith("-")]
+        target = _HASH.sub("", line).strip()
+        has_hash = target != line
+        unknown = _OTHER_OPTION.search(target.split(";", 1)[0])
         if unknown:
-            raise SpecError(f"{where}: unsupported per-requirement option {unknown[0]!r}", "only --hash is supported")
-        target = " ".join(spec_words)
+            raise SpecError(f"{where}: unsupported per-requirement option {unknown.group(1)!r}", "only --hash is supported")
         hashed = hashed and has_hash
         if _URL.match(target):
             requirements.append(target)
@@ -128,4 +136,4 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
         requirements.append(target)
     if not requirements and not local:
         hashed = False
-    return RequirementsFile(path, tuple(requirements), tuple(includes), tuple(local), hashed, tuple(options))
+    return RequirementsFile(path, tuple(requirements), tuple(includes), tuple(local), hashed, tuple(options), tuple(constraints))

@@ -15,6 +15,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 def load_toml(text: str, path: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)
+        return data
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path}: invalid TOML: {error}", "fix the syntax at that line") from None

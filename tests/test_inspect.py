@@ -1,0 +1,113 @@
+"""inspect over an in-memory repository: which config folder is in effect, what it declares, what it asks for."""
+
+from __future__ import annotations
+
+import pytest
+
+from r2env.errors import SpecError
+from r2env.inspect import PythonRequest, inspect
+from r2env.repo import MemoryRepo
+
+
+def test_binder_folder_takes_precedence_over_root_files() -> None:
+    facts = inspect(MemoryRepo({
+        "binder/requirements.txt": "tabulate==0.9.0\n",
+        "requirements.txt": "termcolor==2.4.0\n",
+        "apt.txt": "jq\n",
+        "runtime.txt": "python-3.13\n",
+    }))
+    assert facts.config_dir == "binder"
+    assert facts.files == {"requirements.txt"}
+    assert [f.path for f in facts.requirements] == ["binder/requirements.txt"]
+    assert facts.requirements[0].requirements == ("tabulate==0.9.0",)
+    assert facts.apt_packages == ()
+    assert facts.python == PythonRequest("", "", "")
+
+
+def test_dot_binder_folder_is_read() -> None:
+    facts = inspect(MemoryRepo({".binder/apt.txt": "jq\n", "apt.txt": "tree\n"}))
+    assert (facts.config_dir, facts.apt_packages, facts.path("apt.txt")) == (".binder", ("jq",), ".binder/apt.txt")
+
+
+def test_binder_and_dot_binder_together_are_an_error() -> None:
+    with pytest.raises(SpecError, match="both binder/ and .binder/ exist"):
+        inspect(MemoryRepo({"binder/apt.txt": "jq\n", ".binder/apt.txt": "jq\n"}))
+
+
+def test_root_package_files_are_ignored_when_binder_folder_exists() -> None:
+    facts = inspect(MemoryRepo({
+        "binder/requirements.txt": "numpy\n",
+        "setup.py": "from setuptools import setup\nsetup()\n",
+        "pyproject.toml": '[project]\nname = "x"\nrequires-python = ">=3.12"\n',
+    }))
+    assert not facts.installable
+    assert facts.pyproject is None
+    assert not facts.has("setup.py")
+    assert facts.python == PythonRequest("", "", "")
+
+
+def test_root_package_files_make_the_repository_installable() -> None:
+    assert inspect(MemoryRepo({"setup.py": ""})).installable
+    assert inspect(MemoryRepo({"pyproject.toml": '[project]\nname = "x"\n'})).installable
+
+
+def test_missing_include_names_the_including_file() -> None:
+    with pytest.raises(SpecError) as caught:
+        inspect(MemoryRepo({
+            "binder/requirements.txt": "-r sub/extra.txt\n",
+            "binder/sub/extra.txt": "-r missing.txt\n",
+        }))
+    assert str(caught.value).startswith("binder/sub/extra.txt: included file 'binder/sub/missing.txt' does not exist")
+
+
+def test_includes_are_read_once_even_when_circular() -> None:
+    facts = inspect(MemoryRepo({"requirements.txt": "-r extra.txt\nnumpy\n", "extra.txt": "-r requirements.txt\nscipy\n"}))
+    assert [f.path for f in facts.requirements] == ["requirements.txt", "extra.txt"]
+
+
+def test_include_outside_the_repository_is_a_spec_error() -> None:
+    # A user mistake in a declaration file must be a SpecError (exit code 4), not a crash.
+    with pytest.raises(SpecError, match="requirements.txt"):
+        inspect(MemoryRepo({"requirements.txt": "-r ../outside.txt\n"}))
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"runtime.txt": "python-3.10\n"}, PythonRequest("3.10", "", "runtime.txt")),
+        ({"binder/runtime.txt": "python-3.12\n"}, PythonRequest("3.12", "", "binder/runtime.txt")),
+        (
+            {"Pipfile": '[requires]\npython_version = "3.12"\n'},
+            PythonRequest("3.12", "", "Pipfile [requires] python_version"),
+        ),
+        (
+            {"pyproject.toml": '[project]\nname = "x"\nrequires-python = ">=3.10"\n'},
+            PythonRequest("", ">=3.10", "pyproject.toml requires-python"),
+        ),
+        (
+            {"runtime.txt": "python-3.10\n", "Pipfile": '[requires]\npython_version = "3.12"\n'},
+            PythonRequest("3.10", "", "runtime.txt"),
+        ),
+        (
+            {"Pipfile": '[requires]\npython_version = "3.12"\n', "pyproject.toml": '[project]\nrequires-python = ">=3.9"\n'},
+            PythonRequest("3.12", "", "Pipfile [requires] python_version"),
+        ),
+        ({"requirements.txt": "numpy\n"}, PythonRequest("", "", "")),
+    ],
+    ids=["runtime.txt", "binder/runtime.txt", "Pipfile", "requires-python", "runtime beats Pipfile", "Pipfile beats pyproject", "none"],
+)
+def test_python_request_comes_from_the_first_file_that_asks(files: dict[str, str], expected: PythonRequest) -> None:
+    assert inspect(MemoryRepo(files)).python == expected
+
+
+@pytest.mark.parametrize(
+    ("executables", "expected"),
+    [
+        (frozenset(), {"postBuild", "start"}),
+        (frozenset({"postBuild"}), {"start"}),
+        (frozenset({"postBuild", "start"}), set()),
+    ],
+)
+def test_non_executable_scripts_are_recorded(executables: frozenset[str], expected: set[str]) -> None:
+    repo = MemoryRepo({"postBuild": "#!/bin/sh\n", "start": '#!/bin/sh\nexec "$@"\n'}, executables)
+    assert inspect(repo).not_executable == expected

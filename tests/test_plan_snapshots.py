@@ -1,0 +1,150 @@
+"""Plan snapshots for every example repository, golden Dockerfiles, and the layer-order properties behind them.
+
+Regenerate the snapshots with: R2ENV_UPDATE_SNAPSHOTS=1 python -m pytest tests/test_plan_snapshots.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Mapping
+
+import pytest
+
+from r2env.buildpack import load_buildpacks
+from r2env.errors import SpecError
+from r2env.inspect import inspect
+from r2env.plan import PlanOptions, plan
+from r2env.render import RenderOptions, render_dockerfile
+from r2env.repo import DiskRepo, MemoryRepo, RepoView
+from r2env.select import select
+from r2env.spec import ImageSpec, Stage
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
+UNSUPPORTED = {"environment-yml"}
+EXAMPLE_NAMES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and p.name not in UNSUPPORTED)
+REPO_COPY = "COPY --chown=1000:1000 . /home/jovyan/"
+
+
+def planned(repo: RepoView, options: PlanOptions = PlanOptions()) -> ImageSpec:
+    facts = inspect(repo)
+    return plan(facts, select(facts, load_buildpacks()), options)
+
+
+def memory_plan(files: Mapping[str, str], options: PlanOptions = PlanOptions()) -> ImageSpec:
+    return planned(MemoryRepo(files), options)
+
+
+def check_snapshot(path: Path, text: str) -> None:
+    if os.environ.get("R2ENV_UPDATE_SNAPSHOTS") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    assert path.is_file(), f"{path} is missing: run with R2ENV_UPDATE_SNAPSHOTS=1 to create it"
+    assert text == path.read_text(encoding="utf-8"), f"{path.name} differs: if intended, regenerate with R2ENV_UPDATE_SNAPSHOTS=1"
+
+
+def test_every_example_is_covered() -> None:
+    assert EXAMPLE_NAMES, "no example repositories found"
+    assert {p.stem for p in (SNAPSHOTS / "plans").glob("*.json")} <= set(EXAMPLE_NAMES), "stale plan snapshots"
+
+
+@pytest.mark.parametrize("example", EXAMPLE_NAMES)
+def test_example_plan_matches_snapshot(example: str) -> None:
+    spec = planned(DiskRepo(EXAMPLES / example))
+    check_snapshot(SNAPSHOTS / "plans" / f"{example}.json", spec.to_json() + "\n")
+    if not spec.dockerfile:
+        check_snapshot(SNAPSHOTS / "dockerfiles" / f"{example}.Dockerfile", render_dockerfile(spec))
+
+
+def test_environment_yml_example_is_not_supported_yet() -> None:
+    with pytest.raises(SpecError, match="not supported yet"):
+        planned(DiskRepo(EXAMPLES / "environment-yml"))
+
+
+def run_lines(dockerfile: str) -> dict[str, str]:
+    """Each step's description comment → the instruction that follows it."""
+    lines = dockerfile.splitlines()
+    return {line: lines[i + 1] for i, line in enumerate(lines) if line.startswith("# [")}
+
+
+@pytest.mark.parametrize("example", [name for name in EXAMPLE_NAMES if name != "dockerfile"])
+def test_mounts_follow_what_each_step_does(example: str) -> None:
+    spec = planned(DiskRepo(EXAMPLES / example))
+    instructions = run_lines(render_dockerfile(spec))
+    for step in spec.steps:
+        if step.kind != "run":
+            continue
+        line = instructions[f"# [{step.stage.name.lower()}] {step.buildpack}: {step.description}"]
+        assert ("type=secret" in line) == step.fetches, line
+        assert ("id=r2env-apt-cache" in line) == ("apt" in step.caches), line
+        assert ("id=r2env-pip," in line) == ("pip" in step.caches), line
+        assert (line.startswith("RUN --mount") or not (step.fetches or step.caches)), line
+
+
+def test_classic_rendering_has_no_mounts_and_cleans_apt_lists() -> None:
+    spec = memory_plan({"requirements.txt": "numpy\n", "apt.txt": "jq\n"})
+    text = render_dockerfile(spec, RenderOptions(buildkit=False))
+    assert "--mount" not in text
+    assert "docker-clean" not in text
+    apt_runs = [line for line in text.splitlines() if "apt-get install" in line]
+    assert len(apt_runs) == 2
+    assert all(line.endswith("&& rm -rf /var/lib/apt/lists/*") for line in apt_runs)
+    assert "export PIP_NO_CACHE_DIR=1 && pip install -r requirements.txt" in text
+
+
+def test_editing_a_non_dependency_file_cannot_change_the_plan() -> None:
+    files = {"requirements.txt": "numpy\n", "helpers.py": "x = 1\n"}
+    edited = {**files, "helpers.py": "x = 2\n", "analysis.ipynb": '{"cells": []}'}
+    assert memory_plan(files).digest == memory_plan(edited).digest
+    assert render_dockerfile(memory_plan(files)) == render_dockerfile(memory_plan(edited))
+
+
+def test_spec_digest_is_stable_and_depends_on_the_user_id() -> None:
+    files = {"requirements.txt": "numpy\n"}
+    first, second = memory_plan(files), memory_plan(files)
+    assert first.digest == second.digest
+    assert first.digest.startswith("sha256:") and len(first.digest) == len("sha256:") + 64
+    assert memory_plan(files, PlanOptions(user_id=1234)).digest != first.digest
+    assert json.loads(first.to_json())["user_id"] == 1000
+
+
+def test_dependencies_are_installed_before_the_repository_is_copied() -> None:
+    spec = memory_plan({"requirements.txt": "numpy\n", "apt.txt": "jq\n", "postBuild": "#!/bin/sh\n"})
+    lines = render_dockerfile(spec).splitlines()
+    repo_copy = lines.index(REPO_COPY)
+    installs = [i for i, line in enumerate(lines) if line.startswith("RUN") and ("pip install" in line or "apt-get" in line)]
+    assert installs and max(installs) < repo_copy
+    assert lines.index("COPY --chown=1000:1000 [\"requirements.txt\", \"/home/jovyan/requirements.txt\"]") < max(installs)
+    post_build = next(i for i, line in enumerate(lines) if line.endswith("./postBuild"))
+    assert post_build > repo_copy
+
+
+def test_user_switches_to_the_notebook_user_after_system_steps() -> None:
+    lines = render_dockerfile(memory_plan({"requirements.txt": "numpy\n"})).splitlines()
+    users = [line for line in lines if line.startswith("USER ")]
+    assert users == ["USER jovyan"]
+    assert all(i < lines.index("USER jovyan") for i, line in enumerate(lines) if "apt-get install" in line or "useradd" in line)
+
+
+def test_local_reference_installs_named_packages_before_the_repository_and_the_file_after() -> None:
+    spec = memory_plan({"requirements.txt": "numpy==1.26.4\n-e .\n", "setup.py": ""})
+    lines = render_dockerfile(spec).splitlines()
+    repo_copy = lines.index(REPO_COPY)
+    named = next(i for i, line in enumerate(lines) if line.endswith("pip install numpy==1.26.4"))
+    whole_file = next(i for i, line in enumerate(lines) if line.endswith("pip install -r requirements.txt"))
+    assert named < repo_copy < whole_file
+    assert [s.stage for s in spec.steps if "requirements.txt" in s.description] == [Stage.DEPENDENCIES, Stage.REPO]
+
+
+def test_constraints_are_not_installed_as_packages() -> None:
+    # -c pins versions for whatever else gets installed; it must not add packages (pip's constraints semantics).
+    spec = memory_plan({
+        "requirements.txt": "-c constraints.txt\n-e .\nrequests\n",
+        "constraints.txt": "numpy==1.26.4\n",
+        "setup.py": "",
+    })
+    installs = [s.script for s in spec.steps if s.kind == "run" and "pip install" in s.script]
+    assert not any("numpy" in script and "-c" not in script for script in installs), installs

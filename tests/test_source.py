@@ -1,0 +1,137 @@
+"""fetch with real git on local repositories: in-place directories, clones of bare repos and file:// URLs, refs."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from r2env.errors import SourceError
+from r2env.source import fetch
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No system or user git config, and no repository above tmp_path, for r2env's git as well as ours."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    for variable in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def git(*argv: str, cwd: Path | None = None) -> str:
+    identity = ["-c", "user.email=tests@example.org", "-c", "user.name=r2env tests", "-c", "init.defaultBranch=main"]
+    return subprocess.run(["git", *identity, *argv], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def commit(repo: Path, content: str) -> str:
+    (repo / "requirements.txt").write_text(content)
+    git("add", "requirements.txt", cwd=repo)
+    git("commit", "-q", "-m", content.strip(), cwd=repo)
+    return git("rev-parse", "HEAD", cwd=repo)
+
+
+@dataclass(frozen=True)
+class Origin:
+    path: Path
+    tagged: str  # commit at tag v1 ("numpy==1")
+    feature: str  # tip of branch "feature" ("numpy==feature")
+    main: str  # tip of main ("numpy==2")
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Origin:
+    path = tmp_path / "origin"
+    path.mkdir()
+    git("init", "-q", cwd=path)
+    tagged = commit(path, "numpy==1\n")
+    git("tag", "v1", cwd=path)
+    git("checkout", "-q", "-b", "feature", cwd=path)
+    feature = commit(path, "numpy==feature\n")
+    git("checkout", "-q", "main", cwd=path)
+    main = commit(path, "numpy==2\n")
+    return Origin(path, tagged, feature, main)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def test_local_directory_without_git_is_used_in_place(tmp_path: Path, cache: Path) -> None:
+    directory = tmp_path / "plain"
+    directory.mkdir()
+    (directory / "requirements.txt").write_text("numpy\n")
+    checkout = fetch(str(directory), "", cache)
+    assert (checkout.path, checkout.url, checkout.commit, checkout.ref) == (directory, str(directory), "", "")
+    assert not cache.exists()
+
+
+def test_local_git_repository_is_used_in_place_at_its_head(origin: Origin, cache: Path) -> None:
+    (origin.path / "requirements.txt").write_text("uncommitted\n")
+    checkout = fetch(str(origin.path), "", cache)
+    assert (checkout.path, checkout.commit) == (origin.path, origin.main)
+    assert (checkout.path / "requirements.txt").read_text() == "uncommitted\n"
+
+
+def test_bare_repository_is_cloned(origin: Origin, tmp_path: Path, cache: Path) -> None:
+    bare = tmp_path / "bare.git"
+    git("clone", "-q", "--bare", str(origin.path), str(bare))
+    checkout = fetch(str(bare), "", cache)
+    assert checkout.path.is_relative_to(cache)
+    assert checkout.commit == origin.main
+    assert (checkout.path / "requirements.txt").read_text() == "numpy==2\n"
+
+
+def test_file_url_is_cloned(origin: Origin, cache: Path) -> None:
+    url = origin.path.as_uri()
+    checkout = fetch(url, "", cache)
+    assert (checkout.url, checkout.commit) == (url, origin.main)
+    assert (checkout.path / "requirements.txt").read_text() == "numpy==2\n"
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected", "content"),
+    [("v1", "tagged", "numpy==1\n"), ("feature", "feature", "numpy==feature\n"), ("main", "main", "numpy==2\n"), ("sha", "tagged", "numpy==1\n")],
+)
+def test_ref_resolves_to_the_right_commit(origin: Origin, cache: Path, ref: str, expected: str, content: str) -> None:
+    wanted = getattr(origin, expected)
+    checkout = fetch(str(origin.path), wanted if ref == "sha" else ref, cache)
+    assert checkout.commit == wanted
+    assert (checkout.path / "requirements.txt").read_text() == content
+    assert checkout.path != origin.path
+
+
+def test_second_fetch_sees_new_commits_and_switches_refs(origin: Origin, cache: Path) -> None:
+    first = fetch(origin.path.as_uri(), "v1", cache)
+    newer = commit(origin.path, "numpy==3\n")
+    second = fetch(origin.path.as_uri(), "main", cache)
+    assert second.path == first.path
+    assert second.commit == newer
+    assert (second.path / "requirements.txt").read_text() == "numpy==3\n"
+
+
+def test_unknown_ref_is_a_source_error(origin: Origin, cache: Path) -> None:
+    with pytest.raises(SourceError, match="unknown ref 'no-such-branch'"):
+        fetch(str(origin.path), "no-such-branch", cache)
+
+
+def test_missing_path_is_a_source_error(tmp_path: Path, cache: Path) -> None:
+    with pytest.raises(SourceError, match="no such directory"):
+        fetch(str(tmp_path / "missing"), "", cache)
+
+
+def test_file_instead_of_directory_is_a_source_error(tmp_path: Path, cache: Path) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(SourceError, match="not a directory"):
+        fetch(str(tmp_path / "file.txt"), "", cache)
+
+
+def test_clone_failure_is_a_source_error(tmp_path: Path, cache: Path) -> None:
+    with pytest.raises(SourceError, match="git clone failed"):
+        fetch((tmp_path / "nowhere.git").as_uri(), "", cache)
