@@ -77,7 +77,7 @@ def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
             buildpack=buildpack,
             description=f"install CPython {version} (uv-managed standalone build) at {context.env_prefix}",
             script=(
-                "python3 -m venv /opt/r2env-uv && /opt/r2env-uv/bin/pip install -q uv && "
+                "python3 -m venv /opt/r2env-uv && HOME=/root /opt/r2env-uv/bin/pip install -q uv && "
                 f"{{ UV_PYTHON_INSTALL_DIR=/opt/r2env-python /opt/r2env-uv/bin/uv python install {version} "
                 f"|| {{ echo {shlex.quote(hint)} >&2; exit 1; }}; }} && "
                 f"/opt/r2env-uv/bin/uv venv --seed --python {version} --python-preference only-managed {prefix} && "

@@ -40,3 +40,15 @@ def test_a_missing_non_debian_base_is_one_clear_line(engine: docker.DockerClient
     assert result.returncode == 6
     assert "base image registry.invalid/nothing:1 is not present and cannot be pulled" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_python_no_base_provides_fails_with_one_sentence_when_it_cannot_be_downloaded(
+    engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    (tmp_path / "runtime.txt").write_text("python-3.10\n")
+    # A mirror that cannot answer makes the download fail on any machine, as it does without network access.
+    result = r2env("build", str(tmp_path), "--image-name", "r2env-it/py310", "--python-install-mirror", "http://127.0.0.1:9/")
+    assert result.returncode == 5
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("r2env: error: could not install CPython 3.10: the download of a standalone build failed.")
+    assert "--python-install-mirror" in last and "python-3.11" in last

@@ -128,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(arguments)
     except R2envError as error:
+        if error.details:
+            print("\n".join("    " + line for line in error.details.splitlines()), file=sys.stderr)
         print(f"r2env: error: {error}", file=sys.stderr, flush=True)
         return error.exit_code
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ import docker.errors
 
 from r2env.errors import BuildError, EngineUnavailableError
 from r2env.events import BuildEvent, Kind, Phase
+from r2env.render import display_command
 
 BuilderKind = Literal["buildx", "buildkit", "classic"]
 
@@ -79,7 +80,6 @@ def find_buildkit_cli() -> _Cli | None:
 
 
 _STEP = re.compile(r"^#(\d+) \[(?:[\w-]+ )?\s*(\d+)/(\d+)\] (.*)$")
-_MOUNT = re.compile(r"--mount=\S+\s+")
 _LOG = re.compile(r"^#(\d+) (\d+\.\d+) (.*)$")
 _CACHED = re.compile(r"^#(\d+) CACHED$")
 _ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
@@ -94,7 +94,7 @@ def parse_buildkit_progress(lines: Iterator[str], tail: int = 20) -> Iterator[Bu
         line = raw.rstrip("\n")
         if match := _STEP.match(line):
             number, index, total, text = match.groups()
-            text = _MOUNT.sub("", text)
+            text = display_command(text)
             steps[number] = text
             yield BuildEvent(Phase.BUILD, Kind.STEP, text, (int(index), int(total)))
         elif match := _CACHED.match(line):
@@ -110,8 +110,13 @@ def parse_buildkit_progress(lines: Iterator[str], tail: int = 20) -> Iterator[Bu
     if failure:
         number, message = failure
         step = steps.get(number, "a build step")
-        output = "\n".join(logs.get(number, ()))
-        raise BuildError(f"build step failed: {_shorten(step)}\n{output}\n{message}".rstrip(), "fix the step above and build again")
+        output = list(logs.get(number, ()))
+        # A step may explain its own failure in one sentence (r2env's steps print "r2env: ..."): lead with it.
+        own = [line.split("r2env: ", 1)[1] for line in output if line.startswith("r2env: ")]
+        details = "\n".join([*output, _shorten(display_command(message), 300)])
+        if own:
+            raise BuildError(own[-1], details=details)
+        raise BuildError(f"build step failed: {_shorten(step)}", "fix the step and build again", details=details)
 
 
 def _shorten(text: str, limit: int = 200) -> str:
@@ -196,7 +201,7 @@ class DockerEngine:
             process.stdout.close()
             code = process.wait()
         if code != 0:
-            raise BuildError("the image build failed:\n" + "\n".join(tail), "fix the problem shown above and build again")
+            raise BuildError("the image build failed", "fix the problem shown above and build again", details="\n".join(tail))
 
     def _build_classic(self, request: BuildRequest) -> Iterator[BuildEvent]:
         if request.secrets:
@@ -213,7 +218,9 @@ class DockerEngine:
             tail: deque[str] = deque(maxlen=20)
             for chunk in stream:
                 if "error" in chunk:
-                    raise BuildError("build step failed:\n" + "\n".join(tail) + "\n" + str(chunk["error"]).strip(), "fix the step above and build again")
+                    raise BuildError(
+                        f"build step failed: {str(chunk['error']).strip()}", "fix the step and build again", details="\n".join(tail)
+                    )
                 text = str(chunk.get("stream", "")).rstrip()
                 if not text:
                     continue

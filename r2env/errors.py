@@ -8,10 +8,11 @@ class R2envError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", details: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.details = details  # output that explains the error (a failed step's last lines), shown before it
 
     def __str__(self) -> str:
         return f"{self.message}: {self.hint}" if self.hint else self.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -22,6 +23,17 @@ ENTRYPOINT_SCRIPT = """#!/bin/sh
 if [ -n "${R2ENV_START:-}" ] && [ -f "$R2ENV_START" ]; then exec "$R2ENV_START" "$@"; fi
 exec "$@"
 """
+
+
+_PLUMBING = re.compile(
+    r"--mount=\S+\s+|if \[ -f /run/secrets/r2env-env \]; then \. /run/secrets/r2env-env; fi && "
+    r"|export PIP_CACHE_DIR=\S+ && |export PIP_NO_CACHE_DIR=1 && |rm -f /etc/apt/apt.conf.d/docker-clean && "
+)
+
+
+def display_command(instruction: str) -> str:
+    """A rendered instruction without r2env's plumbing (mounts, secret sourcing, cache settings), for logs."""
+    return _PLUMBING.sub("", instruction)
 
 
 @dataclass(frozen=True)

@@ -86,19 +86,32 @@ def test_failed_step_raises_build_error_naming_it_with_its_last_output() -> None
     with pytest.raises(BuildError) as caught:
         for event in parse_buildkit_progress(lines(FAILURE)):
             seen.append(event)
-    message = str(caught.value)
-    assert message.startswith("build step failed: RUN pip install -r requirements.txt\n")
-    assert "ERROR: No matching distribution found for nosuchpkg==9.9" in message
-    assert "did not complete successfully: exit code: 1" in message
-    assert "Get:1" not in message  # another step's output
+    assert caught.value.message == "build step failed: RUN pip install -r requirements.txt"
+    details = caught.value.details
+    assert "ERROR: No matching distribution found for nosuchpkg==9.9" in details
+    assert "did not complete successfully: exit code: 1" in details
+    assert "Get:1" not in details  # another step's output
     assert [e.message for e in seen if e.kind is Kind.STEP] == ["RUN apt-get update -q", "RUN pip install -r requirements.txt"]
 
 
 def test_error_output_is_limited_to_the_tail() -> None:
     with pytest.raises(BuildError) as caught:
         list(parse_buildkit_progress(lines(FAILURE), tail=1))
-    assert "Collecting nosuchpkg" not in str(caught.value)
-    assert "No matching distribution found" in str(caught.value)
+    assert "Collecting nosuchpkg" not in caught.value.details
+    assert "No matching distribution found" in caught.value.details
+
+
+def test_a_step_that_explains_its_failure_leads_the_error_with_its_sentence() -> None:
+    text = (
+        "#7 [ 4/9] RUN uv python install 3.10\n"
+        "#7 1.20 error: Failed to download cpython-3.10\n"
+        "#7 1.21 r2env: could not install CPython 3.10: set --python-install-mirror.\n"
+        '#7 ERROR: process "/bin/bash -o pipefail -c uv python install 3.10" did not complete successfully: exit code: 1\n'
+    )
+    with pytest.raises(BuildError) as caught:
+        list(parse_buildkit_progress(lines(text)))
+    assert caught.value.message == "could not install CPython 3.10: set --python-install-mirror."
+    assert "Failed to download" in caught.value.details
 
 
 @pytest.mark.parametrize(
