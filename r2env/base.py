@@ -7,12 +7,14 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from r2env.engine import Engine
 from r2env.errors import BaseImageError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.interpreter import DEBIAN_PYTHON
+
+if TYPE_CHECKING:  # the engine (and docker) load only when something is built
+    from r2env.engine import Engine
 
 _DEBIAN = re.compile(r"^(?:docker\.io/)?(?:library/)?debian:(?P<suite>[a-z]+)$")
 

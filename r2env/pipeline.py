@@ -7,14 +7,13 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from r2env import __version__
 from r2env.base import dockerfile_bases, ensure_base
 from r2env.build_secrets import write_build_secrets
 from r2env.buildpack import load_buildpacks
 from r2env.config import Settings
-from r2env.engine import BuildRequest, Engine
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.inspect import inspect
 from r2env.plan import plan
@@ -23,6 +22,9 @@ from r2env.repo import DiskRepo
 from r2env.select import select
 from r2env.source import Checkout, fetch
 from r2env.spec import ImageSpec
+
+if TYPE_CHECKING:  # the engine (and docker) load only when something is built
+    from r2env.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Ite
         dockerfile = checkout.path / spec.dockerfile if spec.dockerfile else directory / "Dockerfile"
         if not spec.dockerfile:
             dockerfile.write_text(text, encoding="utf-8")
+        from r2env.engine import BuildRequest
+
         request = BuildRequest(
             context=checkout.path,
             dockerfile=dockerfile,
