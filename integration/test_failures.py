@@ -52,3 +52,10 @@ def test_a_python_no_base_provides_fails_with_one_sentence_when_it_cannot_be_dow
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("r2env: error: could not install CPython 3.10: the download of a standalone build failed.")
     assert "--python-install-mirror" in last and "python-3.11" in last
+
+
+def test_the_classic_builder_refuses_to_bake_a_ca_bundle_into_the_image(engine: docker.DockerClient) -> None:
+    result = r2env("build", str(EXAMPLES / "requirements"), "--builder", "classic", env={"SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"})
+    assert result.returncode == 5
+    assert "no BuildKit" in result.stderr and "docker buildx" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,425 @@
+#!/usr/bin/env python3
+"""Build speed and image size: r2env against a hand-written minimal Dockerfile, side by side.
+
+    python benchmarks/build_speed.py [--example requirements] [--runs 1] [--json FILE]
+
+For one example repository (copied to a temporary directory, so the notebook edit never touches the
+checkout) it measures, for both sides:
+
+* a cold build (BuildKit's layer cache and cache mounts pruned, both bench images removed first),
+* a no-op rebuild (nothing changed),
+* a rebuild after editing one notebook cell,
+* the size of the final image (`docker image inspect`, field Size),
+
+plus r2env's own overhead without building (`r2env plan --json`, `r2env dockerfile`, importing
+r2env.cli). It prints a table and checks the targets of the build-speed issue. It is a benchmark, not a
+test: a missed target still exits 0; a failed build exits 1.
+
+Caution: `docker builder prune -af` clears the build cache of the whole daemon, not only ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from r2env.plan import DEFAULT_SERVER
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOCKER = "/usr/bin/docker"  # Debian's 20.10 client: BuildKit via DOCKER_BUILDKIT=1 (the one first on PATH has none)
+HAND_IMAGE = "r2env-bench/hand"
+R2ENV_IMAGE = "r2env-bench/r2env"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+OVERHEAD_REPEATS = 5
+
+# Targets from the build-speed issue.
+COLD_RATIO_TARGET = 1.1
+SIZE_RATIO_TARGET = 1.1
+REBUILD_SLACK_SECONDS = 1.0
+OVERHEAD_TARGET_SECONDS = 1.0  # design.md: "r2env's own overhead ... well under a second"
+
+# The natural minimal Dockerfile for a requirements.txt repository with JupyterLab.
+#
+# Cache treatment, chosen to be the same as r2env's generated Dockerfile (`r2env dockerfile <repo>`):
+# BuildKit cache mounts for apt (/var/cache/apt, /var/lib/apt/lists) and for pip's download cache, so no
+# cache ends up in a layer and the sizes compare like for like. For the cold builds this makes no
+# difference to speed: `docker builder prune -af` empties cache mounts too. PIP_DISABLE_PIP_VERSION_CHECK
+# is set as r2env sets it (it skips one request to PyPI per pip run). The debootstrapped debian:bookworm
+# has no /etc/apt/apt.conf.d/docker-clean, so apt keeps its .debs in the cache mount without more ado.
+# The CA bundle of the TLS-inspecting proxy is a BuildKit secret, readable only while pip runs.
+HAND_DOCKERFILE = """\
+FROM debian:bookworm
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \\
+    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \\
+    apt-get update && \\
+    apt-get install -y --no-install-recommends python3 python3-venv ca-certificates
+RUN useradd --create-home --shell /bin/bash --uid 1000 jovyan && \\
+    install -d -o jovyan -g jovyan /srv/venv
+USER jovyan
+WORKDIR /home/jovyan
+ENV PATH=/srv/venv/bin:$PATH \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \\
+    PIP_CACHE_DIR=/tmp/pip-cache
+RUN python3 -m venv /srv/venv
+RUN --mount=type=secret,id=ca,mode=0444 \\
+    --mount=type=cache,target=/tmp/pip-cache,uid=1000,gid=1000 \\
+    PIP_CERT=/run/secrets/ca pip install {server}
+COPY --chown=jovyan:jovyan requirements*.txt ./
+RUN --mount=type=secret,id=ca,mode=0444 \\
+    --mount=type=cache,target=/tmp/pip-cache,uid=1000,gid=1000 \\
+    PIP_CERT=/run/secrets/ca pip install -r requirements.txt
+COPY --chown=jovyan:jovyan . .
+CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
+"""
+
+
+class BenchError(Exception):
+    pass
+
+
+@dataclass
+class Timed:
+    seconds: float
+    returncode: int
+    lines: list[tuple[float, str]] = field(default_factory=list)  # (seconds since start, line)
+
+    def text(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+
+def run_timed(argv: Sequence[str], env: dict[str, str] | None = None) -> Timed:
+    """Run a command, timing it with perf_counter and stamping every output line."""
+    lines: list[tuple[float, str]] = []
+    start = time.perf_counter()
+    process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append((time.perf_counter() - start, line.rstrip("\n")))
+    returncode = process.wait()
+    return Timed(time.perf_counter() - start, returncode, lines)
+
+
+def run_quiet(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise BenchError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result
+
+
+def median_time(argv: Sequence[str], repeats: int = OVERHEAD_REPEATS) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = subprocess.run(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+        times.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            raise BenchError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stderr}")
+    return statistics.median(times), times
+
+
+def r2env_command() -> list[str]:
+    """The real console script. Prefer the one beside this interpreter: on PATH there may be a pyenv shim,
+    which adds its own start-up time (measured separately)."""
+    beside = Path(sys.executable).parent / "r2env"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    found = shutil.which("r2env")
+    if not found:
+        raise BenchError("no r2env command found; install r2env (pip install -e .)")
+    return [found]
+
+
+# --- one side of the comparison -------------------------------------------------------------------
+
+@dataclass
+class Side:
+    name: str  # "hand" or "r2env"
+    image: str
+    cold: list[float] = field(default_factory=list)
+    noop: list[float] = field(default_factory=list)
+    edit: list[float] = field(default_factory=list)
+    size: list[int] = field(default_factory=list)
+    prebuild: list[float] = field(default_factory=list)  # r2env: time until it hands over to docker build
+    cached_steps: dict[str, list[int]] = field(default_factory=dict)
+    step_times: list[dict[str, float]] = field(default_factory=list)  # hand, cold: BuildKit's DONE times
+
+
+def reset_docker() -> None:
+    """Truly cold: no bench image and no BuildKit cache (layer cache and cache mounts) left."""
+    run_quiet([DOCKER, "image", "rm", "-f", HAND_IMAGE, R2ENV_IMAGE], check=False)
+    run_quiet([DOCKER, "builder", "prune", "-af"])
+
+
+def copy_example(example: Path, scratch: Path, label: str) -> Path:
+    destination = scratch / label / example.name
+    shutil.copytree(example, destination)
+    return destination
+
+
+def edit_notebook(repo: Path, run: int) -> None:
+    """Change the source text of the notebook's first code cell (the result stays the same)."""
+    path = repo / "analysis.ipynb"
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    cell = next(c for c in notebook["cells"] if c["cell_type"] == "code")
+    cell["source"] = ["# edited by benchmarks/build_speed.py, run %d\n" % run, "from helpers import parse_sum\n", "\n", 'parse_sum("3 + 2 + 1")']
+    path.write_text(json.dumps(notebook, indent=1) + "\n", encoding="utf-8")
+
+
+def image_size(image: str) -> int:
+    return int(run_quiet([DOCKER, "image", "inspect", "--format", "{{.Size}}", image]).stdout.strip())
+
+
+def build_argv(side: Side, repo: Path, dockerfile: Path, r2env: list[str]) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ)
+    if side.name == "hand":
+        env["DOCKER_BUILDKIT"] = "1"
+        argv = [DOCKER, "build", "--progress=plain", "--secret", f"id=ca,src={CA_BUNDLE}", "-t", side.image, "-f", str(dockerfile), str(repo)]
+        return argv, env
+    # r2env finds the CA bundle itself (SSL_CERT_FILE / PIP_CERT / REQUESTS_CA_BUNDLE) and passes it as a secret.
+    return [*r2env, "build", str(repo), "--image-name", side.image], env
+
+
+_HAND_CACHED = re.compile(r"^#\d+ CACHED$")
+_HAND_STEP = re.compile(r"^#(\d+) \[(?:[\w-]+ )?\s*(\d+)/(\d+)\] (.*)$")
+_HAND_DONE = re.compile(r"^#(\d+) DONE (\d+\.\d+)s$")
+_R2ENV_HANDOVER = re.compile(r"^\[build\] building ")
+
+
+def cached_count(side: Side, timed: Timed) -> int:
+    if side.name == "hand":
+        return sum(1 for _, line in timed.lines if _HAND_CACHED.match(line))
+    return sum(1 for _, line in timed.lines if line.strip() == "(cached)")
+
+
+def hand_step_times(timed: Timed) -> dict[str, float]:
+    names: dict[str, str] = {}
+    times: dict[str, float] = {}
+    for _, line in timed.lines:
+        if match := _HAND_STEP.match(line):
+            names[match.group(1)] = f"[{match.group(2)}/{match.group(3)}] {match.group(4)}"
+        elif (match := _HAND_DONE.match(line)) and match.group(1) in names:
+            times[names[match.group(1)]] = float(match.group(2))
+    return times
+
+
+def build(side: Side, kind: str, repo: Path, dockerfile: Path, r2env: list[str], log_dir: Path, run: int) -> float:
+    argv, env = build_argv(side, repo, dockerfile, r2env)
+    print(f"  {side.name:5} {kind:5} build ...", end="", flush=True)
+    timed = run_timed(argv, env)
+    log = log_dir / f"run{run}-{side.name}-{kind}.log"
+    log.write_text(f"$ {' '.join(argv)}\n" + "\n".join(f"{t:8.3f} {line}" for t, line in timed.lines) + "\n", encoding="utf-8")
+    if timed.returncode != 0:
+        tail = "\n".join(line for _, line in timed.lines[-30:])
+        raise BenchError(f"{side.name} {kind} build failed ({timed.returncode}); log: {log}\n{tail}")
+    cached = cached_count(side, timed)
+    side.cached_steps.setdefault(kind, []).append(cached)
+    extra = ""
+    if side.name == "r2env":
+        handover = next((t for t, line in timed.lines if _R2ENV_HANDOVER.match(line)), None)
+        if handover is not None:
+            side.prebuild.append(handover)
+            extra = f", {handover:.2f} s before docker build"
+    elif kind == "cold":
+        side.step_times.append(hand_step_times(timed))
+    print(f" {timed.seconds:7.2f} s ({cached} cached steps{extra})", flush=True)
+    if kind == "cold" and cached:
+        print(f"  warning: the cold {side.name} build reused {cached} cached steps; see {log}", flush=True)
+    return timed.seconds
+
+
+def measure_side(side: Side, example: Path, scratch: Path, r2env: list[str], log_dir: Path, run: int) -> None:
+    repo = copy_example(example, scratch, f"run{run}-{side.name}")
+    dockerfile = scratch / f"run{run}-{side.name}" / "Dockerfile.hand"
+    dockerfile.write_text(HAND_DOCKERFILE.format(server=DEFAULT_SERVER), encoding="utf-8")
+    reset_docker()
+    side.cold.append(build(side, "cold", repo, dockerfile, r2env, log_dir, run))
+    side.noop.append(build(side, "noop", repo, dockerfile, r2env, log_dir, run))
+    edit_notebook(repo, run)
+    side.edit.append(build(side, "edit", repo, dockerfile, r2env, log_dir, run))
+    side.size.append(image_size(side.image))
+
+
+def smoke_test(side: Side) -> str:
+    """Not timed: the image has the server and both pins, so the comparison is like for like."""
+    check = "jupyter lab --version && python -c 'import pyparsing, iniconfig; print(pyparsing.__version__, iniconfig.__file__)'"
+    result = run_quiet([DOCKER, "run", "--rm", side.image, "bash", "-c", check], check=False)
+    return "ok" if result.returncode == 0 else f"FAILED: {(result.stdout + result.stderr).strip()[-300:]}"
+
+
+# --- overhead without building -------------------------------------------------------------------
+
+def measure_overhead(example_copy: Path, r2env: list[str]) -> dict[str, dict[str, Any]]:
+    figures: dict[str, dict[str, Any]] = {}
+    commands = {
+        "r2env plan --json": [*r2env, "plan", str(example_copy), "--json"],
+        "r2env dockerfile": [*r2env, "dockerfile", str(example_copy)],
+        "python -c 'import r2env.cli'": [sys.executable, "-c", "import r2env.cli"],
+        "python -c 'pass' (baseline)": [sys.executable, "-c", "pass"],
+        "r2env --version": [*r2env, "--version"],
+    }
+    shim = shutil.which("r2env")
+    if shim and Path(shim).resolve() != Path(r2env[0]).resolve():
+        commands[f"r2env --version via PATH ({shim})"] = [shim, "--version"]
+    for label, argv in commands.items():
+        median, times = median_time(argv)
+        figures[label] = {"median_s": median, "runs_s": times}
+    return figures
+
+
+# --- report --------------------------------------------------------------------------------------
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report(hand: Side, r2env: Side, overhead: dict[str, dict[str, Any]], smoke: dict[str, str]) -> dict[str, Any]:
+    rows = [
+        ("cold build (s)", _median(hand.cold), _median(r2env.cold), 1.0),
+        ("no-op rebuild (s)", _median(hand.noop), _median(r2env.noop), 1.0),
+        ("notebook-edit rebuild (s)", _median(hand.edit), _median(r2env.edit), 1.0),
+        ("image size (MB)", _median(hand.size) / 1e6, _median(r2env.size) / 1e6, 1.0),
+    ]
+    print()
+    header = f"{'measurement':28} | {'hand-written':>12} | {'r2env':>10} | {'ratio r2env/hand':>16} | {'difference':>12}"
+    print(header)
+    print("-" * len(header))
+    for label, hand_value, r2env_value, _ in rows:
+        unit = " MB" if "MB" in label else " s"
+        print(f"{label:28} | {hand_value:12.2f} | {r2env_value:10.2f} | {r2env_value / hand_value:16.2f} | {r2env_value - hand_value:+10.2f}{unit}")
+    print()
+    print("r2env overhead without building (median of %d):" % OVERHEAD_REPEATS)
+    for label, figure in overhead.items():
+        print(f"  {label:60} {figure['median_s']:6.3f} s")
+    if r2env.prebuild:
+        print(f"  {'r2env build: start until it hands over to docker build':60} {_median(r2env.prebuild):6.3f} s (median over all r2env builds)")
+    print()
+    cold_ratio = _median(r2env.cold) / _median(hand.cold)
+    size_ratio = _median(r2env.size) / _median(hand.size)
+    noop_diff = _median(r2env.noop) - _median(hand.noop)
+    edit_diff = _median(r2env.edit) - _median(hand.edit)
+    dockerfile_overhead = overhead["r2env dockerfile"]["median_s"]
+    targets = [
+        ("cold build ratio", f"<= {COLD_RATIO_TARGET}", cold_ratio, cold_ratio <= COLD_RATIO_TARGET),
+        ("image size ratio", f"<= {SIZE_RATIO_TARGET}", size_ratio, size_ratio <= SIZE_RATIO_TARGET),
+        ("no-op rebuild, r2env - hand (s)", f"<= {REBUILD_SLACK_SECONDS}", noop_diff, noop_diff <= REBUILD_SLACK_SECONDS),
+        ("notebook-edit rebuild, r2env - hand (s)", f"<= {REBUILD_SLACK_SECONDS}", edit_diff, edit_diff <= REBUILD_SLACK_SECONDS),
+        ("(design.md) r2env dockerfile overhead (s)", f"< {OVERHEAD_TARGET_SECONDS}", dockerfile_overhead, dockerfile_overhead < OVERHEAD_TARGET_SECONDS),
+    ]
+    print("targets:")
+    for label, goal, value, met in targets:
+        print(f"  {'PASS' if met else 'MISS'}  {label:42} {goal:>7}   measured {value:.2f}")
+    for name, result in smoke.items():
+        print(f"smoke test ({name} image: jupyter lab --version, import the pins): {result}")
+    if hand.step_times:
+        print()
+        print("hand-written cold build, BuildKit step times (run 1):")
+        for step, seconds in sorted(hand.step_times[0].items(), key=lambda item: -item[1])[:6]:
+            print(f"  {seconds:7.2f} s  {step[:110]}")
+    return {
+        "rows": {label: {"hand": h, "r2env": r, "ratio": r / h, "difference": r - h} for label, h, r, _ in rows},
+        "targets": {label: {"goal": goal, "measured": value, "met": met} for label, goal, value, met in targets},
+    }
+
+
+def side_json(side: Side) -> dict[str, Any]:
+    return {
+        "image": side.image,
+        "cold_s": side.cold,
+        "noop_s": side.noop,
+        "notebook_edit_s": side.edit,
+        "size_bytes": side.size,
+        "cached_steps": side.cached_steps,
+        **({"seconds_before_docker_build": side.prebuild} if side.prebuild else {}),
+        **({"cold_step_times_s": side.step_times} if side.step_times else {}),
+    }
+
+
+def resolve_example(name: str) -> Path:
+    candidate = Path(name)
+    if not candidate.is_dir():
+        candidate = REPO_ROOT / name
+    if not candidate.is_dir():
+        candidate = REPO_ROOT / "examples" / name
+    if not candidate.is_dir():
+        raise BenchError(f"{name}: no such example (give a name under examples/ or a path)")
+    for needed in ("requirements.txt", "analysis.ipynb"):
+        if not (candidate / needed).is_file():
+            raise BenchError(f"{candidate}: has no {needed}; the hand-written Dockerfile and the notebook edit need one")
+    return candidate.resolve()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--example", default="requirements", help="example under examples/ (or a path); default requirements")
+    parser.add_argument("--runs", type=int, default=1, help="cold/no-op/edit sequences per side; medians are reported")
+    parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
+    parser.add_argument("--log-dir", metavar="DIR", help="keep the build logs here (default: a new temporary directory)")
+    arguments = parser.parse_args(argv)
+    if arguments.runs < 1:
+        parser.error("--runs must be at least 1")
+    try:
+        example = resolve_example(arguments.example)
+        r2env = r2env_command()
+        if not Path(CA_BUNDLE).is_file():
+            raise BenchError(f"{CA_BUNDLE} is missing; the hand-written build passes it to pip as a secret")
+        run_quiet([DOCKER, "image", "inspect", "debian:bookworm"])
+    except BenchError as error:
+        print(f"build_speed: {error}", file=sys.stderr)
+        return 1
+    log_dir = Path(arguments.log_dir or tempfile.mkdtemp(prefix="r2env-bench-logs-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    hand = Side("hand", HAND_IMAGE)
+    r2env_side = Side("r2env", R2ENV_IMAGE)
+    started = datetime.datetime.now().astimezone()
+    print(f"example {example}, {arguments.runs} run(s), server {DEFAULT_SERVER}, r2env {' '.join(r2env)}, logs in {log_dir}")
+    with tempfile.TemporaryDirectory(prefix="r2env-bench-") as scratch_name:
+        scratch = Path(scratch_name)
+        try:
+            overhead = measure_overhead(copy_example(example, scratch, "overhead"), r2env)
+            for run in range(1, arguments.runs + 1):
+                # Alternate which side goes first, so neither always runs on a warmer machine.
+                order = (hand, r2env_side) if run % 2 else (r2env_side, hand)
+                print(f"run {run}: {order[0].name} first")
+                for side in order:
+                    measure_side(side, example, scratch, r2env, log_dir, run)
+            smoke = {side.name: smoke_test(side) for side in (hand, r2env_side)}
+        except BenchError as error:
+            print(f"\nbuild_speed: {error}", file=sys.stderr)
+            return 1
+    summary = report(hand, r2env_side, overhead, smoke)
+    (log_dir / "Dockerfile.hand").write_text(HAND_DOCKERFILE.format(server=DEFAULT_SERVER), encoding="utf-8")
+    print(f"\nlogs and the hand-written Dockerfile: {log_dir}")
+    if arguments.json:
+        figures = {
+            "date": started.isoformat(timespec="seconds"),
+            "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "docker": run_quiet([DOCKER, "version", "--format", "{{.Server.Version}}"]).stdout.strip()},
+            "example": str(example),
+            "runs": arguments.runs,
+            "server": DEFAULT_SERVER,
+            "hand": side_json(hand),
+            "r2env": side_json(r2env_side),
+            "overhead": overhead,
+            "smoke_test": smoke,
+            **summary,
+            "hand_dockerfile": HAND_DOCKERFILE.format(server=DEFAULT_SERVER),
+        }
+        Path(arguments.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(f"figures written to {arguments.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
