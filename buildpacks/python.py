@@ -45,7 +45,7 @@ def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
     names = [r for f in facts.requirements for r in f.requirements]
     declared = tuple(names) + (facts.pyproject.dependencies if facts.pyproject else ())
     steps = python_foundation(context, "python", declared)
-    steps += requirements_steps(facts.requirements, context.repo_dir, "python")
+    steps += requirements_steps(facts.requirements, "python")
     steps += _package_steps(facts)
     return Contribution(steps=steps, packages=(("python", declared),) if declared else ())
 

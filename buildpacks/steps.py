@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import posixpath
 import shlex
 from typing import Iterable
 
@@ -18,6 +17,7 @@ _SYSTEM_PACKAGES = ("ca-certificates",)
 
 
 def apt_install(packages: Iterable[str], buildpack: str, description: str) -> Step:
+    # fetches: apt honours the proxy settings the build secrets carry.
     names = " ".join(shlex.quote(p) for p in packages)
     return Step(
         kind="run",
@@ -25,6 +25,7 @@ def apt_install(packages: Iterable[str], buildpack: str, description: str) -> St
         buildpack=buildpack,
         description=description,
         script=f"apt-get update -q && apt-get install -y -q --no-install-recommends {names}",
+        fetches=True,
         caches=("apt",),
     )
 
@@ -88,9 +89,8 @@ def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
     )
 
 
-def pip_install(
-    arguments: str, stage: Stage, buildpack: str, description: str, workdir: str = ""
-) -> Step:
+def pip_install(arguments: str, stage: Stage, buildpack: str, description: str) -> Step:
+    """pip runs in the repository's root, as in repo2docker: `-e .` means the repository wherever the file is."""
     return Step(
         kind="run",
         stage=stage,
@@ -100,7 +100,6 @@ def pip_install(
         user="user",
         fetches=True,
         caches=("pip",),
-        workdir=workdir,
     )
 
 
@@ -132,26 +131,25 @@ def copy_files(paths: Iterable[str], buildpack: str) -> tuple[Step, ...]:
     return (Step(kind="copy", stage=Stage.DEPENDENCY_FILES, buildpack=buildpack, description="copy dependency files", inputs=inputs),)
 
 
-def requirements_steps(files: tuple[RequirementsFile, ...], repo_dir: str, buildpack: str) -> tuple[Step, ...]:
+def requirements_steps(files: tuple[RequirementsFile, ...], buildpack: str) -> tuple[Step, ...]:
     """Install requirements.txt (and its includes). Local references (-e .) need the repository, so they
     are installed after it is copied, while everything else is installed before (so code edits reinstall nothing)."""
     if not files:
         return ()
     main = files[0]
-    workdir = posixpath.dirname(main.path)
-    name = shlex.quote(posixpath.basename(main.path))
+    name = shlex.quote(main.path)
     inputs = [path for f in files for path in (f.path, *f.constraints)]
     if not any(f.local_references for f in files):
         return copy_files(inputs, buildpack) + (
-            pip_install(f"-r {name}", Stage.DEPENDENCIES, buildpack, f"install {main.path}", workdir),
+            pip_install(f"-r {name}", Stage.DEPENDENCIES, buildpack, f"install {main.path}"),
         )
     steps: list[Step] = []
     named = [r for f in files for r in f.requirements]
     if named:
-        constraints = [a for f in files for c in f.constraints for a in ("-c", posixpath.join(repo_dir, c))]
+        constraints = [a for f in files for c in f.constraints for a in ("-c", c)]
         options = [o for f in files for o in f.options]
         arguments = " ".join(shlex.quote(a) for a in [*options, *constraints, *named])
         steps += copy_files(inputs, buildpack)
-        steps.append(pip_install(arguments, Stage.DEPENDENCIES, buildpack, f"install the packages named in {main.path}", workdir))
-    steps.append(pip_install(f"-r {name}", Stage.REPO, buildpack, f"install {main.path} (local references)", workdir))
+        steps.append(pip_install(arguments, Stage.DEPENDENCIES, buildpack, f"install the packages named in {main.path}"))
+    steps.append(pip_install(f"-r {name}", Stage.REPO, buildpack, f"install {main.path} (local references)"))
     return tuple(steps)

@@ -57,5 +57,5 @@ def test_a_python_no_base_provides_fails_with_one_sentence_when_it_cannot_be_dow
 def test_the_classic_builder_refuses_to_bake_a_ca_bundle_into_the_image(engine: docker.DockerClient) -> None:
     result = r2env("build", str(EXAMPLES / "requirements"), "--builder", "classic", env={"SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"})
     assert result.returncode == 5
-    assert "no BuildKit" in result.stderr and "docker buildx" in result.stderr
+    assert "the classic builder cannot pass build secrets" in result.stderr and "docker-buildx" in result.stderr
     assert "Traceback" not in result.stderr

@@ -13,7 +13,7 @@ from r2env.errors import UsageError
 from r2env.render import SECRET_CA, SECRET_ENV
 
 _CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE")
-_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy")
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy")
 _IN_BUILD_CA = "/run/secrets/" + SECRET_CA
 
 
@@ -61,7 +61,7 @@ def write_build_secrets(settings: FetchSettings, host_env: Mapping[str, str], di
         secrets[SECRET_CA].write_text(bundle, encoding="utf-8")
         for variable in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"):
             exports[variable] = _IN_BUILD_CA
-    for variable in _PROXY_VARIABLES:
+    for variable in PROXY_VARIABLES:
         if host_env.get(variable):
             exports[variable] = host_env[variable]
     if settings.index_url:

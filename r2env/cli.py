@@ -17,6 +17,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    # --config is accepted after the command too; SUPPRESS keeps a value given before it.
+    parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="traitlets config file (default: ./r2env_config.py)")
     traits = cli_traits()
     group = parser.add_argument_group("options (also settable as c.R2env.<name> in r2env_config.py)")
     for flag in names:
@@ -91,6 +93,8 @@ def _run(arguments: argparse.Namespace) -> int:
     settings = _settings(arguments)
     if arguments.command == "build":
         image = ""
+        # A failed step's last lines are repeated with the error on stderr, so the error stands on its own
+        # where stdout (the streamed log) goes elsewhere, e.g. a CI log file.
         for event in pipeline.build(arguments.source, settings, _connect(settings)):
             if event.kind is Kind.RESULT:
                 image = event.message
@@ -100,7 +104,7 @@ def _run(arguments: argparse.Namespace) -> int:
         return 0
     planned = pipeline.plan_source(arguments.source, settings)
     if arguments.command == "dockerfile":
-        sys.stdout.write(pipeline.dockerfile_text(planned))
+        sys.stdout.write(pipeline.dockerfile_text(planned, buildkit=settings.builder != "classic"))
     elif arguments.json:
         print(planned.spec.to_json())
     else:

@@ -206,9 +206,10 @@ class DockerEngine:
     def _build_classic(self, request: BuildRequest) -> Iterator[BuildEvent]:
         if request.secrets:
             raise BuildError(
-                "this Docker setup has no BuildKit, which r2env needs to pass the CA bundle and package index settings "
-                "without leaving them in the image",
-                "install the docker buildx plugin (docker-buildx), or build without --extra-ca-certs/--index-url",
+                "the classic builder cannot pass build secrets (a CA bundle from --extra-ca-certs, SSL_CERT_FILE, PIP_CERT "
+                "or REQUESTS_CA_BUNDLE; proxy settings; --index-url) without leaving them in the image",
+                "build with BuildKit (the default; a docker CLI with the buildx plugin, docker-buildx, provides it), "
+                "or unset those settings",
             )
         try:
             stream = self._client.api.build(

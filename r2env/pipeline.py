@@ -7,11 +7,11 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 from r2env import __version__
 from r2env.base import dockerfile_bases, ensure_base
-from r2env.build_secrets import write_build_secrets
+from r2env.build_secrets import PROXY_VARIABLES, write_build_secrets
 from r2env.buildpack import load_buildpacks
 from r2env.config import Settings
 from r2env.events import BuildEvent, Kind, Phase
@@ -61,6 +61,12 @@ def build_labels(planned: Planned) -> dict[str, str]:
     }
 
 
+def proxy_build_args(host_env: Mapping[str, str]) -> dict[str, str]:
+    """A repository's own Dockerfile gets the host's proxies as Docker's predefined proxy build args, which
+    are kept out of `docker history` (https://docs.docker.com/reference/dockerfile/#predefined-args)."""
+    return {name: host_env[name] for name in PROXY_VARIABLES if host_env.get(name)}
+
+
 def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Iterator[BuildEvent]:
     yield BuildEvent(Phase.FETCH, Kind.INFO, f"fetching {source}" + (f" at {settings.ref}" if settings.ref else ""))
     planned = plan_source(source, settings)
@@ -91,7 +97,7 @@ def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Ite
             dockerfile=dockerfile,
             tag=image,
             labels=build_labels(planned),
-            build_args=dict(spec.build_args),
+            build_args={**dict(spec.build_args), **(proxy_build_args(os.environ) if spec.dockerfile else {})},
             secrets=secrets,
             no_cache=settings.no_cache,
         )

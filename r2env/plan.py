@@ -10,7 +10,7 @@ from r2env.inspect import RepoFacts
 from r2env.interpreter import DEBIAN_PYTHON, choose_interpreter
 from r2env.render import ENTRYPOINT
 from r2env.select import Selection
-from r2env.spec import ImageSpec
+from r2env.spec import ImageSpec, Interpreter
 
 ENV_PREFIX = "/srv/venv"
 # JupyterLab as the notebook server; the lock issue pins its whole closure.
@@ -74,8 +74,11 @@ def plan(facts: RepoFacts, selection: Selection, options: PlanOptions = PlanOpti
         )
     default_suite = options.base_suite if options.base_suite in DEBIAN_PYTHON else "bookworm"
     interpreter, suite = choose_interpreter(facts.python, default_suite)
-    if options.base_image:
+    if options.base_image and suite != options.base_suite:
+        # A chosen base keeps its suite: a Python its suite does not ship comes from a standalone build.
         suite = options.base_suite
+        reason = f"{interpreter.reason}; the base image {options.base_image} is Debian {suite}"
+        interpreter = Interpreter(interpreter.version, "uv", reason)
     context = PlanContext(
         user_name=options.user_name,
         user_id=options.user_id,

@@ -67,8 +67,6 @@ def _mounts(step: Step, spec: ImageSpec, options: RenderOptions) -> list[str]:
 
 def _script(step: Step, spec: ImageSpec, options: RenderOptions) -> str:
     script = step.script
-    if step.workdir:
-        script = f"cd {shlex.quote(spec.repo_dir + '/' + step.workdir)} && {script}"
     if "pip" in step.caches:
         script = (f"export PIP_CACHE_DIR={_PIP_CACHE} && " if options.buildkit else "export PIP_NO_CACHE_DIR=1 && ") + script
     if "apt" in step.caches:

@@ -40,7 +40,6 @@ class Step:
     env: tuple[tuple[str, str], ...] = ()  # for kind "env"
     fetches: bool = False
     caches: tuple[Cache, ...] = ()
-    workdir: str = ""  # repo-relative directory a "run" step starts in ("" = the image's default)
 
 
 @dataclass(frozen=True)

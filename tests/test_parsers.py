@@ -231,6 +231,7 @@ def test_pipfile_lock_gives_sorted_hash_pinned_lines() -> None:
     }
     assert parse_pipfile_lock(json.dumps(lock), "Pipfile.lock") == (
         "iniconfig==2.0.0 --hash=sha256:cc",
+        "pytest==8.0.0 --hash=sha256:dd",  # develop packages too, as `pipenv install --dev`
         "termcolor==2.4.0; python_version >= '3.8' --hash=sha256:aa --hash=sha256:bb",
     )
 

@@ -148,3 +148,26 @@ def test_constraints_are_not_installed_as_packages() -> None:
     })
     installs = [s.script for s in spec.steps if s.kind == "run" and "pip install" in s.script]
     assert not any("numpy" in script and "-c" not in script for script in installs), installs
+
+
+def test_pip_runs_from_the_repository_root_so_dash_e_dot_in_binder_means_the_repository() -> None:
+    # repo2docker runs `pip install -r binder/requirements.txt` from the repository root: `-e .` is the repository.
+    spec = memory_plan({"binder/requirements.txt": "-e .\n", "setup.py": "", "mypkg/__init__.py": ""})
+    installs = [s for s in spec.steps if s.kind == "run" and "pip install -r" in s.script]
+    assert [(s.stage, s.script) for s in installs] == [(Stage.REPO, "pip install -r binder/requirements.txt")]
+    assert "cd " not in render_dockerfile(spec)
+
+
+def test_a_chosen_base_image_keeps_its_suite_and_other_pythons_come_from_standalone_builds() -> None:
+    options = PlanOptions(base_image="example.org/base:1", base_suite="bookworm")
+    spec = memory_plan({"runtime.txt": "python-3.13\n"}, options)
+    assert (spec.base_image, spec.suite) == ("example.org/base:1", "bookworm")
+    assert spec.interpreter is not None and (spec.interpreter.version, spec.interpreter.source) == ("3.13", "uv")
+    matching = memory_plan({"runtime.txt": "python-3.11\n"}, options)
+    assert matching.interpreter is not None and matching.interpreter.source == "debian"
+
+
+def test_package_downloads_in_apt_steps_get_the_build_settings() -> None:
+    spec = memory_plan({"apt.txt": "jq\n"})
+    apt_steps = [s for s in spec.steps if "apt-get install" in s.script]
+    assert apt_steps and all(s.fetches for s in apt_steps)

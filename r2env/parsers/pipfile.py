@@ -45,15 +45,18 @@ def _checked(requirement: str, path: str) -> str:
 
 def parse_pipfile(text: str, path: str) -> Pipfile:
     data = load_toml(text, path)
-    packages = data.get("packages", {})
-    if not isinstance(packages, dict):
-        raise SpecError(f"{path}: [packages] must be a table", "see pipenv's Pipfile format")
-    requirements = tuple(_checked(_requirement(name, value, path), path) for name, value in packages.items())
+    requirements: list[str] = []
+    # repo2docker installs dev-packages too (pipenv install --dev): notebooks often need them.
+    for section in ("packages", "dev-packages"):
+        packages = data.get(section, {})
+        if not isinstance(packages, dict):
+            raise SpecError(f"{path}: [{section}] must be a table", "see pipenv's Pipfile format")
+        requirements += [_checked(_requirement(name, value, path), path) for name, value in packages.items()]
     python_version = data.get("requires", {}).get("python_version", "")
     if not isinstance(python_version, str):
         # TOML reads python_version = 3.10 as the float 3.1.
         raise SpecError(f"{path}: [requires] python_version must be a string", 'write it quoted, e.g. python_version = "3.10"')
-    return Pipfile(requirements, python_version)
+    return Pipfile(tuple(requirements), python_version)
 
 
 def parse_pipfile_lock(text: str, path: str) -> tuple[str, ...]:
@@ -63,11 +66,14 @@ def parse_pipfile_lock(text: str, path: str) -> tuple[str, ...]:
     except json.JSONDecodeError as error:
         raise SpecError(f"{path}: invalid JSON: {error}", "regenerate it with 'pipenv lock'") from None
     default = data.get("default") if isinstance(data, dict) else None
-    if not isinstance(default, dict):
+    develop = data.get("develop", {}) if isinstance(data, dict) else None
+    if not isinstance(default, dict) or not isinstance(develop, dict):
         raise SpecError(f"{path}: no 'default' section", "regenerate it with 'pipenv lock'")
+    # Like `pipenv install --dev`: the develop section too; a package in both is pinned by `default`.
+    entries = {**develop, **default}
     lines: list[str] = []
-    for name in sorted(default):
-        entry = default[name]
+    for name in sorted(entries):
+        entry = entries[name]
         if not isinstance(entry, dict):
             raise SpecError(f"{path}: entry {name!r} is not a table", "regenerate it with 'pipenv lock'")
         version, hashes = entry.get("version"), entry.get("hashes")

@@ -16,11 +16,11 @@ ENV DEBIAN_FRONTEND="noninteractive" \
     PATH="/srv/venv/bin:/home/jovyan/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # [system] python: install system packages
-RUN --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates python3 python3-venv
+RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates python3 python3-venv
 # [system] python: create user jovyan (1000)
 RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/venv /home/jovyan
 # [system] apt: install binder/apt.txt packages
-RUN --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends jq tree
+RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends jq tree
 # [system] r2env's entrypoint: runs the repository's start script around every command
 RUN printf '%b\n' '#!/bin/sh\n# Written by r2env: runs the repository'"'"'s start script (if any) around every command.\nif [ -n "${R2ENV_START:-}" ] && [ -f "$R2ENV_START" ]; then exec "$R2ENV_START" "$@"; fi\nexec "$@"' > /usr/local/bin/r2env-entrypoint && chmod 0755 /usr/local/bin/r2env-entrypoint
 WORKDIR /home/jovyan
@@ -32,7 +32,7 @@ RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,m
 # [dependency_files] python: copy dependency files
 COPY --chown=1000:1000 ["binder/requirements.txt", "/home/jovyan/binder/requirements.txt"]
 # [dependencies] python: install binder/requirements.txt
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && cd /home/jovyan/binder && pip install -r requirements.txt
+RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install -r binder/requirements.txt
 # [repo] the repository's contents
 COPY --chown=1000:1000 . /home/jovyan/
 # [repo] start: run start on every container start

@@ -1,0 +1,329 @@
+"""The documentation stays true: its r2env commands parse (and the plan/dockerfile ones run), its option
+and exit-code tables match the code, its links resolve, and the README's test command is the one CI runs."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from r2env import errors
+from r2env.buildpack import ENTRY_POINT_GROUP, Buildpack, load_buildpacks
+from r2env.cli import EXIT_INTERRUPTED, _parser, main
+from r2env.config import cli_traits
+from r2env.inspect import inspect
+from r2env.plan import plan
+from r2env.repo import DiskRepo
+from r2env.select import select
+from r2env.spec import Stage
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+MARKDOWN = [README, *DOCS]
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+USER_GUIDE = ROOT / "docs" / "user-guide.md"
+
+SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console"}
+SEPARATORS = {"&&", "||", "|", ";", "&", "(", ")"}
+PLACEHOLDER = re.compile(r"^[A-Z][A-Z_]{2,}$|[<>…]|\.\.\.")
+ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+@dataclass(frozen=True)
+class Block:
+    path: Path
+    line: int  # of the opening fence
+    language: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Command:
+    path: Path
+    line: int
+    words: tuple[str, ...]  # starts with "r2env"
+
+    def __str__(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}: {shlex.join(self.words)}"
+
+
+def fenced_blocks(path: Path) -> list[Block]:
+    blocks: list[Block] = []
+    fence = ""
+    language = ""
+    start = 0
+    body: list[str] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        stripped = line.strip()
+        if not fence:
+            match = re.match(r"^(`{3,}|~{3,})\s*([\w+-]*)", stripped)
+            if match:
+                fence, language, start, body = match.group(1), match.group(2).lower(), number, []
+        elif stripped.startswith(fence) and not stripped[len(fence):].strip():
+            blocks.append(Block(path, start, language, "\n".join(body)))
+            fence = ""
+        else:
+            body.append(line)
+    assert not fence, f"{path.relative_to(ROOT)}:{start}: unclosed code fence"
+    return blocks
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """Join backslash continuations; strip a leading `$ ` prompt."""
+    lines: list[tuple[int, str]] = []
+    pending, first = "", 0
+    for offset, raw in enumerate(text.splitlines(), start=1):
+        if not pending:
+            first = offset
+            raw = re.sub(r"^\s*\$\s+", "", raw)
+        if raw.rstrip().endswith("\\"):
+            pending += raw.rstrip()[:-1] + " "
+            continue
+        lines.append((first, pending + raw))
+        pending = ""
+    if pending:
+        lines.append((first, pending))
+    return lines
+
+
+def _shell_words(line: str) -> list[str]:
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True  # keep words like URLs whole; operators are still split off
+    return list(lexer)
+
+
+def _without_environment(words: list[str]) -> list[str]:
+    """Drop `VAR=value` prefixes and an `env [-u NAME]... [VAR=value]...` wrapper."""
+    words = list(words)
+    if words and words[0] == "env":
+        words.pop(0)
+        while words and (words[0].startswith("-") or ENV_ASSIGNMENT.match(words[0])):
+            option = words.pop(0)
+            if option in ("-u", "--unset") and words:
+                words.pop(0)
+    while words and ENV_ASSIGNMENT.match(words[0]):
+        words.pop(0)
+    return words
+
+
+def r2env_commands(path: Path) -> list[Command]:
+    """Every `r2env …` command in the file's shell code blocks, also after `&&`, `|`, `;` or VAR=value."""
+    found: list[Command] = []
+    for block in fenced_blocks(path):
+        if block.language not in SHELL_LANGUAGES:
+            continue
+        for offset, line in _logical_lines(block.text):
+            if "r2env" not in line:
+                continue
+            try:
+                words = _shell_words(line)
+            except ValueError:
+                continue  # not shell (e.g. sample output with an apostrophe)
+            segment: list[str] = []
+            for word in [*words, ";"]:
+                if word in SEPARATORS:
+                    segment = _without_environment(segment)
+                    if segment and segment[0] == "r2env":
+                        found.append(Command(path, block.line + offset, tuple(segment)))
+                    segment = []
+                else:
+                    segment.append(word)
+    return found
+
+
+COMMANDS = [command for path in MARKDOWN for command in r2env_commands(path)]
+RUNNABLE = [
+    command
+    for command in COMMANDS
+    if len(command.words) > 1
+    and command.words[1] in ("plan", "dockerfile")
+    and any(word.startswith("examples/") for word in command.words)
+    and not {"--help", "-h"} & set(command.words)
+]
+
+
+def test_the_docs_show_r2env_commands() -> None:
+    documented = {path.name for path in (c.path for c in COMMANDS)}
+    assert {"README.md", "index.md", "user-guide.md", "configuration.md"} <= documented
+    assert len(RUNNABLE) >= 5
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=str)
+def test_documented_command_is_concrete_and_parses(command: Command, capsys: pytest.CaptureFixture[str]) -> None:
+    placeholders = [word for word in command.words if PLACEHOLDER.search(word)]
+    assert not placeholders, f"{command}: write a concrete value instead of {placeholders}"
+    arguments = list(command.words[1:])
+    if {"--help", "-h", "--version"} & set(arguments):
+        with pytest.raises(SystemExit) as exited:
+            _parser().parse_args(arguments)
+        assert exited.value.code == 0, f"{command}: {capsys.readouterr().err}"
+        return
+    try:
+        _parser().parse_args(arguments)
+    except SystemExit as exited:
+        pytest.fail(f"{command}: the CLI rejects it (exit {exited.code}): {capsys.readouterr().err.strip()}")
+
+
+@pytest.mark.parametrize("command", RUNNABLE, ids=str)
+def test_documented_plan_and_dockerfile_commands_run(
+    command: Command, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./r2env_config.py from wherever pytest runs
+    arguments = [str(ROOT / word) if word.startswith("examples/") else word for word in command.words[1:]]
+    code = main(arguments)
+    captured = capsys.readouterr()
+    assert code == 0, f"{command}: exit {code}: {captured.err.strip()}"
+    assert captured.out.strip()
+
+
+# --- options and exit codes ------------------------------------------------------------------------
+
+
+def _section(path: Path, heading: str) -> str:
+    text = path.read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert match, f"{path.relative_to(ROOT)} has no '## {heading}' section"
+    return match.group(1)
+
+
+def _subcommand(name: str) -> argparse.ArgumentParser:
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = commands.choices[name]
+    assert isinstance(parser, argparse.ArgumentParser)
+    return parser
+
+
+def _long_flags(parser: argparse.ArgumentParser) -> set[str]:
+    # --config names the file the options come from; configuration.md documents it beside the table.
+    return {flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")} - {"--help", "--config"}
+
+
+def _documented_options() -> dict[str, str]:
+    """{flag: config trait name} from the table in configuration.md's Options section."""
+    rows = re.findall(r"^\|\s*`(--[a-z][a-z-]*)`\s*\|\s*`c\.R2env\.(\w+)`", _section(CONFIGURATION, "Options"), re.MULTILINE)
+    return dict(rows)
+
+
+def test_configuration_lists_exactly_the_build_options() -> None:
+    documented = _documented_options()
+    flags = _long_flags(_subcommand("build"))
+    assert sorted(set(documented) - flags) == [], "documented in docs/configuration.md but not in `r2env build --help`"
+    assert sorted(flags - set(documented)) == [], "in `r2env build --help` but missing from docs/configuration.md's options table"
+
+
+def test_configuration_names_the_config_file_trait_of_each_option() -> None:
+    traits = cli_traits()
+    for flag, trait in _documented_options().items():
+        assert flag.removeprefix("--") in traits, flag
+        assert trait == flag.removeprefix("--").replace("-", "_"), f"{flag} is c.R2env.{flag[2:].replace('-', '_')}"
+
+
+def test_exit_code_table_matches_the_error_classes() -> None:
+    rows = re.findall(r"^\|\s*(\d+)\s*\|\s*(?:`(\w+)`)?\s*\|", _section(CONFIGURATION, "Exit codes"), re.MULTILINE)
+    documented = {name: int(code) for code, name in rows if name}
+    classes = {
+        name: value.exit_code
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.R2envError)
+    }
+    assert documented == classes
+    codes = {int(code) for code, _ in rows}
+    assert {0, EXIT_INTERRUPTED} <= codes
+    assert codes == {0, EXIT_INTERRUPTED, *classes.values()}
+
+
+# --- links -------------------------------------------------------------------------------------------
+
+
+def _without_fences(text: str) -> str:
+    return re.sub(r"^(`{3,}|~{3,}).*?^\1\s*$", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def _without_code(text: str) -> str:
+    return re.sub(r"`[^`\n]*`", "", _without_fences(text))
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    anchors: set[str] = set()
+    for line in _without_fences(path.read_text(encoding="utf-8")).splitlines():
+        match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if match:
+            slug = base = _slug(match.group(1))
+            count = 0
+            while slug in anchors:
+                count += 1
+                slug = f"{base}-{count}"
+            anchors.add(slug)
+    return anchors
+
+
+LINKS = [
+    (path, target)
+    for path in MARKDOWN
+    for target in re.findall(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", _without_code(path.read_text(encoding="utf-8")))
+    if not re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE)
+]
+
+
+def test_the_docs_link_to_each_other() -> None:
+    targets = {(path.name, target.split("#")[0]) for path, target in LINKS}
+    assert ("README.md", "docs/user-guide.md") in targets
+    assert ("index.md", "user-guide.md") in targets and ("index.md", "configuration.md") in targets
+
+
+@pytest.mark.parametrize(("path", "target"), LINKS, ids=lambda value: value if isinstance(value, str) else value.name)
+def test_relative_link_points_to_an_existing_file(path: Path, target: str) -> None:
+    file_part, _, anchor = target.partition("#")
+    destination = (path.parent / file_part).resolve() if file_part else path
+    assert destination.exists(), f"{path.relative_to(ROOT)}: link to {target} points to nothing"
+    if anchor and destination.suffix == ".md":
+        assert anchor in _anchors(destination), f"{path.relative_to(ROOT)}: no heading for #{anchor} in {destination.name}"
+
+
+# --- README and CI -----------------------------------------------------------------------------------
+
+
+def test_readme_test_command_is_the_one_ci_runs() -> None:
+    blocks = [b for b in fenced_blocks(README) if b.language in SHELL_LANGUAGES]
+    section = _section(README, "Running the tests")
+    block = next(b for b in blocks if b.text in section)
+    commands = [line.strip() for line in block.text.splitlines() if line.strip()]
+    assert commands == ["python3 -m pytest tests integration"]
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    ci_pytest = [line for line in ci_lines if "pytest" in line and not line.startswith("#")]
+    assert ci_pytest == commands
+
+
+# --- the plugin example in the user guide -------------------------------------------------------------
+
+
+def test_user_guide_buildpack_example_works() -> None:
+    code = next(b.text for b in fenced_blocks(USER_GUIDE) if b.language == "python" and "BUILDPACK = Buildpack(" in b.text)
+    namespace: dict[str, object] = {}
+    # Running the documented example is the point: it is our own file, and it must keep working.
+    exec(compile(code, f"{USER_GUIDE.name}:python example", "exec"), namespace)  # noqa: S102
+    buildpack = namespace["BUILDPACK"]
+    assert isinstance(buildpack, Buildpack)
+
+    registration = next(b.text for b in fenced_blocks(USER_GUIDE) if b.language == "toml" and "entry-points" in b.text)
+    assert f'[project.entry-points."{ENTRY_POINT_GROUP}"]' in registration
+    assert re.search(rf"^{re.escape(buildpack.name)} = \"[\w.]+:BUILDPACK\"$", registration, re.MULTILINE)
+
+    facts = inspect(DiskRepo(ROOT / "examples" / "requirements"))
+    selection = select(facts, {**load_buildpacks(), buildpack.name: buildpack})
+    assert buildpack in selection.addons
+    spec = plan(facts, selection)
+    stages = [(step.buildpack, step.stage) for step in spec.steps]
+    assert (buildpack.name, Stage.SERVER) in stages
+    assert stages.index((buildpack.name, Stage.SERVER)) == stages.index(("python", Stage.SERVER)) + 1
