@@ -7,7 +7,7 @@ from pathlib import Path
 
 import docker
 
-from support import EXAMPLES, build_ok, r2env
+from support import EXAMPLES, build_ok, r2env, run_in
 
 
 def test_a_failing_postbuild_names_the_step_and_shows_its_output(engine: docker.DockerClient, tmp_path: Path) -> None:
@@ -59,3 +59,22 @@ def test_the_classic_builder_refuses_to_bake_a_ca_bundle_into_the_image(engine: 
     assert result.returncode == 5
     assert "the classic builder cannot pass build secrets" in result.stderr and "docker-buildx" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_mirror_fails_the_bootstrap_clearly_and_keeps_the_existing_base(
+    engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    build_ok(str(EXAMPLES / "dockerfile"), "--image-name", "r2env-it/has-base")  # makes debian:bookworm present
+    before = engine.images.get("debian:bookworm").id
+    result = r2env("base", "bootstrap", "--suite", "bookworm", "--force", "--mirror", "http://127.0.0.1:9/debian", "--cache-dir", str(tmp_path))
+    assert result.returncode == 6
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("r2env: error: cannot bootstrap debian:bookworm:") and "127.0.0.1:9" in last, result.stderr
+    assert "Traceback" not in result.stderr
+    assert engine.images.get("debian:bookworm").id == before
+
+
+def test_the_notebook_user_can_be_renamed(engine: docker.DockerClient) -> None:
+    build_ok(str(EXAMPLES / "requirements"), "--image-name", "r2env-it/ada", "--user-name", "ada", "--user-id", "1234")
+    output = run_in(engine, "r2env-it/ada", ["bash", "-c", "id -un; id -u; pwd; stat -c %U helpers.py; jupyter lab --version"])
+    assert output.split()[:4] == ["ada", "1234", "/home/ada", "ada"]

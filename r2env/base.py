@@ -76,7 +76,14 @@ def ensure_base(
         archive, image_id = bootstrap.bootstrap_image_archive(suite, chosen, workdir, reference, bootstrap.run_command)
         engine.load(archive)
     except bootstrap.BootstrapError as error:
-        raise BaseImageError(f"cannot bootstrap {reference}: {error.message}", error.hint) from None
+        # The work folder goes; debootstrap's log stays, where the hint says.
+        hint = error.hint
+        log = workdir / "rootfs" / "debootstrap" / "debootstrap.log"
+        if log.is_file():
+            kept = cache_dir / f"bootstrap-{suite}.log"
+            shutil.copyfile(log, kept)
+            hint = hint.replace(str(log), str(kept))
+        raise BaseImageError(f"cannot bootstrap {reference}: {error.message}", hint) from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     yield BuildEvent(Phase.BASE, Kind.INFO, f"bootstrapped {reference} ({image_id[:19]}) from {chosen}")
