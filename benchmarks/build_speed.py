@@ -15,7 +15,10 @@ plus r2env's own overhead without building (`r2env plan --json`, `r2env dockerfi
 r2env.cli). It prints a table and checks the targets of the build-speed issue. It is a benchmark, not a
 test: a missed target still exits 0; a failed build exits 1.
 
-Caution: `docker builder prune -af` clears the build cache of the whole daemon, not only ours.
+Caution: `docker builder prune -af` clears the build cache of the whole daemon, not only ours. So before
+each cold build the script waits until no other docker build, r2env build or integration test run is
+going on, and it measures again (up to 3 times) when one ran alongside, or when the cache state was not
+what the measurement needs (another client built the same steps, or pruned the cache meanwhile).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ HAND_IMAGE = "r2env-bench/hand"
 R2ENV_IMAGE = "r2env-bench/r2env"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 OVERHEAD_REPEATS = 5
-MAX_ATTEMPTS = 3  # rebuild measurements, when another docker client clears the build cache meanwhile
+MAX_ATTEMPTS = 3  # per measurement, when another docker client interferes (see measure())
 
 # Targets from the build-speed issue.
 COLD_RATIO_TARGET = 1.1
@@ -433,16 +436,16 @@ def _median(values: Sequence[float]) -> float:
 
 def report(hand: Side, r2env: Side, overhead: dict[str, dict[str, Any]], smoke: dict[str, str]) -> dict[str, Any]:
     rows = [
-        ("cold build (s)", _median(hand.cold), _median(r2env.cold), 1.0),
-        ("no-op rebuild (s)", _median(hand.noop), _median(r2env.noop), 1.0),
-        ("notebook-edit rebuild (s)", _median(hand.edit), _median(r2env.edit), 1.0),
-        ("image size (MB)", _median(hand.size) / 1e6, _median(r2env.size) / 1e6, 1.0),
+        ("cold build (s)", _median(hand.cold), _median(r2env.cold)),
+        ("no-op rebuild (s)", _median(hand.noop), _median(r2env.noop)),
+        ("notebook-edit rebuild (s)", _median(hand.edit), _median(r2env.edit)),
+        ("image size (MB)", _median(hand.size) / 1e6, _median(r2env.size) / 1e6),
     ]
     print()
     header = f"{'measurement':28} | {'hand-written':>12} | {'r2env':>10} | {'ratio r2env/hand':>16} | {'difference':>12}"
     print(header)
     print("-" * len(header))
-    for label, hand_value, r2env_value, _ in rows:
+    for label, hand_value, r2env_value in rows:
         unit = " MB" if "MB" in label else " s"
         print(f"{label:28} | {hand_value:12.2f} | {r2env_value:10.2f} | {r2env_value / hand_value:16.2f} | {r2env_value - hand_value:+10.2f}{unit}")
     if len(hand.cold) > 1:
@@ -482,7 +485,7 @@ def report(hand: Side, r2env: Side, overhead: dict[str, dict[str, Any]], smoke: 
         for step, seconds in sorted(hand.step_times[0].items(), key=lambda item: -item[1])[:6]:
             print(f"  {seconds:7.2f} s  {step[:110]}")
     return {
-        "rows": {label: {"hand": h, "r2env": r, "ratio": r / h, "difference": r - h} for label, h, r, _ in rows},
+        "rows": {label: {"hand": h, "r2env": r, "ratio": r / h, "difference": r - h} for label, h, r in rows},
         "targets": {label: {"goal": goal, "measured": value, "met": met} for label, goal, value, met in targets},
     }
 
