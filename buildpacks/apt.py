@@ -16,7 +16,8 @@ def detect(facts: RepoFacts) -> str | None:
 def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
     if not facts.apt_packages:
         return Contribution()
-    step = apt_install(facts.apt_packages, "apt", f"install {facts.path('apt.txt')} packages")
+    pins = context.lock.apt if context.lock else None
+    step = apt_install(facts.apt_packages, "apt", f"install {facts.path('apt.txt')} packages", pins)
     return Contribution(steps=(step,), packages=(("apt", facts.apt_packages),))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from buildpacks.steps import pip_install, python_foundation
+from buildpacks.steps import locked_install, pip_install, python_foundation
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
 from r2env.spec import Stage, Step
@@ -37,9 +37,14 @@ def _lock_step(lines: tuple[str, ...], path: str) -> Step:
 
 
 def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
-    if facts.pipfile_lock is not None:
+    if context.lock:
+        declared = tuple(f"{p.name}=={p.version}" for p in context.lock.packages)
+        install: tuple[Step, ...] = (
+            locked_install(context.lock.packages, Stage.DEPENDENCIES, "pipfile", f"install the locked packages (from {context.lock.source})"),
+        ) if context.lock.packages else ()
+    elif facts.pipfile_lock is not None:
         declared = tuple(line.split(" --hash", 1)[0] for line in facts.pipfile_lock)
-        install: tuple[Step, ...] = (_lock_step(facts.pipfile_lock, facts.path("Pipfile.lock")),)
+        install = (_lock_step(facts.pipfile_lock, facts.path("Pipfile.lock")),)
     else:
         assert facts.pipfile is not None
         declared = facts.pipfile.requirements

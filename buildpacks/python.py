@@ -5,9 +5,10 @@ from __future__ import annotations
 import posixpath
 import shlex
 
-from buildpacks.steps import copy_files, pip_install, python_foundation, requirements_steps
+from buildpacks.steps import copy_files, locked_install, pip_install, python_foundation, requirements_steps
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
+from r2env.lock import Lock
 from r2env.spec import Stage, Step
 
 
@@ -41,12 +42,32 @@ def _package_steps(facts: RepoFacts) -> tuple[Step, ...]:
     return steps + (pip_install(".", Stage.REPO, "python", "install the repository (pyproject.toml)"),)
 
 
+def _locked_steps(facts: RepoFacts, lock: Lock) -> tuple[Step, ...]:
+    """With a lock: the locked packages before the repository, then only what the repository itself is
+    (its local references and the project), without dependencies: the lock already has them all."""
+    steps: tuple[Step, ...] = ()
+    if lock.packages:
+        steps += (locked_install(lock.packages, Stage.DEPENDENCIES, "python", f"install the locked packages ({len(lock.packages)}, from {lock.source})"),)
+    local = [ref for f in facts.requirements for ref in f.local_references]
+    if not _installs_repository(facts) and facts.has("setup.py"):
+        local.append("-e .")
+    elif not _installs_repository(facts) and facts.pyproject and facts.pyproject.installable:
+        local.append(".")
+    if local:
+        arguments = " ".join(shlex.quote(word) for ref in local for word in shlex.split(ref))
+        steps += (pip_install(f"--no-deps {arguments}", Stage.REPO, "python", "install the repository's own packages (no dependencies: locked)"),)
+    return steps
+
+
 def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
     names = [r for f in facts.requirements for r in f.requirements]
     declared = tuple(names) + (facts.pyproject.dependencies if facts.pyproject else ())
     steps = python_foundation(context, "python", declared)
-    steps += requirements_steps(facts.requirements, "python")
-    steps += _package_steps(facts)
+    if context.lock:
+        steps += _locked_steps(facts, context.lock)
+    else:
+        steps += requirements_steps(facts.requirements, "python")
+        steps += _package_steps(facts)
     return Contribution(steps=steps, packages=(("python", declared),) if declared else ())
 
 

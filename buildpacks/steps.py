@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shlex
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 from r2env.buildpack import PlanContext
 from r2env.inspect import RepoFacts
+from r2env.lock import LockedPackage
 from r2env.parsers.requirements import RequirementsFile
 from r2env.spec import Stage, Step
 
@@ -16,27 +17,60 @@ _DEBIAN_PYTHON = ("python3", "python3-venv")
 _SYSTEM_PACKAGES = ("ca-certificates",)
 
 
-def apt_install(packages: Iterable[str], buildpack: str, description: str) -> Step:
-    # fetches: apt honours the proxy settings the build secrets carry.
-    names = " ".join(shlex.quote(p) for p in packages)
+_APT_PREFERENCES = "/etc/apt/preferences.d/r2env-lock"
+
+
+def apt_install(packages: Iterable[str], buildpack: str, description: str, pins: Mapping[str, str] | None = None) -> Step:
+    """Install Debian packages; with a lock's pins, apt is held to the exact version of every package it
+    installs (dependencies included) through a preferences file that lives only during the step."""
+    requested = tuple(packages)
+    names = " ".join(shlex.quote(p) for p in requested)
+    install = f"apt-get install -y -q --no-install-recommends {names}"
+    if pins:
+        preferences = "".join(f"Package: {name}\\nPin: version {version}\\nPin-Priority: 1001\\n\\n" for name, version in sorted(pins.items()))
+        exact = " ".join(shlex.quote(f"{p}={pins[p]}") if p in pins else shlex.quote(p) for p in requested)
+        install = (
+            f"printf '{preferences}' > {_APT_PREFERENCES} && "
+            f"apt-get install -y -q --no-install-recommends {exact} && rm {_APT_PREFERENCES}"
+        )
     return Step(
         kind="run",
         stage=Stage.SYSTEM,
         buildpack=buildpack,
-        description=description,
-        script=f"apt-get update -q && apt-get install -y -q --no-install-recommends {names}",
+        description=description + (" (locked versions)" if pins else ""),
+        script=f"apt-get update -q && {install}",
         fetches=True,
         caches=("apt",),
+        packages=requested,
+    )
+
+
+def locked_install(packages: Sequence[LockedPackage], stage: Stage, buildpack: str, description: str) -> Step:
+    """Install exact pins, hash-checked, nothing else (--no-deps): the lock already holds the whole closure.
+    The pins are the step's own text, so the layer cache follows the lock."""
+    # One package per Dockerfile line: BuildKit refuses physical lines over 64 KiB.
+    lines = " \\\n    ".join(shlex.quote(p.requirement_line()) for p in packages)
+    path = f"/tmp/r2env-{stage.name.lower()}.txt"
+    return Step(
+        kind="run",
+        stage=stage,
+        buildpack=buildpack,
+        description=description,
+        script=f"printf '%s\\n' \\\n    {lines} \\\n    > {path} && pip install --require-hashes --no-deps -r {path} && rm {path}",
+        user="user",
+        fetches=True,
+        caches=("pip",),
     )
 
 
 def system_steps(context: PlanContext, buildpack: str, needs_git: bool = False) -> tuple[Step, ...]:
     # A uv-managed CPython still needs Debian's python3 once, to install uv itself.
     packages = _SYSTEM_PACKAGES + _DEBIAN_PYTHON + (("git",) if needs_git else ())
+    pins = context.lock.apt if context.lock else None
     user = shlex.quote(context.user_name)
     uid = context.user_id
     return (
-        apt_install(packages, buildpack, "install system packages"),
+        apt_install(packages, buildpack, "install system packages", pins),
         Step(
             kind="run",
             stage=Stage.SYSTEM,
@@ -104,6 +138,9 @@ def pip_install(arguments: str, stage: Stage, buildpack: str, description: str) 
 
 
 def server_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
+    if context.lock:
+        description = f"install the notebook server ({context.server_requirement}, {len(context.lock.server)} locked packages)"
+        return (locked_install(context.lock.server, Stage.SERVER, buildpack, description),)
     return (
         pip_install(
             shlex.quote(context.server_requirement),

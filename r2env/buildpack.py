@@ -9,6 +9,7 @@ from typing import Callable
 
 from r2env.errors import UsageError
 from r2env.inspect import RepoFacts
+from r2env.lock import Lock
 from r2env.spec import Interpreter, Step
 
 ENTRY_POINT_GROUP = "r2env.buildpacks"
@@ -30,6 +31,7 @@ class PlanContext:
     env_prefix: str  # the Python environment every buildpack installs into
     interpreter: Interpreter
     server_requirement: str  # e.g. "jupyterlab==4.4.1"
+    lock: Lock | None = None  # when present, every package is installed exactly as locked
 
 
 @dataclass(frozen=True)

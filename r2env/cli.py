@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from traitlets import Bool, List
@@ -47,11 +48,19 @@ def _parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="print the image spec without building")
     plan.add_argument("source", help=source_help)
     plan.add_argument("--json", action="store_true", help="print the spec as JSON")
-    _add_trait_flags(plan, [f for f in all_flags if f not in ("no-cache", "builder", "image-name")])
+    _add_trait_flags(plan, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock")])
 
     dockerfile = commands.add_parser("dockerfile", help="print the Dockerfile that would be built")
     dockerfile.add_argument("source", help=source_help)
-    _add_trait_flags(dockerfile, [f for f in all_flags if f not in ("no-cache", "image-name")])
+    _add_trait_flags(dockerfile, [f for f in all_flags if f not in ("no-cache", "image-name", "relock")])
+
+    lock = commands.add_parser("lock", help="resolve every package the image will contain into r2env.lock")
+    lock.add_argument("source", nargs="?", default=".", help="a local directory (default: .)")
+    mode = lock.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 8 when r2env.lock is missing or stale (for CI); resolves nothing")
+    mode.add_argument("--dry-run", action="store_true", help="resolve afresh and show what would change; write nothing")
+    mode.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"), help="show what changed between two lock files")
+    _add_trait_flags(lock, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock")])
 
     base = commands.add_parser("base", help="manage base images")
     base_commands = base.add_subparsers(dest="base_command", required=True, metavar="ACTION")
@@ -91,6 +100,8 @@ def _run(arguments: argparse.Namespace) -> int:
     if arguments.command == "base":
         return _bootstrap(arguments)
     settings = _settings(arguments)
+    if arguments.command == "lock":
+        return _lock(arguments, settings)
     if arguments.command == "build":
         image = ""
         # A failed step's last lines are repeated with the error on stderr, so the error stands on its own
@@ -111,6 +122,40 @@ def _run(arguments: argparse.Namespace) -> int:
         from r2env.summary import summarize
 
         print(summarize(planned.spec))
+    return 0
+
+
+def _lock(arguments: argparse.Namespace, settings: Settings) -> int:
+    from r2env import pipeline
+    from r2env.errors import LockError
+    from r2env.lock import parse_lock
+    from r2env.lockdiff import diff_locks, format_diff
+    from r2env.locking import LockResult, lock_path
+
+    if arguments.diff:
+        old, new = (Path(name) for name in arguments.diff)
+        for path in (old, new):
+            if not path.is_file():
+                raise LockError(f"{path}: no such lock file", "give two r2env.lock files")
+        print(format_diff(diff_locks(parse_lock(old.read_text(), str(old)), parse_lock(new.read_text(), str(new)))))
+        return 0
+    if arguments.check:
+        planned = pipeline.plan_source(arguments.source, settings)
+        if planned.lock is None:
+            raise LockError(f"{lock_path(planned.facts)} does not exist", "run `r2env lock` and commit the lock")
+        print(f"{lock_path(planned.facts)} is up to date")
+        return 0
+    for event in pipeline.lock(arguments.source, settings, _connect(settings), write=not arguments.dry_run):
+        if isinstance(event, LockResult):
+            if event.previous is None:
+                print(f"no previous lock; {len(event.lock.server) + len(event.lock.packages) if event.lock else 0} Python and "
+                      f"{len(event.lock.apt) if event.lock else 0} Debian packages locked")
+            elif event.lock is not None:
+                print(format_diff(diff_locks(event.previous, event.lock)))
+            if not arguments.dry_run:
+                print(f"locked {event.message}")
+        else:
+            print(format_event(event), flush=True)
     return 0
 
 

@@ -38,6 +38,7 @@ class R2env(Configurable):
     python_install_mirror = Unicode("", help="Mirror of python-build-standalone for Pythons Debian does not ship.").tag(config=True)
     cache_dir = Unicode("~/.cache/r2env", help="Where r2env keeps git checkouts and base image archives.").tag(config=True)
     no_cache = Bool(False, help="Build without the engine's layer cache.").tag(config=True)
+    relock = Bool(False, help="When r2env.lock is stale, update it instead of stopping (build).").tag(config=True)
     builder = Enum(["auto", "classic"], "auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder.").tag(config=True)
 
 
@@ -52,6 +53,7 @@ class Settings:
     cache_dir: Path
     no_cache: bool
     builder: str
+    relock: bool = False
 
 
 def cli_traits() -> dict[str, Any]:
@@ -100,4 +102,5 @@ def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
         cache_dir=Path(values["cache_dir"]).expanduser(),
         no_cache=values["no_cache"],
         builder=values["builder"],
+        relock=values["relock"],
     )

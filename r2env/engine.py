@@ -48,6 +48,10 @@ class Engine(Protocol):
 
     def build(self, request: BuildRequest) -> Iterator[BuildEvent]: ...
 
+    def image_labels(self, reference: str) -> dict[str, str]: ...
+
+    def run(self, image: str, command: list[str]) -> tuple[int, str]: ...
+
 
 @dataclass(frozen=True)
 class _Cli:
@@ -155,6 +159,16 @@ class DockerEngine:
 
     def image_labels(self, reference: str) -> dict[str, str]:
         return dict(self._client.images.get(reference).labels or {})
+
+    def run(self, image: str, command: list[str]) -> tuple[int, str]:
+        """Run a command in a throwaway container; return its exit code and output. The container never outlives it."""
+        container = self._client.containers.create(image, command, user="root", entrypoint=[])
+        try:
+            container.start()
+            code = int(container.wait(timeout=600)["StatusCode"])
+            return code, container.logs(stdout=True, stderr=True).decode(errors="replace")
+        finally:
+            container.remove(force=True)
 
     def pull(self, reference: str) -> bool:
         try:

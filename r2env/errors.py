@@ -52,3 +52,9 @@ class EngineUnavailableError(R2envError):
     """The container engine cannot be reached."""
 
     exit_code = 7
+
+
+class LockError(R2envError):
+    """r2env.lock is stale, corrupt, or cannot be made (unsatisfiable requirements)."""
+
+    exit_code = 8

@@ -15,12 +15,16 @@ from r2env.build_secrets import PROXY_VARIABLES, write_build_secrets
 from r2env.buildpack import load_buildpacks
 from r2env.config import Settings
 from r2env.events import BuildEvent, Kind, Phase
-from r2env.inspect import inspect
+from r2env.context import context_digest
+from r2env.errors import LockError
+from r2env.inspect import RepoFacts, inspect
+from r2env.lock import Lock, dump_lock, parse_lock
+from r2env.locking import LockResult, check_fresh, lock_path, make_lock, read_lock
 from r2env.plan import plan
 from r2env.render import RenderOptions, render_dockerfile
 from r2env.repo import DiskRepo
 from r2env.select import select
-from r2env.source import Checkout, fetch
+from r2env.source import Checkout, fetch, is_remote
 from r2env.spec import ImageSpec
 
 if TYPE_CHECKING:  # the engine (and docker) load only when something is built
@@ -31,13 +35,53 @@ if TYPE_CHECKING:  # the engine (and docker) load only when something is built
 class Planned:
     checkout: Checkout
     spec: ImageSpec
+    facts: RepoFacts
+    lock: Lock | None = None  # the repository's r2env.lock, when the plan follows it
 
 
-def plan_source(source: str, settings: Settings) -> Planned:
-    checkout = fetch(source, settings.ref, settings.cache_dir)
+def plan_checkout(checkout: Checkout, settings: Settings, use_lock: bool = True) -> Planned:
+    """Plan from the repository's lock when it has one (a stale lock is an error), else from its declarations."""
     facts = inspect(DiskRepo(checkout.path))
     selection = select(facts, load_buildpacks(), settings.buildpacks)
-    return Planned(checkout, plan(facts, selection, settings.plan))
+    lock = read_lock(checkout.path, facts) if use_lock else None
+    if lock is not None and not selection.primary.role.value == "exclusive":
+        check_fresh(lock, checkout.path, facts, settings.plan)
+    else:
+        lock = None
+    return Planned(checkout, plan(facts, selection, settings.plan, lock), facts, lock)
+
+
+def plan_source(source: str, settings: Settings, use_lock: bool = True) -> Planned:
+    return plan_checkout(fetch(source, settings.ref, settings.cache_dir), settings, use_lock)
+
+
+def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: bool = True) -> Iterator[BuildEvent]:
+    """Resolve the repository's lock; write it beside its configuration unless `write` is false.
+    The last event is a LockResult carrying the new lock (and, when one existed, the old one in `previous`)."""
+    yield BuildEvent(Phase.FETCH, Kind.INFO, f"fetching {source}" + (f" at {settings.ref}" if settings.ref else ""))
+    checkout = fetch(source, settings.ref, settings.cache_dir)
+    planned = plan_checkout(checkout, settings, use_lock=False)
+    engine = connect()
+    yield from ensure_base(engine, planned.spec.base_image, settings.mirror, settings.cache_dir)
+    result: LockResult | None = None
+    for event in make_lock(checkout.path, planned.facts, planned.spec, settings.plan, engine,
+                           settings.fetch.index_url, settings.fetch.extra_index_url):
+        if isinstance(event, LockResult):
+            result = event
+        else:
+            yield event
+    assert result is not None and result.lock is not None
+    path = checkout.path / lock_path(planned.facts)
+    previous = parse_lock(path.read_text(encoding="utf-8"), lock_path(planned.facts)) if path.is_file() else None
+    if write:
+        if checkout.ref or is_remote(source):
+            raise LockError(f"{source}: r2env writes r2env.lock into the repository", "run `r2env lock` on a local checkout and commit the lock")
+        # Written whole or not at all: a failed resolve above leaves the old lock untouched.
+        scratch = path.with_name(path.name + ".tmp")
+        scratch.write_text(dump_lock(result.lock), encoding="utf-8")
+        scratch.replace(path)
+        yield BuildEvent(Phase.PLAN, Kind.INFO, f"wrote {path} ({result.message})")
+    yield LockResult(Phase.DONE, Kind.RESULT, str(path), lock=result.lock, previous=previous)
 
 
 def dockerfile_text(planned: Planned, buildkit: bool = True) -> str:
@@ -52,12 +96,23 @@ def default_image_name(checkout: Checkout) -> str:
     return f"r2env-{slug}"
 
 
+def _up_to_date(engine: Engine, image: str, labels: Mapping[str, str]) -> bool:
+    """A locked spec names its image completely, together with the repository's contents."""
+    if not engine.image_id(image):
+        return False
+    present = engine.image_labels(image)
+    return all(present.get(key) == labels[key] for key in ("org.r2env.spec-digest", "org.r2env.context-digest"))
+
+
 def build_labels(planned: Planned) -> dict[str, str]:
+    # Only a locked spec names its image; hashing the repository is worth it only then.
+    context = {"org.r2env.context-digest": context_digest(planned.checkout.path)} if planned.lock else {}
     return {
         "org.r2env.version": __version__,
         "org.r2env.source.url": planned.checkout.url,
         "org.r2env.source.commit": planned.checkout.commit,
         "org.r2env.spec-digest": planned.spec.digest,
+        **context,
     }
 
 
@@ -67,12 +122,46 @@ def proxy_build_args(host_env: Mapping[str, str]) -> dict[str, str]:
     return {name: host_env[name] for name in PROXY_VARIABLES if host_env.get(name)}
 
 
+def _locked_plan(source: str, settings: Settings, connect: Callable[[], Engine]) -> Iterator[BuildEvent | Planned]:
+    checkout = fetch(source, settings.ref, settings.cache_dir)
+    try:
+        yield plan_checkout(checkout, settings)
+    except LockError as error:
+        if not (settings.relock and "is stale" in error.message):
+            raise
+        yield BuildEvent(Phase.PLAN, Kind.INFO, f"{error.message}: relocking")
+        for event in lock(str(checkout.path), settings, connect):
+            if not isinstance(event, LockResult):
+                yield event
+        yield plan_checkout(checkout, settings)
+
+
+def _check_base(engine: Engine, planned: Planned) -> None:
+    if planned.lock is None:
+        return
+    base = planned.lock.base
+    found = engine.image_id(base.image)
+    if found != base.id:
+        raise LockError(
+            f"base image {base.image} is {found}, but {lock_path(planned.facts)} pins {base.id}",
+            "load the pinned base image, or run `r2env lock` to pin the present one (the environment may change)",
+        )
+
+
 def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Iterator[BuildEvent]:
     yield BuildEvent(Phase.FETCH, Kind.INFO, f"fetching {source}" + (f" at {settings.ref}" if settings.ref else ""))
-    planned = plan_source(source, settings)
+    planned: Planned | None = None
+    for item in _locked_plan(source, settings, connect):
+        if isinstance(item, Planned):
+            planned = item
+        else:
+            yield item
+    assert planned is not None
     checkout, spec = planned.checkout, planned.spec
     where = f"{checkout.url}" + (f" @ {checkout.commit[:12]}" if checkout.commit else "")
     yield BuildEvent(Phase.INSPECT, Kind.INFO, f"repository {where}" + (f" (configuration in {spec.config_dir}/)" if spec.config_dir else ""))
+    if planned.lock:
+        yield BuildEvent(Phase.PLAN, Kind.INFO, f"following {lock_path(planned.facts)} (inputs {planned.lock.inputs_digest[:19]}, up to date)")
     for detection in spec.detections:
         yield BuildEvent(Phase.PLAN, Kind.INFO, f"{detection.buildpack} ({detection.role}): {detection.reason}")
     if spec.interpreter:
@@ -82,7 +171,13 @@ def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Ite
     bases = dockerfile_bases(text)
     for base in bases:
         yield from ensure_base(engine, base, settings.mirror, settings.cache_dir)
+    _check_base(engine, planned)
     image = settings.image_name or default_image_name(checkout)
+    labels = build_labels(planned)
+    if planned.lock and not settings.no_cache and _up_to_date(engine, image, labels):
+        yield BuildEvent(Phase.BUILD, Kind.INFO, f"{image} already has this locked spec and these repository contents: nothing to build")
+        yield BuildEvent(Phase.DONE, Kind.RESULT, image)
+        return
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"building {image} with {engine.builder} ({len(spec.steps)} planned steps)")
     with tempfile.TemporaryDirectory(prefix="r2env-build-") as scratch:
         directory = Path(scratch)
@@ -96,7 +191,7 @@ def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Ite
             context=checkout.path,
             dockerfile=dockerfile,
             tag=image,
-            labels=build_labels(planned),
+            labels=labels,
             build_args={**dict(spec.build_args), **(proxy_build_args(os.environ) if spec.dockerfile else {})},
             secrets=secrets,
             no_cache=settings.no_cache,

@@ -40,6 +40,7 @@ class Step:
     env: tuple[tuple[str, str], ...] = ()  # for kind "env"
     fetches: bool = False
     caches: tuple[Cache, ...] = ()
+    packages: tuple[str, ...] = ()  # Debian packages an apt step installs (what a lock resolves)
 
 
 @dataclass(frozen=True)

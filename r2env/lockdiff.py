@@ -1,0 +1,56 @@
+"""What changed between two locks, as a readable table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packaging.version import InvalidVersion, Version
+
+from r2env.lock import Lock
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # "python" or "apt"
+    name: str
+    old: str  # "" when added
+    new: str  # "" when removed
+
+    @property
+    def verb(self) -> str:
+        if not self.old:
+            return "added"
+        if not self.new:
+            return "removed"
+        try:
+            return "upgraded" if Version(self.new) > Version(self.old) else "downgraded"
+        except InvalidVersion:  # Debian versions: not PEP 440
+            return "changed"
+
+
+def _versions(lock: Lock) -> dict[tuple[str, str], str]:
+    python = {("python", p.name): p.version for p in (*lock.server, *lock.packages)}
+    return {**python, **{("apt", name): version for name, version in lock.apt.items()}}
+
+
+def diff_locks(old: Lock, new: Lock) -> list[Change]:
+    before, after = _versions(old), _versions(new)
+    changes = [
+        Change(kind, name, before.get((kind, name), ""), after.get((kind, name), ""))
+        for kind, name in sorted(set(before) | set(after))
+        if before.get((kind, name)) != after.get((kind, name))
+    ]
+    if old.base.id != new.base.id:
+        changes.insert(0, Change("base", new.base.image, old.base.id[:19], new.base.id[:19]))
+    return changes
+
+
+def format_diff(changes: list[Change]) -> str:
+    if not changes:
+        return "no changes"
+    rows = [("", "kind", "package", "old", "new")] + [(c.verb, c.kind, c.name, c.old or "-", c.new or "-") for c in changes]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    counts = {verb: sum(1 for c in changes if c.verb == verb) for verb in ("added", "removed", "upgraded", "downgraded", "changed")}
+    summary = ", ".join(f"{n} {verb}" for verb, n in counts.items() if n)
+    return "\n".join([*lines, summary])

@@ -1,0 +1,187 @@
+"""lock: resolve everything an image will contain into r2env.lock, and check a lock against its inputs."""
+
+from __future__ import annotations
+
+import posixpath
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from packaging.markers import Marker
+from packaging.utils import canonicalize_name
+
+from r2env import __version__
+from r2env.errors import LockError
+from r2env.events import BuildEvent, Kind, Phase
+from r2env.inspect import RepoFacts
+from r2env.lock import LOCK_FILE, Lock, LockedBase, LockedPackage, file_digest, parse_lock, stale_inputs
+from r2env.parsers.toml import load_toml
+from r2env.plan import PlanOptions
+from r2env.resolve import Runner, parse_compiled, resolve_apt, resolve_python, run_tool, server_closure
+from r2env.spec import ImageSpec
+
+if TYPE_CHECKING:
+    from r2env.engine import Engine
+
+# Declaration files that decide what gets installed (postBuild and start run code, but pin nothing).
+_LOCKED_FILES = (
+    "requirements.txt", "setup.py", "pyproject.toml", "Pipfile", "Pipfile.lock", "uv.lock", "poetry.lock",
+    "runtime.txt", "apt.txt", "environment.yml", "environment.yaml",
+)
+
+
+def lock_path(facts: RepoFacts) -> str:
+    return facts.path(LOCK_FILE)
+
+
+def current_inputs(root: Path, facts: RepoFacts, options: PlanOptions) -> dict[str, str]:
+    """Digests of everything a lock is made from: declaration files (requirements includes too) and options."""
+    paths = {facts.path(name) for name in _LOCKED_FILES if facts.has(name)}
+    paths |= {path for f in facts.requirements for path in (f.path, *f.constraints)}
+    inputs = {path: file_digest((root / path).read_text(encoding="utf-8")) for path in sorted(paths)}
+    inputs["option:server-requirement"] = file_digest(options.server_requirement)
+    inputs["option:base"] = file_digest(f"{options.base_image}|{options.base_suite}")
+    return inputs
+
+
+def read_lock(root: Path, facts: RepoFacts) -> Lock | None:
+    path = root / lock_path(facts)
+    return parse_lock(path.read_text(encoding="utf-8"), lock_path(facts)) if path.is_file() else None
+
+
+def check_fresh(lock: Lock, root: Path, facts: RepoFacts, options: PlanOptions) -> None:
+    changed = stale_inputs(lock, current_inputs(root, facts, options))
+    if changed:
+        names = ", ".join(name.replace("option:", "the option ") for name in changed)
+        raise LockError(
+            f"{lock_path(facts)} is stale: {names} changed since it was made",
+            "run `r2env lock` to update it (or `r2env build --relock`)",
+        )
+
+
+@dataclass(frozen=True)
+class UserPins:
+    """The repository's own lock, installed as it is: r2env resolves only the server around it."""
+
+    source: str
+    packages: tuple[LockedPackage, ...]
+
+
+def _poetry_pins(text: str, path: str, python_version: str) -> tuple[LockedPackage, ...]:
+    data = load_toml(text, path)
+    environment = {"python_version": python_version, "python_full_version": f"{python_version}.0", "sys_platform": "linux",
+                   "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64", "implementation_name": "cpython"}
+    pins = []
+    for package in data.get("package", []):
+        groups = package.get("groups", ["main"])
+        markers = package.get("markers", "")
+        if isinstance(markers, dict):
+            markers = markers.get("main", "")
+        if "main" not in groups or (markers and not Marker(markers).evaluate(environment)):
+            continue
+        hashes = tuple(f["hash"] for f in package.get("files", []) if str(f.get("hash", "")).startswith("sha256:"))
+        if not hashes:
+            raise LockError(f"{path}: {package.get('name')} has no file hashes", "regenerate it with `poetry lock`")
+        pins.append(LockedPackage(str(canonicalize_name(package["name"])), str(package["version"]), hashes))
+    return tuple(pins)
+
+
+def _user_pins(root: Path, facts: RepoFacts, python_version: str, runner: Runner) -> UserPins | None:
+    """An ecosystem lock, if the repository has one: it is the source of truth, not re-resolved."""
+    if facts.pipfile_lock is not None:
+        return UserPins(facts.path("Pipfile.lock"), parse_compiled(_continued(facts.pipfile_lock)).packages)
+    if facts.has("uv.lock"):
+        result = runner(["uv", "export", "--frozen", "--format", "requirements-txt", "--no-emit-project", "--no-header", "--quiet"], root)
+        if result.returncode != 0:
+            raise LockError(f"{facts.path('uv.lock')}: uv export failed: {result.stderr.strip()[:300]}", "run `uv lock` and commit the result")
+        return UserPins(facts.path("uv.lock"), parse_compiled(result.stdout).packages)
+    if facts.has("poetry.lock"):
+        path = facts.path("poetry.lock")
+        return UserPins(path, _poetry_pins((root / path).read_text(encoding="utf-8"), path, python_version))
+    if facts.requirements and all(f.hashed for f in facts.requirements):
+        lines = [line for f in facts.requirements for line in _hashed_lines(root / f.path)]
+        return UserPins(facts.requirements[0].path, parse_compiled("\n".join(lines)).packages)
+    return None
+
+
+def _continued(lines: tuple[str, ...]) -> str:
+    """`name==1.0 --hash=a --hash=b` lines in pip-compile's multi-line layout, which parse_compiled reads."""
+    out = []
+    for line in lines:
+        requirement, *hashes = line.split(" --hash=")
+        out.append(requirement.split(";")[0].strip() + " \\")
+        out += [f"    --hash={h}" for h in hashes]
+    return "\n".join(out)
+
+
+def _hashed_lines(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8").replace("\\\n", " ")
+    return _continued(tuple(" ".join(line.split()) for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("#", "-")))).splitlines()
+
+
+def _requirement_inputs(root: Path, facts: RepoFacts) -> list[str]:
+    """What the repository declares, as lines for the resolver (paths absolute; `-e .` is the repository root)."""
+    lines: list[str] = []
+    if facts.requirements:
+        lines.append(f"-r {root / facts.requirements[0].path}")
+    installs_repository = any(posixpath.normpath(ref.split('[')[0]) == "." for f in facts.requirements for ref in f.local_references)
+    if not installs_repository and (facts.has("setup.py") or (facts.pyproject and facts.pyproject.installable)):
+        lines.append(str(root))
+    if facts.pipfile is not None:
+        lines += list(facts.pipfile.requirements)
+    return lines
+
+
+def make_lock(
+    root: Path, facts: RepoFacts, spec: ImageSpec, options: PlanOptions, engine: "Engine",
+    index_url: str = "", extra_index_url: str = "", runner: Runner = run_tool,
+) -> Iterator[BuildEvent]:
+    """Resolve a lock for a planned (unlocked) spec. Yields progress; the last event's `lock` is in LockResult."""
+    if spec.dockerfile or spec.interpreter is None:
+        raise LockError(f"{spec.dockerfile}: a repository's own Dockerfile is built as-is", "r2env does not lock Dockerfile builds")
+    base_id = engine.image_id(spec.base_image)
+    if not base_id:
+        raise LockError(f"base image {spec.base_image} is not present", "run `r2env base bootstrap` or `docker pull` it first")
+    labels = engine.image_labels(spec.base_image)
+    apt_packages = list(dict.fromkeys(p for step in spec.steps if "apt" in step.caches for p in step.packages))
+    yield BuildEvent(Phase.PLAN, Kind.INFO, f"resolving {len(apt_packages)} Debian packages in {spec.base_image}")
+    apt = resolve_apt(engine, spec.base_image, apt_packages)
+    python = spec.interpreter.version
+    pins = _user_pins(root, facts, python, runner)
+    requirements = [options.server_requirement]
+    if pins is None:
+        requirements += _requirement_inputs(root, facts)
+    with tempfile.TemporaryDirectory(prefix="r2env-lock-") as scratch:
+        if pins is not None:
+            constraints = Path(scratch) / "constraints.txt"
+            constraints.write_text("".join(f"{p.name}=={p.version}\n" for p in pins.packages), encoding="utf-8")
+            requirements.append(f"-c {constraints}")
+        yield BuildEvent(Phase.PLAN, Kind.INFO, f"resolving Python packages for Python {python} on {spec.suite} with uv")
+        resolution = resolve_python(requirements, root, python, spec.suite, index_url, extra_index_url, runner)
+    server_names = server_closure(resolution, [options.server_requirement.split("=")[0].split("[")[0].strip()])
+    server = tuple(p for p in resolution.packages if p.name in server_names)
+    if pins is not None:
+        taken = {p.name for p in server}
+        packages = tuple(p for p in pins.packages if p.name not in taken)
+        source = pins.source
+    else:
+        packages = tuple(p for p in resolution.packages if p.name not in server_names)
+        source = "r2env"
+    lock = Lock(
+        r2env_version=__version__,
+        inputs=current_inputs(root, facts, options),
+        base=LockedBase(spec.base_image, base_id, spec.suite, labels.get("org.r2env.base.mirror", "")),
+        python=python,
+        server=server,
+        packages=packages,
+        apt=apt,
+        source=source,
+    )
+    yield LockResult(Phase.PLAN, Kind.RESULT, f"{len(server)} server, {len(packages)} repository, {len(apt)} Debian packages", lock=lock)
+
+
+@dataclass(frozen=True)
+class LockResult(BuildEvent):
+    lock: Lock | None = None
+    previous: Lock | None = None
