@@ -17,6 +17,7 @@ _SECRET_ENV_PATH = "/run/secrets/r2env-env"
 _SECRET_CA_PATH = "/run/secrets/r2env-ca"
 _PIP_CACHE = "/tmp/r2env-pip-cache"
 ENTRYPOINT = "/usr/local/bin/r2env-entrypoint"
+SOURCE_DATE_EPOCH = 1704067200  # 2024-01-01, as for bootstrapped bases
 
 ENTRYPOINT_SCRIPT = """#!/bin/sh
 # Written by r2env: runs the repository's start script (if any) around every command.
@@ -27,7 +28,7 @@ exec "$@"
 
 _PLUMBING = re.compile(
     r"--mount=\S+\s+|if \[ -f /run/secrets/r2env-env \]; then \. /run/secrets/r2env-env; fi && "
-    r"|export PIP_CACHE_DIR=\S+ && |export PIP_NO_CACHE_DIR=1 && |rm -f /etc/apt/apt.conf.d/docker-clean && "
+    r"|export SOURCE_DATE_EPOCH=\d+ && |export PIP_CACHE_DIR=\S+ && |export PIP_NO_CACHE_DIR=1 && |rm -f /etc/apt/apt.conf.d/docker-clean && "
 )
 
 
@@ -74,6 +75,10 @@ def _script(step: Step, spec: ImageSpec, options: RenderOptions) -> str:
         script = ("rm -f /etc/apt/apt.conf.d/docker-clean && " if options.buildkit else "") + script
         if not options.buildkit:
             script += " && rm -rf /var/lib/apt/lists/*"
+    if step.user == "user":
+        # With SOURCE_DATE_EPOCH set, pip and ensurepip write checked-hash .pyc files (PEP 552), whose bytes do
+        # not depend on when the build ran: the environment tree is then byte-identical across rebuilds.
+        script = f"export SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH} && " + script
     if step.fetches and options.buildkit:
         script = f"if [ -f {_SECRET_ENV_PATH} ]; then . {_SECRET_ENV_PATH}; fi && " + script
     return script

@@ -26,19 +26,19 @@ RUN printf '%b\n' '#!/bin/sh\n# Written by r2env: runs the repository'"'"'s star
 WORKDIR /home/jovyan
 USER jovyan
 # [interpreter] python: create the Python 3.11 environment at /srv/venv
-RUN python3 -m venv /srv/venv && /srv/venv/bin/python -c 'import sys; assert sys.version.startswith("3.11."), sys.version'
+RUN export SOURCE_DATE_EPOCH=1704067200 && python3 -m venv /srv/venv && /srv/venv/bin/python -c 'import sys; assert sys.version.startswith("3.11."), sys.version'
 # [server] python: install the notebook server (jupyterlab==4.6.6)
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install jupyterlab==4.6.6
+RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export SOURCE_DATE_EPOCH=1704067200 && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install jupyterlab==4.6.6
 # [dependency_files] python: copy dependency files
 COPY --chown=1000:1000 ["binder/requirements.txt", "/home/jovyan/binder/requirements.txt"]
 # [dependencies] python: install binder/requirements.txt
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install -r binder/requirements.txt
+RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export SOURCE_DATE_EPOCH=1704067200 && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install -r binder/requirements.txt
 # [repo] the repository's contents
 COPY --chown=1000:1000 . /home/jovyan/
 # [repo] start: run start on every container start
 ENV R2ENV_START="/home/jovyan/binder/start"
 # [post_build] postbuild: run binder/postBuild
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && ./binder/postBuild
+RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export SOURCE_DATE_EPOCH=1704067200 && ./binder/postBuild
 ENTRYPOINT ["/usr/local/bin/r2env-entrypoint"]
 CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
 LABEL org.r2env.version="0.1.0"

@@ -24,13 +24,13 @@ RUN printf '%b\n' '#!/bin/sh\n# Written by r2env: runs the repository'"'"'s star
 WORKDIR /home/jovyan
 USER jovyan
 # [interpreter] python: create the Python 3.13 environment at /srv/venv
-RUN python3 -m venv /srv/venv && /srv/venv/bin/python -c 'import sys; assert sys.version.startswith("3.13."), sys.version'
+RUN export SOURCE_DATE_EPOCH=1704067200 && python3 -m venv /srv/venv && /srv/venv/bin/python -c 'import sys; assert sys.version.startswith("3.13."), sys.version'
 # [server] python: install the notebook server (jupyterlab==4.6.6)
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install jupyterlab==4.6.6
+RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export SOURCE_DATE_EPOCH=1704067200 && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install jupyterlab==4.6.6
 # [dependency_files] python: copy dependency files
 COPY --chown=1000:1000 ["requirements.txt", "/home/jovyan/requirements.txt"]
 # [dependencies] python: install requirements.txt
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install -r requirements.txt
+RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export SOURCE_DATE_EPOCH=1704067200 && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install -r requirements.txt
 # [repo] the repository's contents
 COPY --chown=1000:1000 . /home/jovyan/
 ENTRYPOINT ["/usr/local/bin/r2env-entrypoint"]
