@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import posixpath
 import shlex
 
 from buildpacks.steps import copy_files, locked_install, pip_install, python_foundation, requirements_steps
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
-from r2env.lock import Lock
+from r2env.lock import LockedPackage
 from r2env.spec import Stage, Step
 
 
@@ -19,14 +18,9 @@ def detect(facts: RepoFacts) -> str:
     return "no other environment declaration: a plain Python environment with the notebook server"
 
 
-def _installs_repository(facts: RepoFacts) -> bool:
-    """requirements.txt already installs the repository itself (`-e .` or `.`)."""
-    return any(posixpath.normpath(ref.split("[")[0]) == "." for f in facts.requirements for ref in f.local_references)
-
-
 def _package_steps(facts: RepoFacts) -> tuple[Step, ...]:
     """Install the repository itself, as repo2docker does when configuration lives at the root."""
-    if _installs_repository(facts):
+    if facts.installs_repository:
         return ()
     if facts.has("setup.py"):
         return (pip_install("-e .", Stage.REPO, "python", "install the repository (setup.py) in editable mode"),)
@@ -42,16 +36,16 @@ def _package_steps(facts: RepoFacts) -> tuple[Step, ...]:
     return steps + (pip_install(".", Stage.REPO, "python", "install the repository (pyproject.toml)"),)
 
 
-def _locked_steps(facts: RepoFacts, lock: Lock) -> tuple[Step, ...]:
+def _locked_steps(facts: RepoFacts, packages: tuple[LockedPackage, ...], source: str) -> tuple[Step, ...]:
     """With a lock: the locked packages before the repository, then only what the repository itself is
     (its local references and the project), without dependencies: the lock already has them all."""
     steps: tuple[Step, ...] = ()
-    if lock.packages:
-        steps += (locked_install(lock.packages, Stage.DEPENDENCIES, "python", f"install the locked packages ({len(lock.packages)}, from {lock.source})"),)
+    if packages:
+        steps += (locked_install(packages, Stage.DEPENDENCIES, "python", f"install the locked packages ({len(packages)}, from {source})"),)
     local = [ref for f in facts.requirements for ref in f.local_references]
-    if not _installs_repository(facts) and facts.has("setup.py"):
+    if not facts.installs_repository and facts.has("setup.py"):
         local.append("-e .")
-    elif not _installs_repository(facts) and facts.pyproject and facts.pyproject.installable:
+    elif not facts.installs_repository and facts.pyproject and facts.pyproject.installable:
         local.append(".")
     if local:
         arguments = " ".join(shlex.quote(word) for ref in local for word in shlex.split(ref))
@@ -64,7 +58,9 @@ def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
     declared = tuple(names) + (facts.pyproject.dependencies if facts.pyproject else ())
     steps = python_foundation(context, "python", declared)
     if context.lock:
-        steps += _locked_steps(facts, context.lock)
+        steps += _locked_steps(facts, context.lock.packages, context.lock.source)
+    elif context.pins:
+        steps += _locked_steps(facts, context.pins, context.pins_source)
     else:
         steps += requirements_steps(facts.requirements, "python")
         steps += _package_steps(facts)

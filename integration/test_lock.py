@@ -78,7 +78,7 @@ def test_an_unsatisfiable_requirement_writes_nothing(tmp_path: Path, locked_repo
     assert not list((repo / "binder").glob("*.tmp"))
 
 
-@pytest.mark.parametrize("example", ["pipfile-lock"])
+@pytest.mark.parametrize("example", ["pipfile-lock", "uv-lock", "poetry-lock", "hashed-requirements"])
 def test_an_ecosystem_lock_is_installed_exactly(engine: docker.DockerClient, example: str, tmp_path: Path) -> None:
     repo = tmp_path / example
     shutil.copytree(EXAMPLES / example, repo)

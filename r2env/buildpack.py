@@ -9,7 +9,7 @@ from typing import Callable
 
 from r2env.errors import UsageError
 from r2env.inspect import RepoFacts
-from r2env.lock import Lock
+from r2env.lock import Lock, LockedPackage
 from r2env.spec import Interpreter, Step
 
 ENTRY_POINT_GROUP = "r2env.buildpacks"
@@ -32,6 +32,8 @@ class PlanContext:
     interpreter: Interpreter
     server_requirement: str  # e.g. "jupyterlab==4.4.1"
     lock: Lock | None = None  # when present, every package is installed exactly as locked
+    pins: tuple[LockedPackage, ...] = ()  # the repository's own lock (uv.lock, poetry.lock), installed exactly
+    pins_source: str = ""
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,8 @@ def _lock(arguments: argparse.Namespace, settings: Settings) -> int:
         return 0
     if arguments.check:
         planned = pipeline.plan_source(arguments.source, settings)
+        if planned.spec.dockerfile:
+            raise LockError(f"{planned.spec.dockerfile}: a repository's own Dockerfile is built as-is", "such repositories have no r2env.lock")
         if planned.lock is None:
             raise LockError(f"{lock_path(planned.facts)} does not exist", "run `r2env lock` and commit the lock")
         print(f"{lock_path(planned.facts)} is up to date")

@@ -49,6 +49,14 @@ class RepoFacts:
         return posixpath.join(self.config_dir, name) if self.config_dir else name
 
     @property
+    def installs_repository(self) -> bool:
+        """requirements.txt already installs the repository itself (`-e .` or `.`)."""
+        return any(
+            posixpath.normpath(ref.removeprefix("-e ").split("[")[0].strip()) == "."
+            for f in self.requirements for ref in f.local_references
+        )
+
+    @property
     def installable(self) -> bool:
         return self.has("setup.py") or bool(self.pyproject and self.pyproject.installable)
 

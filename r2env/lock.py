@@ -27,9 +27,11 @@ class LockedPackage:
     name: str
     version: str
     hashes: tuple[str, ...]
+    marker: str = ""  # kept from an ecosystem lock: pip evaluates it in the image, with the image's Python
 
     def requirement_line(self) -> str:
-        return " ".join([f"{self.name}=={self.version}", *(f"--hash={h}" for h in self.hashes)])
+        pin = f"{self.name}=={self.version}" + (f" ; {self.marker}" if self.marker else "")
+        return " ".join([pin, *(f"--hash={h}" for h in self.hashes)])
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,10 @@ def _yaml() -> YAML:
 
 
 def _packages_data(packages: tuple[LockedPackage, ...]) -> list[dict[str, Any]]:
-    return [{"name": p.name, "version": p.version, "hashes": list(p.hashes)} for p in packages]
+    return [
+        {"name": p.name, "version": p.version, **({"marker": p.marker} if p.marker else {}), "hashes": list(p.hashes)}
+        for p in packages
+    ]
 
 
 def dump_lock(lock: Lock) -> str:
@@ -120,7 +125,7 @@ def _packages(entries: Any, path: str, section: str) -> tuple[LockedPackage, ...
         hashes = _require(entry, "hashes", list, path, f"{where}({name}) ")
         if not hashes or not all(isinstance(h, str) and h.startswith("sha256:") and len(h) == 71 for h in hashes):
             raise LockError(f"{path}: {where}({name}) has no valid sha256 hashes", "regenerate it with `r2env lock`")
-        packages.append(LockedPackage(name, version, tuple(hashes)))
+        packages.append(LockedPackage(name, version, tuple(hashes), str(entry.get("marker", ""))))
     return tuple(packages)
 
 

@@ -22,6 +22,8 @@ class Change:
             return "added"
         if not self.new:
             return "removed"
+        if self.kind != "python":  # Debian versions do not order as PEP 440 versions (2.36-9+deb12u10 > …u9)
+            return "changed"
         try:
             return "upgraded" if Version(self.new) > Version(self.old) else "downgraded"
         except InvalidVersion:  # Debian versions: not PEP 440

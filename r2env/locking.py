@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import posixpath
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from packaging.markers import Marker
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from r2env import __version__
@@ -68,26 +67,30 @@ class UserPins:
     packages: tuple[LockedPackage, ...]
 
 
-def _poetry_pins(text: str, path: str, python_version: str) -> tuple[LockedPackage, ...]:
+def _poetry_pins(text: str, path: str) -> tuple[LockedPackage, ...]:
+    """poetry.lock (lock-version 2.1, Poetry 2): the main group's packages, each with its own markers."""
     data = load_toml(text, path)
-    environment = {"python_version": python_version, "python_full_version": f"{python_version}.0", "sys_platform": "linux",
-                   "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64", "implementation_name": "cpython"}
+    version = str(data.get("metadata", {}).get("lock-version", ""))
+    if not version.startswith("2.") or version == "2.0":
+        raise LockError(
+            f"{path}: lock-version {version or '?'} has no per-package groups and markers",
+            "regenerate it with Poetry 2 (`poetry lock`), which writes lock-version 2.1",
+        )
     pins = []
     for package in data.get("package", []):
-        groups = package.get("groups", ["main"])
         markers = package.get("markers", "")
         if isinstance(markers, dict):
             markers = markers.get("main", "")
-        if "main" not in groups or (markers and not Marker(markers).evaluate(environment)):
+        if "main" not in package.get("groups", ["main"]):
             continue
         hashes = tuple(f["hash"] for f in package.get("files", []) if str(f.get("hash", "")).startswith("sha256:"))
         if not hashes:
             raise LockError(f"{path}: {package.get('name')} has no file hashes", "regenerate it with `poetry lock`")
-        pins.append(LockedPackage(str(canonicalize_name(package["name"])), str(package["version"]), hashes))
+        pins.append(LockedPackage(str(canonicalize_name(package["name"])), str(package["version"]), hashes, str(markers)))
     return tuple(pins)
 
 
-def _user_pins(root: Path, facts: RepoFacts, python_version: str, runner: Runner) -> UserPins | None:
+def user_pins(root: Path, facts: RepoFacts, runner: Runner = run_tool) -> UserPins | None:
     """An ecosystem lock, if the repository has one: it is the source of truth, not re-resolved."""
     if facts.pipfile_lock is not None:
         return UserPins(facts.path("Pipfile.lock"), parse_compiled(_continued(facts.pipfile_lock)).packages)
@@ -98,7 +101,7 @@ def _user_pins(root: Path, facts: RepoFacts, python_version: str, runner: Runner
         return UserPins(facts.path("uv.lock"), parse_compiled(result.stdout).packages)
     if facts.has("poetry.lock"):
         path = facts.path("poetry.lock")
-        return UserPins(path, _poetry_pins((root / path).read_text(encoding="utf-8"), path, python_version))
+        return UserPins(path, _poetry_pins((root / path).read_text(encoding="utf-8"), path))
     if facts.requirements and all(f.hashed for f in facts.requirements):
         lines = [line for f in facts.requirements for line in _hashed_lines(root / f.path)]
         return UserPins(facts.requirements[0].path, parse_compiled("\n".join(lines)).packages)
@@ -110,7 +113,7 @@ def _continued(lines: tuple[str, ...]) -> str:
     out = []
     for line in lines:
         requirement, *hashes = line.split(" --hash=")
-        out.append(requirement.split(";")[0].strip() + " \\")
+        out.append(requirement.strip() + " \\")
         out += [f"    --hash={h}" for h in hashes]
     return "\n".join(out)
 
@@ -125,8 +128,7 @@ def _requirement_inputs(root: Path, facts: RepoFacts) -> list[str]:
     lines: list[str] = []
     if facts.requirements:
         lines.append(f"-r {root / facts.requirements[0].path}")
-    installs_repository = any(posixpath.normpath(ref.split('[')[0]) == "." for f in facts.requirements for ref in f.local_references)
-    if not installs_repository and (facts.has("setup.py") or (facts.pyproject and facts.pyproject.installable)):
+    if not facts.installs_repository and (facts.has("setup.py") or (facts.pyproject and facts.pyproject.installable)):
         lines.append(str(root))
     if facts.pipfile is not None:
         lines += list(facts.pipfile.requirements)
@@ -140,6 +142,12 @@ def make_lock(
     """Resolve a lock for a planned (unlocked) spec. Yields progress; the last event's `lock` is in LockResult."""
     if spec.dockerfile or spec.interpreter is None:
         raise LockError(f"{spec.dockerfile}: a repository's own Dockerfile is built as-is", "r2env does not lock Dockerfile builds")
+    direct = [r for f in facts.requirements for r in f.requirements if "://" in r or r.startswith(("git+", "hg+", "svn+", "bzr+"))]
+    if direct:
+        raise LockError(
+            f"{facts.requirements[0].path}: {direct[0]!r} is a direct reference, which r2env cannot lock with hashes yet",
+            "pin a released version instead (NAME==VERSION), or build without a lock",
+        )
     base_id = engine.image_id(spec.base_image)
     if not base_id:
         raise LockError(f"base image {spec.base_image} is not present", "run `r2env base bootstrap` or `docker pull` it first")
@@ -148,18 +156,19 @@ def make_lock(
     yield BuildEvent(Phase.PLAN, Kind.INFO, f"resolving {len(apt_packages)} Debian packages in {spec.base_image}")
     apt = resolve_apt(engine, spec.base_image, apt_packages)
     python = spec.interpreter.version
-    pins = _user_pins(root, facts, python, runner)
+    pins = user_pins(root, facts, runner)
     requirements = [options.server_requirement]
     if pins is None:
         requirements += _requirement_inputs(root, facts)
     with tempfile.TemporaryDirectory(prefix="r2env-lock-") as scratch:
         if pins is not None:
             constraints = Path(scratch) / "constraints.txt"
-            constraints.write_text("".join(f"{p.name}=={p.version}\n" for p in pins.packages), encoding="utf-8")
+            # Markers kept: a universal lock may pin one package twice, for different Pythons.
+            constraints.write_text("".join(f"{p.name}=={p.version}" + (f" ; {p.marker}" if p.marker else "") + "\n" for p in pins.packages), encoding="utf-8")
             requirements.append(f"-c {constraints}")
         yield BuildEvent(Phase.PLAN, Kind.INFO, f"resolving Python packages for Python {python} on {spec.suite} with uv")
         resolution = resolve_python(requirements, root, python, spec.suite, index_url, extra_index_url, runner)
-    server_names = server_closure(resolution, [options.server_requirement.split("=")[0].split("[")[0].strip()])
+    server_names = server_closure(resolution, [Requirement(options.server_requirement).name])
     server = tuple(p for p in resolution.packages if p.name in server_names)
     if pins is not None:
         taken = {p.name for p in server}

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 from r2env import __version__
 from r2env.base import dockerfile_bases, ensure_base
 from r2env.build_secrets import PROXY_VARIABLES, write_build_secrets
-from r2env.buildpack import load_buildpacks
+from r2env.buildpack import Role, load_buildpacks
 from r2env.config import Settings
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.context import context_digest
 from r2env.errors import LockError
 from r2env.inspect import RepoFacts, inspect
 from r2env.lock import Lock, dump_lock, parse_lock
-from r2env.locking import LockResult, check_fresh, lock_path, make_lock, read_lock
+from r2env.locking import LockResult, check_fresh, lock_path, make_lock, read_lock, user_pins
 from r2env.plan import plan
 from r2env.render import RenderOptions, render_dockerfile
 from r2env.repo import DiskRepo
@@ -43,12 +43,14 @@ def plan_checkout(checkout: Checkout, settings: Settings, use_lock: bool = True)
     """Plan from the repository's lock when it has one (a stale lock is an error), else from its declarations."""
     facts = inspect(DiskRepo(checkout.path))
     selection = select(facts, load_buildpacks(), settings.buildpacks)
-    lock = read_lock(checkout.path, facts) if use_lock else None
-    if lock is not None and not selection.primary.role.value == "exclusive":
+    # A repository's own Dockerfile is built as-is: a lock beside it means nothing.
+    lock = read_lock(checkout.path, facts) if use_lock and selection.primary.role is not Role.EXCLUSIVE else None
+    if lock is not None:
         check_fresh(lock, checkout.path, facts, settings.plan)
-    else:
-        lock = None
-    return Planned(checkout, plan(facts, selection, settings.plan, lock), facts, lock)
+    # Without r2env.lock, the repository's own uv.lock or poetry.lock is still installed exactly.
+    pins = user_pins(checkout.path, facts) if lock is None and selection.primary.name == "python" and (facts.has("uv.lock") or facts.has("poetry.lock")) else None
+    spec = plan(facts, selection, settings.plan, lock, pins.packages if pins else (), pins.source if pins else "")
+    return Planned(checkout, spec, facts, lock)
 
 
 def plan_source(source: str, settings: Settings, use_lock: bool = True) -> Planned:
@@ -58,9 +60,14 @@ def plan_source(source: str, settings: Settings, use_lock: bool = True) -> Plann
 def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: bool = True) -> Iterator[BuildEvent]:
     """Resolve the repository's lock; write it beside its configuration unless `write` is false.
     The last event is a LockResult carrying the new lock (and, when one existed, the old one in `previous`)."""
+    local = Path(source).expanduser()
+    if write and (settings.ref or is_remote(source) or (local.is_dir() and not (local / ".git").exists() and _is_git_dir(local))):
+        raise LockError(f"{source}: r2env writes r2env.lock into the repository", "run `r2env lock` on a local checkout and commit the lock")
     yield BuildEvent(Phase.FETCH, Kind.INFO, f"fetching {source}" + (f" at {settings.ref}" if settings.ref else ""))
     checkout = fetch(source, settings.ref, settings.cache_dir)
     planned = plan_checkout(checkout, settings, use_lock=False)
+    if planned.spec.dockerfile:
+        raise LockError(f"{planned.spec.dockerfile}: a repository's own Dockerfile is built as-is", "r2env does not lock Dockerfile builds")
     engine = connect()
     yield from ensure_base(engine, planned.spec.base_image, settings.mirror, settings.cache_dir)
     result: LockResult | None = None
@@ -72,10 +79,11 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
             yield event
     assert result is not None and result.lock is not None
     path = checkout.path / lock_path(planned.facts)
-    previous = parse_lock(path.read_text(encoding="utf-8"), lock_path(planned.facts)) if path.is_file() else None
+    try:
+        previous = parse_lock(path.read_text(encoding="utf-8"), lock_path(planned.facts)) if path.is_file() else None
+    except LockError:
+        previous = None  # a corrupt or old lock is what relocking replaces
     if write:
-        if checkout.ref or is_remote(source):
-            raise LockError(f"{source}: r2env writes r2env.lock into the repository", "run `r2env lock` on a local checkout and commit the lock")
         # Written whole or not at all: a failed resolve above leaves the old lock untouched.
         scratch = path.with_name(path.name + ".tmp")
         scratch.write_text(dump_lock(result.lock), encoding="utf-8")
@@ -120,6 +128,11 @@ def proxy_build_args(host_env: Mapping[str, str]) -> dict[str, str]:
     """A repository's own Dockerfile gets the host's proxies as Docker's predefined proxy build args, which
     are kept out of `docker history` (https://docs.docker.com/reference/dockerfile/#predefined-args)."""
     return {name: host_env[name] for name in PROXY_VARIABLES if host_env.get(name)}
+
+
+def _is_git_dir(path: Path) -> bool:
+    """A bare repository (or a .git folder) rather than a work tree."""
+    return (path / "HEAD").is_file() and (path / "objects").is_dir()
 
 
 def _locked_plan(source: str, settings: Settings, connect: Callable[[], Engine]) -> Iterator[BuildEvent | Planned]:

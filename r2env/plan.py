@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from r2env import __version__
 from r2env.buildpack import Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
-from r2env.lock import Lock
+from r2env.lock import Lock, LockedPackage
 from r2env.interpreter import DEBIAN_PYTHON, choose_interpreter
 from r2env.render import ENTRYPOINT
 from r2env.select import Selection
@@ -55,7 +55,14 @@ def _labels() -> tuple[tuple[str, str], ...]:
     return (("org.r2env.version", __version__),)
 
 
-def plan(facts: RepoFacts, selection: Selection, options: PlanOptions = PlanOptions(), lock: Lock | None = None) -> ImageSpec:
+def plan(
+    facts: RepoFacts,
+    selection: Selection,
+    options: PlanOptions = PlanOptions(),
+    lock: Lock | None = None,
+    pins: tuple[LockedPackage, ...] = (),
+    pins_source: str = "",
+) -> ImageSpec:
     repo_dir = _home(options.user_name)
     detections = selection.detections
     if selection.primary.role is Role.EXCLUSIVE:
@@ -88,6 +95,8 @@ def plan(facts: RepoFacts, selection: Selection, options: PlanOptions = PlanOpti
         interpreter=interpreter,
         server_requirement=options.server_requirement,
         lock=lock,
+        pins=pins,
+        pins_source=pins_source,
     )
     contributions: list[Contribution] = [b.contribute(facts, context) for b in selection.buildpacks]
     steps = [step for c in contributions for step in c.steps]

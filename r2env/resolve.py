@@ -40,7 +40,7 @@ class Resolution:
     parents: dict[str, frozenset[str]]  # package -> who requires it ("" for a top-level requirement)
 
 
-_ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?:\s+;.*)?\s*\\?$")
+_ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)\s*(?:;\s*(.*?))?\s*\\?$")
 _HASH = re.compile(r"^\s+--hash=(sha256:[0-9a-f]{64})")
 _VIA_ONE = re.compile(r"^\s+# via (.+)$")
 _VIA_MANY = re.compile(r"^\s+#\s+(\S.*)$")
@@ -50,18 +50,18 @@ def parse_compiled(text: str) -> Resolution:
     """Parse `uv pip compile --generate-hashes` output (pip-compile's format): pins, hashes and `# via` parents."""
     packages: list[LockedPackage] = []
     parents: dict[str, set[str]] = {}
-    current: tuple[str, str] | None = None
+    current: tuple[str, str, str] | None = None
     hashes: list[str] = []
     in_via = False
 
     def flush() -> None:
         if current:
-            packages.append(LockedPackage(current[0], current[1], tuple(hashes)))
+            packages.append(LockedPackage(current[0], current[1], tuple(hashes), current[2]))
 
     for line in text.splitlines():
         if match := _ENTRY.match(line):
             flush()
-            current, hashes, in_via = (str(canonicalize_name(match.group(1))), match.group(2)), [], False
+            current, hashes, in_via = (str(canonicalize_name(match.group(1))), match.group(2), match.group(3) or ""), [], False
             parents[current[0]] = set()
         elif line.startswith(("-e ", "file:", "./", "/")) or (line and not line.startswith((" ", "#")) and " @ " in line):
             flush()  # a local or direct reference: installed from the repository, not locked

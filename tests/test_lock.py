@@ -72,6 +72,9 @@ def test_dumping_a_parsed_lock_gives_the_same_bytes() -> None:
         pytest.param({"base": LockedBase("example.org/base:1", sha("x"), "trixie")}, id="a base without a mirror"),
         pytest.param({"packages": (), "source": "Pipfile.lock"}, id="no repository packages, source from an ecosystem lock"),
         pytest.param({"r2env_version": "1.0"}, id="an r2env version that looks like a float"),
+        pytest.param({"packages": (LockedPackage("pywin32", "306", (sha("pywin32"),), marker="sys_platform == 'win32'"),
+                                   LockedPackage("tomli", "2.0.1", (sha("tomli"),), marker='python_version < "3.11"'))},
+                     id="pins with markers, quoted both ways"),
     ],
 )
 def test_round_trip_keeps_awkward_values_as_they_are(changes: dict[str, object]) -> None:

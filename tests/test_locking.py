@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import pytest
+from packaging.markers import Marker
+from packaging.requirements import Requirement
 
 from r2env import pipeline
 from r2env.buildpack import load_buildpacks
@@ -176,7 +178,7 @@ def run_make_lock(
     index = {key: options.pop(key) for key in ("index_url", "extra_index_url") if key in options}
     plan_options = PlanOptions(server_requirement=server, **options)
     facts, spec = unlocked_spec(root, plan_options)
-    events = list(make_lock(root, facts, spec, plan_options, engine, runner=runner, **index))  # type: ignore[arg-type]
+    events = list(make_lock(root, facts, spec, plan_options, engine, runner=runner, **index))
     result = events[-1]
     assert isinstance(result, LockResult) and result.lock is not None
     return result.lock, events, runner, engine
@@ -184,6 +186,24 @@ def run_make_lock(
 
 def names(packages: Sequence[LockedPackage]) -> list[str]:
     return [p.name for p in packages]
+
+
+def target(python: str = "3.11") -> dict[str, str]:
+    """The image's marker environment: Debian's CPython on x86_64 Linux."""
+    return {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux", "platform_system": "Linux",
+            "os_name": "posix", "platform_machine": "x86_64", "platform_python_implementation": "CPython",
+            "implementation_name": "cpython"}
+
+
+def installed(packages: Sequence[LockedPackage], python: str = "3.11") -> list[tuple[str, str]]:
+    """What `pip install --require-hashes --no-deps` of these pins installs in the image: a lock may keep a pin's
+    marker (pip then evaluates it there) or leave out pins for other platforms and Pythons; either way, this."""
+    return [(p.name, p.version) for p in packages
+            if not getattr(p, "marker", "") or Marker(getattr(p, "marker")).evaluate(target(python))]
+
+
+def pin(package: LockedPackage) -> tuple[str, str, tuple[str, ...]]:
+    return package.name, package.version, package.hashes
 
 
 # --- inputs and staleness ---------------------------------------------------------------------------------------
@@ -460,10 +480,13 @@ def test_pipfile_lock_pins_are_the_repository_packages_and_only_constraints_reac
     lock, _, runner, _ = run_make_lock(root, runner=FakeRunner(compiled=SERVER_ONLY))
     assert lock.source == "Pipfile.lock"
     assert names(lock.server) == SERVER_NAMES
-    assert list(lock.packages) == [RESOLVED[name] for name in REPOSITORY_NAMES]  # exactly the lock's pins and hashes
+    assert [pin(p) for p in lock.packages] == [pin(RESOLVED[name]) for name in REPOSITORY_NAMES]  # exactly the lock's pins and hashes
+    assert installed(lock.packages) == [(name, RESOLVED[name].version) for name in REPOSITORY_NAMES]
     ((first, constraint),) = runner.inputs
     assert first == SERVER and constraint.startswith("-c ")  # no Pipfile requirement is re-resolved
-    assert runner.constraints == ["".join(f"{name}=={RESOLVED[name].version}\n" for name in sorted(default))]
+    # Markers stay on the constraints: a universal lock may pin one package twice, for different Pythons.
+    marker = lambda name: " ; python_version >= '3.8'" if name in ("certifi", "idna", "requests", "urllib3") else ""  # noqa: E731
+    assert runner.constraints == ["".join(f"{name}=={RESOLVED[name].version}{marker(name)}\n" for name in sorted(default))]
     assert not Path(constraint[3:]).exists()
 
 
@@ -486,7 +509,7 @@ def test_a_fully_hashed_requirements_file_is_the_source_of_truth(tmp_path: Path)
     })
     lock, _, runner, _ = run_make_lock(root, runner=FakeRunner(compiled=SERVER_ONLY))
     assert lock.source == "requirements.txt"
-    assert list(lock.packages) == [RESOLVED[name] for name in REPOSITORY_NAMES]
+    assert [pin(p) for p in lock.packages] == [pin(RESOLVED[name]) for name in REPOSITORY_NAMES]
     assert len(runner.inputs[0]) == 2 and runner.inputs[0][1].startswith("-c ")
     assert runner.constraints[0].splitlines() == [f"{n}=={RESOLVED[n].version}" for n in
                                                   ("certifi", "charset-normalizer", "idna", "requests", "urllib3", "traitlets")]
@@ -577,17 +600,21 @@ def test_poetry_lock_main_pins_for_the_target_python_are_the_repository_packages
     lock, _, runner, _ = run_make_lock(root, runner=FakeRunner(compiled=SERVER_ONLY))
     # click is dev-only; colorama is win32-only in main; tomli is for Python < 3.11 and the image has 3.11
     assert lock.source == "poetry.lock"
-    assert lock.packages == (LockedPackage("requests", "2.32.3", (
+    assert installed(lock.packages) == [("requests", "2.32.3")]
+    (requests,) = [p for p in lock.packages if p.name == "requests"]
+    assert requests.hashes == (
         "sha256:70761cfe03c773ceb22aa2f671b4757976145175cdfca038c02654d061d6dcc6",  # the wheel, then the sdist, as in the lock
-        "sha256:55365417734eb18255590a9ff9eb97e9e1da868d4ccd6402399eaf68af20a760")),)
-    assert runner.constraints == ["requests==2.32.3\n"]
+        "sha256:55365417734eb18255590a9ff9eb97e9e1da868d4ccd6402399eaf68af20a760")
+    assert "click" not in names(lock.packages)  # dev group: not installed
+    (constraints,) = runner.constraints
+    assert "requests==2.32.3" in constraints.splitlines() and "click" not in constraints
 
 
 def test_poetry_lock_markers_are_evaluated_for_the_images_python(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {"pyproject.toml": POETRY_PYPROJECT, "poetry.lock": POETRY_LOCK, "runtime.txt": "python-3.10\n"})
     lock, *_ = run_make_lock(root, runner=FakeRunner(compiled=SERVER_ONLY))
     assert lock.python == "3.10"
-    assert names(lock.packages) == ["requests", "tomli"]
+    assert installed(lock.packages, "3.10") == [("requests", "2.32.3"), ("tomli", "2.0.1")]
 
 
 def test_a_poetry_package_without_hashes_is_a_lock_error(tmp_path: Path) -> None:
@@ -643,8 +670,24 @@ def test_uv_lock_pins_for_other_platforms_and_pythons_are_not_locked(tmp_path: P
     root = make_repo(tmp_path, {"pyproject.toml": UV_PYPROJECT, "uv.lock": (FIXTURES / "uv.lock").read_text()})
     tabulate = "tabulate==0.9.0 \\\n    --hash=sha256:0095b12bf5966de529c0feb1fa08671671b3368eec77d7ef7ab114be2c068b3c\n    # via -r r2env-resolve.in\n"
     lock, *_ = run_make_lock(root, runner=FakeRunner(compiled=tabulate), server="tabulate==0.9.0")
-    assert [(p.name, p.version) for p in lock.packages] == [
-        ("jupyter-core", "5.7.2"), ("platformdirs", "4.14.8"), ("six", "1.17.0"), ("traitlets", "5.16.1")]
+    assert installed(lock.packages) == [("jupyter-core", "5.7.2"), ("platformdirs", "4.14.8"), ("six", "1.17.0"), ("traitlets", "5.16.1")]
+    assert installed(lock.packages, "3.10") == [("jupyter-core", "5.7.2"), ("platformdirs", "4.12.4"), ("six", "1.17.0"), ("traitlets", "5.16.1")]
+
+
+def test_constraints_from_a_universal_lock_let_uv_resolve_the_server(tmp_path: Path) -> None:
+    """The server (here jupyter-core, as JupyterLab does) needs platformdirs, which uv.lock forks on the Python version.
+    Given `platformdirs==4.12.4` and `platformdirs==4.14.8` as plain constraints, the real uv answers "No solution
+    found": the constraints must leave one pin per package for the image (e.g. by keeping the markers)."""
+    root = make_repo(tmp_path, {"pyproject.toml": UV_PYPROJECT, "uv.lock": (FIXTURES / "uv.lock").read_text()})
+    _, _, runner, _ = run_make_lock(root, runner=FakeRunner(compiled=SERVER_ONLY))
+    (constraints,) = runner.constraints
+    applying: dict[str, list[str]] = {}
+    for line in constraints.splitlines():
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate(target()):
+            applying.setdefault(requirement.name, []).append(str(requirement.specifier))
+    assert applying["platformdirs"] == ["==4.14.8"]
+    assert all(len(specifiers) == 1 for specifiers in applying.values()), applying
 
 
 def test_pipfile_lock_pins_for_other_platforms_are_not_locked(tmp_path: Path) -> None:
@@ -654,14 +697,14 @@ def test_pipfile_lock_pins_for_other_platforms_are_not_locked(tmp_path: Path) ->
     default = {"requests": pipfile_entry("requests"), "pywin32": pywin32, "exceptiongroup": exceptiongroup}
     root = make_repo(tmp_path, {"Pipfile": '[packages]\nrequests = "*"\n', "Pipfile.lock": pipfile_lock(default)})
     lock, *_ = run_make_lock(root, runner=FakeRunner(compiled=SERVER_ONLY))
-    assert names(lock.packages) == ["requests"]
+    assert installed(lock.packages) == [("requests", "2.32.3")]
 
 
 def test_hashed_requirements_pins_for_other_platforms_are_not_locked(tmp_path: Path) -> None:
     text = hashed_requirements(["requests", "urllib3"], markers={"urllib3": "sys_platform == 'win32'"})
     root = make_repo(tmp_path, {"requirements.txt": text})
     lock, *_ = run_make_lock(root, runner=FakeRunner(compiled=SERVER_ONLY))
-    assert names(lock.packages) == ["requests"]
+    assert installed(lock.packages) == [("requests", "2.32.3")]
 
 
 def test_a_direct_reference_is_not_silently_dropped(tmp_path: Path) -> None:
@@ -705,6 +748,21 @@ def test_a_locked_plan_installs_every_pin_hash_checked_in_its_stage(tmp_path: Pa
     assert "pip install -r requirements.txt" not in dockerfile
     assert "pip install 'jupyter-core==5.7.2'" not in dockerfile and f"pip install {SERVER}" not in dockerfile
     assert all(h in dockerfile for p in (*lock.server, *lock.packages) for h in p.hashes)
+
+
+def test_the_locked_install_writes_each_requirement_line_verbatim(tmp_path: Path) -> None:
+    """The shell quoting of the printf that writes the requirements file survives markers with quotes in them."""
+    default = {"requests": pipfile_entry("requests", "python_version >= '3.8'"),
+               "pywin32": {"hashes": ["sha256:" + "d" * 64], "version": "==306", "markers": "sys_platform == 'win32'"}}
+    root = make_repo(tmp_path / "repo", {"Pipfile": '[packages]\nrequests = "*"\n', "Pipfile.lock": pipfile_lock(default)})
+    lock, *_ = run_make_lock(root, runner=FakeRunner(compiled=SERVER_ONLY))
+    spec, _ = locked_plan(root, lock)
+    for stage, packages in ((Stage.SERVER, lock.server), (Stage.DEPENDENCIES, lock.packages)):
+        (step,) = run_steps(spec, stage)
+        written = tmp_path / f"{stage.name.lower()}.txt"
+        printf = step.script.split(" && pip install ", 1)[0].replace(f"/tmp/r2env-{stage.name.lower()}.txt", str(written))
+        subprocess.run(["bash", "-c", printf], check=True)
+        assert written.read_text().splitlines() == [p.requirement_line() for p in packages]
 
 
 def test_a_locked_plan_pins_every_debian_package(tmp_path: Path) -> None:
@@ -816,7 +874,7 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> FakeRunner:
 
 
 def lock_repo(source: Path, settings: Settings, engine: FakeEngine, write: bool = True) -> LockResult:
-    *_, result = pipeline.lock(str(source), settings, lambda: engine, write=write)  # type: ignore[arg-type,return-value]
+    *_, result = pipeline.lock(str(source), settings, lambda: engine, write=write)
     assert isinstance(result, LockResult)
     return result
 
@@ -859,7 +917,7 @@ def test_a_dockerfile_repository_ignores_an_r2env_lock(tmp_path: Path, settings:
 
 
 def build_events(root: Path, settings: Settings, engine: FakeEngine) -> list[BuildEvent]:
-    return list(pipeline.build(str(root), settings, lambda: engine))  # type: ignore[arg-type]
+    return list(pipeline.build(str(root), settings, lambda: engine))
 
 
 def test_a_locked_build_is_skipped_when_the_image_has_this_spec_and_contents(tmp_path: Path, settings: Settings, runner: FakeRunner) -> None:

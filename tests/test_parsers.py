@@ -57,7 +57,7 @@ VALID_REQUIREMENTS = [
             "binder/requirements.txt", includes=("binder/extra.txt", "binder/sub/more.txt"), constraints=("constraints.txt",)
         ),
     ),
-    ("-e . is a local reference", "requirements.txt", "-e .\n", requirements_file(local=(".",))),
+    ("-e . is a local reference", "requirements.txt", "-e .\n", requirements_file(local=("-e .",))),
     ("./localpkg is a local reference", "requirements.txt", "./localpkg\n", requirements_file(local=("./localpkg",))),
     ("git+https URL", "requirements.txt", f"{GIT_URL}\n", requirements_file(requirements=(GIT_URL,))),
     ("editable git URL", "requirements.txt", f"-e {GIT_URL}\n", requirements_file(requirements=(GIT_URL,))),

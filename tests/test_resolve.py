@@ -142,6 +142,23 @@ def test_markers_are_not_part_of_the_version_and_their_hashes_are_kept() -> None
     assert all(";" not in p.version and " " not in p.version for p in packages)
 
 
+def test_markers_keep_each_pin_to_its_platform_and_python() -> None:
+    """uv's universal output forks platformdirs and has Windows-only pins: for the image only one of each applies."""
+    from packaging.markers import Marker
+
+    packages = parse_compiled(UNIVERSAL).packages
+
+    def applying(python: str, platform: str) -> list[tuple[str, str]]:
+        environment = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": platform,
+                       "platform_python_implementation": "CPython"}
+        return [(p.name, p.version) for p in packages if not getattr(p, "marker", "") or Marker(getattr(p, "marker")).evaluate(environment)]
+
+    assert applying("3.11", "linux") == [("jupyter-core", "5.7.2"), ("platformdirs", "4.14.8"), ("traitlets", "5.16.1")]
+    assert applying("3.10", "linux") == [("exceptiongroup", "1.3.2"), ("jupyter-core", "5.7.2"), ("platformdirs", "4.12.4"),
+                                         ("traitlets", "5.16.1"), ("typing-extensions", "4.16.0")]
+    assert ("pywin32", "312") in applying("3.11", "win32") and ("colorama", "0.4.6") in applying("3.11", "win32")
+
+
 def test_names_are_canonical() -> None:
     text = (
         "Jinja2==3.1.4 \\\n    --hash=sha256:" + "a" * 64 + "\n    # via Flask_Login\n"

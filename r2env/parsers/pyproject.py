@@ -32,5 +32,9 @@ def parse_pyproject(text: str, path: str) -> Pyproject:
     dependencies = project.get("dependencies", [])
     if not isinstance(dependencies, list):
         raise SpecError(f"{path}: [project].dependencies must be a list of strings", "see PEP 621")
-    installable = "project" in data or "build-system" in data
+    # A project opts out of being installed (as uv and Poetry read it): [tool.uv] package = false, or
+    # [tool.poetry] package-mode = false; a bare [project] with no build backend is then only a dependency list.
+    tool = data.get("tool", {}) if isinstance(data.get("tool"), dict) else {}
+    opted_out = tool.get("uv", {}).get("package") is False or tool.get("poetry", {}).get("package-mode") is False
+    installable = ("project" in data or "build-system" in data) and not opted_out
     return Pyproject(installable, requires_python, tuple(str(d) for d in dependencies))

@@ -99,7 +99,7 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
                 if _URL.match(value):
                     requirements.append(value)
                 else:
-                    local.append(value)
+                    local.append(f"-e {value}")  # kept editable: it is installed as written
                 hashed = False
                 continue
             if option in _VALUE_OPTIONS:
