@@ -87,3 +87,21 @@ def test_an_ecosystem_lock_is_installed_exactly(engine: docker.DockerClient, exa
     assert data["python-packages"]["source"] != "r2env"
     build_ok(str(repo), "--image-name", f"r2env-it/lock-{example}")
     assert "all checks passed" in run_in(engine, f"r2env-it/lock-{example}", ["./verify"])
+
+
+def test_a_download_that_does_not_match_the_locked_hash_names_the_package_and_both_hashes(locked_repo: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(locked_repo, repo)
+    lock_file = repo / "binder" / "r2env.lock"
+    yaml = YAML(typ="safe")
+    data = yaml.load(lock_file.read_text())
+    tabulate = next(p for p in data["python-packages"]["repository"] if p["name"] == "tabulate")
+    real = set(tabulate["hashes"])
+    tabulate["hashes"] = ["sha256:" + "0" * 64]  # what a tampered lock (or a tampered index) looks like
+    with lock_file.open("w") as stream:
+        yaml.dump(data, stream)
+    result = r2env("build", str(repo), "--image-name", "r2env-it/tampered")
+    assert result.returncode == 5
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("r2env: error: tabulate==0.9.0 does not match its locked hash: the lock expects sha256:" + "0" * 64)
+    assert any(f"the download is {h}" in last for h in real), last

@@ -16,7 +16,8 @@ from r2env.buildpack import Role, load_buildpacks
 from r2env.config import Settings
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.context import context_digest
-from r2env.errors import LockError
+from r2env.errors import BuildError, LockError
+from r2env.explain import explain
 from r2env.inspect import RepoFacts, inspect
 from r2env.lock import Lock, dump_lock, parse_lock
 from r2env.locking import LockResult, check_fresh, lock_path, make_lock, read_lock, user_pins
@@ -209,5 +210,8 @@ def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Ite
             secrets=secrets,
             no_cache=settings.no_cache,
         )
-        yield from engine.build(request)
+        try:
+            yield from engine.build(request)
+        except BuildError as error:
+            raise explain(error) from None
     yield BuildEvent(Phase.DONE, Kind.RESULT, image)

@@ -1,0 +1,35 @@
+"""Known failures of a build step become one sentence that names the cause."""
+
+from __future__ import annotations
+
+from r2env.errors import BuildError
+from r2env.explain import explain
+
+EXPECTED = "a" * 64
+GOT = "b6a85871a79d2e3b22d2d1b94ac2824226a63c6b741c88f7ae975f18b6778374"
+PIP_REPORT = f"""ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated the package versions, please update the hashes.
+    iniconfig==2.0.0 from https://files.pythonhosted.org/packages/ef/a6/iniconfig-2.0.0-py3-none-any.whl#sha256={GOT}:
+        Expected sha256 {EXPECTED}
+             or sha256 {"c" * 64}
+             Got        {GOT}
+"""
+
+
+def test_a_hash_mismatch_names_the_package_and_both_hashes() -> None:
+    error = explain(BuildError("build step failed: RUN pip install", "fix the step", details=PIP_REPORT))
+    assert error.message == (
+        f"iniconfig==2.0.0 does not match its locked hash: the lock expects sha256:{EXPECTED}, the download is sha256:{GOT}"
+    )
+    assert "r2env lock" in error.hint and error.details == PIP_REPORT
+
+
+def test_a_version_gone_from_the_mirror_says_what_to_do() -> None:
+    details = "E: Version '2.36-9+deb12u9' for 'libc6' was not found"
+    error = explain(BuildError("build step failed: RUN apt-get install", details=details))
+    assert error.message == "the Debian mirror no longer has libc6 2.36-9+deb12u9, which the lock pins"
+    assert "snapshot" in error.hint
+
+
+def test_an_unknown_failure_is_left_as_it_is() -> None:
+    original = BuildError("build step failed: RUN make", "fix the step", details="make: *** [all] Error 2")
+    assert explain(original) is original
