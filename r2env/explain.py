@@ -7,11 +7,11 @@ import re
 from r2env.errors import BuildError
 
 # pip's report (https://pip.pypa.io/en/stable/topics/secure-installs/#hash-checking-mode):
-#     NAME==VERSION from URL:
+#     NAME==VERSION from URL (from -r FILE (line N)):
 #         Expected sha256 AAAA
 #              Got        BBBB
 _HASH_REPORT = re.compile(
-    r"(?P<package>[A-Za-z0-9._-]+==\S+) from \S+?:?\s*\n\s*Expected sha256 (?P<expected>[0-9a-f]{64})(?:\s*\n\s*or sha256 [0-9a-f]{64})*\s*\n\s*Got\s+(?P<got>[0-9a-f]{64})"
+    r"(?P<package>[A-Za-z0-9._-]+==\S+) from [^\n]*\n\s*Expected sha256 (?P<expected>[0-9a-f]{64})(?:\s*\n\s*or sha256 [0-9a-f]{64})*\s*\n\s*Got\s+(?P<got>[0-9a-f]{64})"
 )
 _APT_MISSING_VERSION = re.compile(r"E: Version '(?P<version>[^']+)' for '(?P<package>[^']+)' was not found")
 

@@ -8,7 +8,7 @@ from r2env.explain import explain
 EXPECTED = "a" * 64
 GOT = "b6a85871a79d2e3b22d2d1b94ac2824226a63c6b741c88f7ae975f18b6778374"
 PIP_REPORT = f"""ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated the package versions, please update the hashes.
-    iniconfig==2.0.0 from https://files.pythonhosted.org/packages/ef/a6/iniconfig-2.0.0-py3-none-any.whl#sha256={GOT}:
+    iniconfig==2.0.0 from https://files.pythonhosted.org/packages/ef/a6/iniconfig-2.0.0-py3-none-any.whl (from -r /tmp/r2env-dependencies.txt (line 1)):
         Expected sha256 {EXPECTED}
              or sha256 {"c" * 64}
              Got        {GOT}
