@@ -6,77 +6,24 @@ import subprocess
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import pytest
 
 import r2env.cli
 from r2env import pipeline
 from r2env.cli import main
-from r2env.engine import BuilderKind, BuildRequest
 from r2env.errors import SourceError
-from r2env.events import BuildEvent, Kind, Phase
 from r2env.lock import dump_lock, parse_lock
 from r2env.locking import make_lock
 from r2env.source import Checkout
+
+from fake_engine import BOOKWORM_ID, DEBIAN, FakeEngine
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lock"
 COMPILED = (FIXTURES / "compiled.txt").read_text()  # real uv output: jupyter-core (the server) + requests, platformdirs, -e .
 UV_CONFLICT = (FIXTURES / "uv-conflict.txt").read_text()
 SERVER = "jupyter-core==5.7.2"
-BOOKWORM_ID = "sha256:" + "b" * 64
-DEBIAN = {
-    "ca-certificates": {"openssl": "3.0.17-1~deb12u2", "ca-certificates": "20230311+deb12u1"},
-    "python3": {"libpython3.11-minimal": "3.11.2-6+deb12u6", "python3.11": "3.11.2-6+deb12u6", "python3": "3.11.2-1+b1"},
-    "python3-venv": {"python3-pip-whl": "23.0.1+dfsg-1", "python3.11-venv": "3.11.2-6+deb12u6", "python3-venv": "3.11.2-1+b1"},
-    "jq": {"libonig5": "6.9.8-1", "libjq1": "1.6-2.1", "jq": "1.6-2.1"},
-}
-
-
-@dataclass
-class FakeEngine:
-    """The Engine protocol (as in test_pipeline_fake_engine.py, plus image_labels and run, which simulates apt)."""
-
-    images: dict[str, str] = field(default_factory=lambda: {"debian:bookworm": BOOKWORM_ID})
-    debian: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEBIAN))
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    requests: list[BuildRequest] = field(default_factory=list)
-
-    @property
-    def builder(self) -> BuilderKind:
-        return "buildx"
-
-    def image_id(self, reference: str) -> str | None:
-        self.calls.append(("image_id", reference))
-        return self.images.get(reference)
-
-    def image_labels(self, reference: str) -> dict[str, str]:
-        self.calls.append(("image_labels", reference))
-        return {"org.r2env.base.mirror": "http://deb.example.org/debian"} if reference.startswith("debian:") else {}
-
-    def run(self, image: str, command: list[str]) -> tuple[int, str]:
-        self.calls.append(("run", image))
-        installed: dict[str, str] = {}
-        for name in command[-1].split("--no-install-recommends ", 1)[1].split():
-            if name not in self.debian:
-                return 100, f"Reading package lists...\nE: Unable to locate package {name}\n"
-            installed.update(self.debian[name])
-        return 0, "".join(f"Inst {n} ({v} Debian:12.15/oldstable [amd64])\n" for n, v in installed.items())
-
-    def pull(self, reference: str) -> bool:
-        self.calls.append(("pull", reference))
-        return False
-
-    def load(self, archive: Path) -> None:
-        self.calls.append(("load", str(archive)))
-
-    def tag(self, image: str, reference: str) -> None:
-        self.calls.append(("tag", reference))
-
-    def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
-        self.calls.append(("build", request.tag))
-        self.requests.append(request)
-        yield BuildEvent(Phase.BUILD, Kind.STEP, "RUN pip install", (1, 1))
 
 
 @dataclass
@@ -99,7 +46,7 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     """A working directory with an r2env_config.py (a small server, a private cache) and the fake engine connected."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "r2env_config.py").write_text(f"c.R2env.server_requirement = {SERVER!r}\nc.R2env.cache_dir = {str(tmp_path / 'cache')!r}\n")
-    fake = FakeEngine()
+    fake = FakeEngine(images={"debian:bookworm": BOOKWORM_ID})
     monkeypatch.setattr(r2env.cli, "_connect", lambda settings: lambda: fake)
     return fake
 

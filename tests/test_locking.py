@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import pytest
 from packaging.markers import Marker
@@ -20,7 +20,6 @@ from packaging.requirements import Requirement
 from r2env import pipeline
 from r2env.buildpack import load_buildpacks
 from r2env.config import Settings, load_config
-from r2env.engine import BuilderKind, BuildRequest
 from r2env.errors import LockError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.inspect import RepoFacts, inspect
@@ -29,9 +28,11 @@ from r2env.locking import LockResult, check_fresh, current_inputs, lock_path, ma
 from r2env.plan import PlanOptions, plan
 from r2env.render import render_dockerfile
 from r2env.repo import DiskRepo
-from r2env.resolve import parse_apt_simulation, parse_compiled
+from r2env.resolve import parse_compiled
 from r2env.select import select
 from r2env.spec import ImageSpec, Stage, Step
+
+from fake_engine import BOOKWORM_ID, DEBIAN, MIRROR, TRIXIE_ID, FakeEngine
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lock"
 # Real `uv pip compile --generate-hashes` output (see test_resolve.py): the server jupyter-core==5.7.2 with a
@@ -41,83 +42,11 @@ SERVER_ONLY = (FIXTURES / "compiled-server.txt").read_text()
 # Real `uv export --frozen --format requirements-txt --no-emit-project --no-header` of a universal uv.lock
 # (requires-python >=3.10; jupyter-core==5.7.2 and six): it forks platformdirs on the Python version and has pywin32.
 UV_EXPORT = (FIXTURES / "uv-export.txt").read_text()
-APT_SIMULATION = (FIXTURES / "apt-simulation.txt").read_text()
 # A small server keeps the fixtures small; the default server (JupyterLab) works the same way.
 SERVER = "jupyter-core==5.7.2"
 SERVER_NAMES = ["jupyter-core", "platformdirs", "traitlets"]
 REPOSITORY_NAMES = ["certifi", "charset-normalizer", "idna", "requests", "urllib3"]
-BOOKWORM_ID = "sha256:" + "b" * 64
-TRIXIE_ID = "sha256:" + "c" * 64
-MIRROR = "http://deb.example.org/debian"
-# What apt would install for each requested package in the base (bookworm versions).
-DEBIAN = {
-    "ca-certificates": {"openssl": "3.0.17-1~deb12u2", "ca-certificates": "20230311+deb12u1"},
-    "python3": {"libpython3.11-minimal": "3.11.2-6+deb12u6", "python3.11": "3.11.2-6+deb12u6", "python3": "3.11.2-1+b1"},
-    "python3-venv": {"python3-pip-whl": "23.0.1+dfsg-1", "python3.11-venv": "3.11.2-6+deb12u6", "python3-venv": "3.11.2-1+b1"},
-    "git": {"libcurl3-gnutls": "7.88.1-10+deb12u14", "git-man": "1:2.39.5-0+deb12u2", "git": "1:2.39.5-0+deb12u2"},
-    "graphviz": {name: version for name, version in parse_apt_simulation(APT_SIMULATION).items() if not name.startswith("libxml2")},
-    "jq": {"libonig5": "6.9.8-1", "libjq1": "1.6-2.1", "jq": "1.6-2.1"},
-}
 SYSTEM_APT = {name: version for requested in ("ca-certificates", "python3", "python3-venv") for name, version in DEBIAN[requested].items()}
-
-
-@dataclass
-class FakeEngine:
-    """Implements the Engine protocol (copied from test_pipeline_fake_engine.py, with image_labels and run):
-    images it has map to IDs; `run` simulates apt-get install -s from DEBIAN; builds tag an image with its labels."""
-
-    images: dict[str, str] = field(default_factory=lambda: {"debian:bookworm": BOOKWORM_ID, "debian:trixie": TRIXIE_ID})
-    labels: dict[str, dict[str, str]] = field(default_factory=lambda: {
-        "debian:bookworm": {"org.r2env.base.mirror": MIRROR}, "debian:trixie": {"org.r2env.base.mirror": MIRROR}})
-    kind: BuilderKind = "buildx"
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    runs: list[tuple[str, list[str]]] = field(default_factory=list)
-    requests: list[BuildRequest] = field(default_factory=list)
-    dockerfiles: list[str] = field(default_factory=list)
-
-    @property
-    def builder(self) -> BuilderKind:
-        return self.kind
-
-    def image_id(self, reference: str) -> str | None:
-        self.calls.append(("image_id", reference))
-        return self.images.get(reference)
-
-    def image_labels(self, reference: str) -> dict[str, str]:
-        self.calls.append(("image_labels", reference))
-        return dict(self.labels.get(reference, {}))
-
-    def run(self, image: str, command: list[str]) -> tuple[int, str]:
-        self.calls.append(("run", image))
-        self.runs.append((image, list(command)))
-        names = command[-1].split("--no-install-recommends ", 1)[1].split()
-        lines = ["Reading package lists...", "Building dependency tree...", "Reading state information..."]
-        installed: dict[str, str] = {}
-        for name in names:
-            if name not in DEBIAN:
-                return 100, "\n".join(lines + [f"E: Unable to locate package {name}"]) + "\n"
-            installed.update(DEBIAN[name])
-        lines += [f"Inst {name} ({version} Debian:12.15/oldstable [amd64])" for name, version in installed.items()]
-        lines += [f"Conf {name} ({version} Debian:12.15/oldstable [amd64])" for name, version in installed.items()]
-        return 0, "\n".join(lines) + "\n"
-
-    def pull(self, reference: str) -> bool:
-        self.calls.append(("pull", reference))
-        return False
-
-    def load(self, archive: Path) -> None:
-        self.calls.append(("load", str(archive)))
-
-    def tag(self, image: str, reference: str) -> None:
-        self.calls.append(("tag", reference))
-
-    def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
-        self.calls.append(("build", request.tag))
-        self.requests.append(request)
-        self.dockerfiles.append(request.dockerfile.read_text())
-        self.images[request.tag] = "sha256:" + f"{len(self.requests):064x}"
-        self.labels[request.tag] = dict(request.labels)
-        yield BuildEvent(Phase.BUILD, Kind.STEP, "RUN pip install", (1, 1))
 
 
 @dataclass

@@ -2,65 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
 from r2env import __version__
 from r2env.config import Settings, load_config
-from r2env.engine import BuilderKind, BuildRequest
 from r2env.errors import BaseImageError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.pipeline import build, plan_source
 from r2env.render import SECRET_ENV, render_dockerfile
 
+from fake_engine import BOOKWORM_ID, FakeEngine
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 HOST_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
                   "http_proxy", "https_proxy", "no_proxy", "all_proxy")
 SettingsFor = Callable[..., Settings]  # settings_for(**trait overrides) -> Settings
-
-
-@dataclass
-class FakeEngine:
-    """Implements the Engine protocol; images it 'has' are listed, pulls succeed only for `pullable`."""
-
-    images: set[str] = field(default_factory=set)
-    pullable: set[str] = field(default_factory=set)
-    kind: BuilderKind = "buildx"
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    requests: list[BuildRequest] = field(default_factory=list)
-    dockerfiles: list[str] = field(default_factory=list)
-    secrets_during_build: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def builder(self) -> BuilderKind:
-        return self.kind
-
-    def image_id(self, reference: str) -> str | None:
-        self.calls.append(("image_id", reference))
-        return "sha256:" + "0" * 64 if reference in self.images else None
-
-    def pull(self, reference: str) -> bool:
-        self.calls.append(("pull", reference))
-        if reference in self.pullable:
-            self.images.add(reference)
-            return True
-        return False
-
-    def load(self, archive: Path) -> None:
-        self.calls.append(("load", str(archive)))
-
-    def tag(self, image: str, reference: str) -> None:
-        self.calls.append(("tag", reference))
-
-    def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
-        self.calls.append(("build", request.tag))
-        self.requests.append(request)
-        self.dockerfiles.append(request.dockerfile.read_text())
-        self.secrets_during_build.append({name: path.read_text() for name, path in request.secrets.items()})
-        yield BuildEvent(Phase.BUILD, Kind.STEP, "RUN pip install -r requirements.txt", (1, 1))
 
 
 @pytest.fixture
@@ -76,7 +35,7 @@ def settings_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SettingsFor
 
 
 def test_build_reports_detections_and_names_the_image(settings_for: SettingsFor) -> None:
-    engine = FakeEngine(images={"debian:bookworm"})
+    engine = FakeEngine(images={"debian:bookworm": BOOKWORM_ID})
     events = list(build(str(EXAMPLES / "requirements"), settings_for(), lambda: engine))
     messages = [e.message for e in events]
     assert "python (primary): found requirements.txt" in messages
@@ -88,7 +47,7 @@ def test_build_reports_detections_and_names_the_image(settings_for: SettingsFor)
 
 def test_build_request_carries_labels_dockerfile_and_secrets(settings_for: SettingsFor) -> None:
     settings = settings_for(index_url="https://idx.example/simple")
-    engine = FakeEngine(images={"debian:bookworm"})
+    engine = FakeEngine(images={"debian:bookworm": BOOKWORM_ID})
     list(build(str(EXAMPLES / "requirements"), settings, lambda: engine))
     planned = plan_source(str(EXAMPLES / "requirements"), settings)
     (request,) = engine.requests
@@ -107,13 +66,13 @@ def test_build_request_carries_labels_dockerfile_and_secrets(settings_for: Setti
 
 
 def test_classic_builder_gets_the_classic_dockerfile(settings_for: SettingsFor) -> None:
-    engine = FakeEngine(images={"debian:bookworm"}, kind="classic")
+    engine = FakeEngine(images={"debian:bookworm": BOOKWORM_ID}, kind="classic")
     list(build(str(EXAMPLES / "requirements"), settings_for(), lambda: engine))
     assert "--mount" not in engine.dockerfiles[0]
 
 
 def test_repository_dockerfile_is_built_as_is_with_user_build_args(settings_for: SettingsFor) -> None:
-    engine = FakeEngine(images={"debian:bookworm"})
+    engine = FakeEngine(images={"debian:bookworm": BOOKWORM_ID})
     list(build(str(EXAMPLES / "dockerfile"), settings_for(user_id="1234"), lambda: engine))
     (request,) = engine.requests
     assert request.dockerfile == EXAMPLES / "dockerfile" / "Dockerfile"
@@ -122,14 +81,14 @@ def test_repository_dockerfile_is_built_as_is_with_user_build_args(settings_for:
 
 
 def test_missing_base_is_pulled(settings_for: SettingsFor) -> None:
-    engine = FakeEngine(pullable={"debian:trixie"})
+    engine = FakeEngine(images={}, pullable={"debian:trixie"})
     events = list(build(str(EXAMPLES / "runtime-trixie"), settings_for(), lambda: engine))
     assert "pulled debian:trixie" in [e.message for e in events]
     assert [name for name, _ in engine.calls] == ["image_id", "pull", "build"]
 
 
 def test_unpullable_custom_base_is_a_base_image_error_and_nothing_is_built(settings_for: SettingsFor) -> None:
-    engine = FakeEngine()
+    engine = FakeEngine(images={})
     with pytest.raises(BaseImageError, match="example.org/custom:1 is not present and cannot be pulled"):
         list(build(str(EXAMPLES / "requirements"), settings_for(base_image="example.org/custom:1"), lambda: engine))
     assert engine.calls == [("image_id", "example.org/custom:1"), ("pull", "example.org/custom:1")]

@@ -1,0 +1,101 @@
+"""One fake of the Engine protocol (r2env/engine.py) for the tests: no Docker. It records every call, simulates
+`apt-get install -s` from a table of Debian packages, and tags each image it builds with the build's labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from r2env.engine import BuilderKind, BuildRequest
+from r2env.events import BuildEvent, Kind, Phase
+from r2env.resolve import parse_apt_simulation
+
+APT_SIMULATION = (Path(__file__).resolve().parent / "fixtures" / "lock" / "apt-simulation.txt").read_text()
+BOOKWORM_ID = "sha256:" + "b" * 64
+TRIXIE_ID = "sha256:" + "c" * 64
+PULLED_ID = "sha256:" + "0" * 64
+MIRROR = "http://deb.example.org/debian"
+# What apt would install for each requested package in the base (bookworm versions).
+DEBIAN = {
+    "ca-certificates": {"openssl": "3.0.17-1~deb12u2", "ca-certificates": "20230311+deb12u1"},
+    "python3": {"libpython3.11-minimal": "3.11.2-6+deb12u6", "python3.11": "3.11.2-6+deb12u6", "python3": "3.11.2-1+b1"},
+    "python3-venv": {"python3-pip-whl": "23.0.1+dfsg-1", "python3.11-venv": "3.11.2-6+deb12u6", "python3-venv": "3.11.2-1+b1"},
+    "git": {"libcurl3-gnutls": "7.88.1-10+deb12u14", "git-man": "1:2.39.5-0+deb12u2", "git": "1:2.39.5-0+deb12u2"},
+    "graphviz": {name: version for name, version in parse_apt_simulation(APT_SIMULATION).items() if not name.startswith("libxml2")},
+    "jq": {"libonig5": "6.9.8-1", "libjq1": "1.6-2.1", "jq": "1.6-2.1"},
+}
+
+
+def _default_images() -> dict[str, str]:
+    return {"debian:bookworm": BOOKWORM_ID, "debian:trixie": TRIXIE_ID}
+
+
+def _default_labels() -> dict[str, dict[str, str]]:
+    return {"debian:bookworm": {"org.r2env.base.mirror": MIRROR}, "debian:trixie": {"org.r2env.base.mirror": MIRROR}}
+
+
+@dataclass
+class FakeEngine:
+    """Implements the Engine protocol. `images` maps the references it has to IDs (by default debian:bookworm and
+    debian:trixie); pulls succeed only for `pullable`; `run` simulates `apt-get install -s` from `debian` (by default
+    a copy of DEBIAN); a build records its request, Dockerfile and secrets, then tags an image with its labels."""
+
+    images: dict[str, str] = field(default_factory=_default_images)
+    labels: dict[str, dict[str, str]] = field(default_factory=_default_labels)
+    debian: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEBIAN))
+    pullable: set[str] = field(default_factory=set)
+    kind: BuilderKind = "buildx"
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    runs: list[tuple[str, list[str]]] = field(default_factory=list)
+    requests: list[BuildRequest] = field(default_factory=list)
+    dockerfiles: list[str] = field(default_factory=list)
+    secrets_during_build: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def builder(self) -> BuilderKind:
+        return self.kind
+
+    def image_id(self, reference: str) -> str | None:
+        self.calls.append(("image_id", reference))
+        return self.images.get(reference)
+
+    def image_labels(self, reference: str) -> dict[str, str]:
+        self.calls.append(("image_labels", reference))
+        return dict(self.labels.get(reference, {}))
+
+    def run(self, image: str, command: list[str]) -> tuple[int, str]:
+        self.calls.append(("run", image))
+        self.runs.append((image, list(command)))
+        names = command[-1].split("--no-install-recommends ", 1)[1].split()
+        lines = ["Reading package lists...", "Building dependency tree...", "Reading state information..."]
+        installed: dict[str, str] = {}
+        for name in names:
+            if name not in self.debian:
+                return 100, "\n".join(lines + [f"E: Unable to locate package {name}"]) + "\n"
+            installed.update(self.debian[name])
+        lines += [f"Inst {name} ({version} Debian:12.15/oldstable [amd64])" for name, version in installed.items()]
+        lines += [f"Conf {name} ({version} Debian:12.15/oldstable [amd64])" for name, version in installed.items()]
+        return 0, "\n".join(lines) + "\n"
+
+    def pull(self, reference: str) -> bool:
+        self.calls.append(("pull", reference))
+        if reference in self.pullable:
+            self.images[reference] = PULLED_ID
+            return True
+        return False
+
+    def load(self, archive: Path) -> None:
+        self.calls.append(("load", str(archive)))
+
+    def tag(self, image: str, reference: str) -> None:
+        self.calls.append(("tag", reference))
+
+    def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
+        self.calls.append(("build", request.tag))
+        self.requests.append(request)
+        self.dockerfiles.append(request.dockerfile.read_text())
+        self.secrets_during_build.append({name: path.read_text() for name, path in request.secrets.items()})
+        self.images[request.tag] = "sha256:" + f"{len(self.requests):064x}"
+        self.labels[request.tag] = dict(request.labels)
+        yield BuildEvent(Phase.BUILD, Kind.STEP, "RUN pip install -r requirements.txt", (1, 1))
