@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 from r2env import __version__
 from r2env.base import dockerfile_bases, ensure_base
-from r2env.build_secrets import PROXY_VARIABLES, write_build_secrets
+from r2env.build_secrets import PROXY_VARIABLES, ca_bundle, write_build_secrets
 from r2env.buildpack import Role, load_buildpacks
 from r2env.config import Settings
 from r2env.events import BuildEvent, Kind, Phase
@@ -22,6 +23,7 @@ from r2env.inspect import RepoFacts, inspect
 from r2env.lock import Lock, dump_lock, parse_lock
 from r2env.locking import LockResult, check_fresh, lock_path, make_lock, read_lock, user_pins
 from r2env.plan import plan
+from r2env.resolve import Runner, run_tool
 from r2env.render import RenderOptions, render_dockerfile
 from r2env.repo import DiskRepo
 from r2env.select import select
@@ -72,12 +74,20 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
     engine = connect()
     yield from ensure_base(engine, planned.spec.base_image, settings.mirror, settings.cache_dir)
     result: LockResult | None = None
-    for event in make_lock(checkout.path, planned.facts, planned.spec, settings.plan, engine,
-                           settings.fetch.index_url, settings.fetch.extra_index_url):
-        if isinstance(event, LockResult):
-            result = event
-        else:
-            yield event
+    extra: dict[str, Runner] = {}
+    scratch_dir = tempfile.TemporaryDirectory(prefix="r2env-lock-ca-")
+    if settings.fetch.extra_ca_certs:
+        # uv trusts what SSL_CERT_FILE names: the same bundle the build steps get.
+        bundle = Path(scratch_dir.name) / "ca.pem"
+        bundle.write_text(ca_bundle(settings.fetch, os.environ), encoding="utf-8")
+        extra["runner"] = functools.partial(run_tool, env={**os.environ, "SSL_CERT_FILE": str(bundle)})
+    with scratch_dir:
+        for event in make_lock(checkout.path, planned.facts, planned.spec, settings.plan, engine,
+                               settings.fetch.index_url, settings.fetch.extra_index_url, **extra):
+            if isinstance(event, LockResult):
+                result = event
+            else:
+                yield event
     assert result is not None and result.lock is not None
     path = checkout.path / lock_path(planned.facts)
     try:

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from packaging.utils import canonicalize_name
 
@@ -25,8 +25,8 @@ Runner = Callable[[Sequence[str], Path], "subprocess.CompletedProcess[str]"]
 _MANYLINUX = {"bookworm": "manylinux_2_36", "trixie": "manylinux_2_40"}
 
 
-def run_tool(argv: Sequence[str], cwd: Path) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=False)
+def run_tool(argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=False, env=env)
 
 
 def target_platform(suite: str, machine: str = "") -> str:
