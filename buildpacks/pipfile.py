@@ -18,24 +18,6 @@ def detect(facts: RepoFacts) -> str | None:
     return None
 
 
-def _lock_step(lines: tuple[str, ...], path: str) -> Step:
-    # The lock's pins and hashes are the Dockerfile's own text, so a lock change is a cache change.
-    requirements = "\\n".join(lines)
-    return Step(
-        kind="run",
-        stage=Stage.DEPENDENCIES,
-        buildpack="pipfile",
-        description=f"install {path} exactly (hash-checked)",
-        script=(
-            f"printf '%b\\n' {shlex.quote(requirements)} > /tmp/r2env-pipfile.txt && "
-            "pip install --require-hashes --no-deps -r /tmp/r2env-pipfile.txt && rm /tmp/r2env-pipfile.txt"
-        ),
-        user="user",
-        fetches=True,
-        caches=("pip",),
-    )
-
-
 def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
     if context.lock:
         declared = tuple(f"{p.name}=={p.version}" for p in context.lock.packages)
@@ -43,8 +25,8 @@ def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
             locked_install(context.lock.packages, Stage.DEPENDENCIES, "pipfile", f"install the locked packages (from {context.lock.source})"),
         ) if context.lock.packages else ()
     elif facts.pipfile_lock is not None:
-        declared = tuple(line.split(" --hash", 1)[0] for line in facts.pipfile_lock)
-        install = (_lock_step(facts.pipfile_lock, facts.path("Pipfile.lock")),)
+        declared = tuple(p.requirement_line().split(" --hash", 1)[0] for p in facts.pipfile_lock)
+        install = (locked_install(facts.pipfile_lock, Stage.DEPENDENCIES, "pipfile", f"install {facts.path('Pipfile.lock')} exactly (hash-checked)"),)
     else:
         assert facts.pipfile is not None
         declared = facts.pipfile.requirements

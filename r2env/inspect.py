@@ -6,6 +6,7 @@ import posixpath
 from dataclasses import dataclass
 
 from r2env.errors import SpecError
+from r2env.lock import LockedPackage
 from r2env.parsers.apt import parse_apt
 from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock
 from r2env.parsers.pyproject import Pyproject, parse_pyproject
@@ -38,7 +39,7 @@ class RepoFacts:
     apt_packages: tuple[str, ...]
     pyproject: Pyproject | None
     pipfile: Pipfile | None
-    pipfile_lock: tuple[str, ...] | None  # hash-pinned lines
+    pipfile_lock: tuple[LockedPackage, ...] | None  # its pins, with hashes
     not_executable: frozenset[str]  # postBuild/start that lack the executable bit
 
     def has(self, name: str) -> bool:

@@ -93,7 +93,7 @@ def _poetry_pins(text: str, path: str) -> tuple[LockedPackage, ...]:
 def user_pins(root: Path, facts: RepoFacts, runner: Runner = run_tool) -> UserPins | None:
     """An ecosystem lock, if the repository has one: it is the source of truth, not re-resolved."""
     if facts.pipfile_lock is not None:
-        return UserPins(facts.path("Pipfile.lock"), parse_compiled(_continued(facts.pipfile_lock)).packages)
+        return UserPins(facts.path("Pipfile.lock"), facts.pipfile_lock)
     if facts.has("uv.lock"):
         result = runner(["uv", "export", "--frozen", "--format", "requirements-txt", "--no-emit-project", "--no-header", "--quiet"], root)
         if result.returncode != 0:

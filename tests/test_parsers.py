@@ -229,10 +229,10 @@ def test_pipfile_lock_gives_sorted_hash_pinned_lines() -> None:
         },
         "develop": {"pytest": {"version": "==8.0.0", "hashes": ["sha256:dd"]}},
     }
-    assert parse_pipfile_lock(json.dumps(lock), "Pipfile.lock") == (
+    assert tuple(p.requirement_line() for p in parse_pipfile_lock(json.dumps(lock), "Pipfile.lock")) == (
         "iniconfig==2.0.0 --hash=sha256:cc",
         "pytest==8.0.0 --hash=sha256:dd",  # develop packages too, as `pipenv install --dev`
-        "termcolor==2.4.0; python_version >= '3.8' --hash=sha256:aa --hash=sha256:bb",
+        "termcolor==2.4.0 ; python_version >= '3.8' --hash=sha256:aa --hash=sha256:bb",
     )
 
 

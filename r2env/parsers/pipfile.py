@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from r2env.errors import SpecError
+from r2env.lock import LockedPackage
 from r2env.parsers.toml import load_toml
 
 
@@ -59,8 +61,8 @@ def parse_pipfile(text: str, path: str) -> Pipfile:
     return Pipfile(tuple(requirements), python_version)
 
 
-def parse_pipfile_lock(text: str, path: str) -> tuple[str, ...]:
-    """The lock's default packages as hash-pinned requirement lines, for `pip install --require-hashes`."""
+def parse_pipfile_lock(text: str, path: str) -> tuple[LockedPackage, ...]:
+    """The lock's packages, pinned with their hashes, for `pip install --require-hashes`."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -71,7 +73,7 @@ def parse_pipfile_lock(text: str, path: str) -> tuple[str, ...]:
         raise SpecError(f"{path}: no 'default' section", "regenerate it with 'pipenv lock'")
     # Like `pipenv install --dev`: the develop section too; a package in both is pinned by `default`.
     entries = {**develop, **default}
-    lines: list[str] = []
+    pins: list[LockedPackage] = []
     for name in sorted(entries):
         entry = entries[name]
         if not isinstance(entry, dict):
@@ -79,7 +81,7 @@ def parse_pipfile_lock(text: str, path: str) -> tuple[str, ...]:
         version, hashes = entry.get("version"), entry.get("hashes")
         if not isinstance(version, str) or not version.startswith("==") or not hashes:
             raise SpecError(f"{path}: entry {name!r} lacks an exact version and hashes", "regenerate it with 'pipenv lock'")
-        markers = f"; {entry['markers']}" if entry.get("markers") else ""
-        requirement = _checked(f"{name}{version}{markers}", path)
-        lines.append(" ".join([requirement, *(f"--hash={h}" for h in hashes)]))
-    return tuple(lines)
+        markers = str(entry.get("markers") or "")
+        _checked(f"{name}{version}" + (f"; {markers}" if markers else ""), path)
+        pins.append(LockedPackage(str(canonicalize_name(name)), version[2:], tuple(hashes), markers))
+    return tuple(pins)
