@@ -130,7 +130,7 @@ def _lock(arguments: argparse.Namespace, settings: Settings) -> int:
     from r2env.errors import LockError
     from r2env.lock import parse_lock
     from r2env.lockdiff import diff_locks, format_diff
-    from r2env.locking import LockResult, lock_path
+    from r2env.locking import LockResult, lock_path, refuse_dockerfile
 
     if arguments.diff:
         old, new = (Path(name) for name in arguments.diff)
@@ -141,8 +141,7 @@ def _lock(arguments: argparse.Namespace, settings: Settings) -> int:
         return 0
     if arguments.check:
         planned = pipeline.plan_source(arguments.source, settings)
-        if planned.spec.dockerfile:
-            raise LockError(f"{planned.spec.dockerfile}: a repository's own Dockerfile is built as-is", "such repositories have no r2env.lock")
+        refuse_dockerfile(planned.spec)
         if planned.lock is None:
             raise LockError(f"{lock_path(planned.facts)} does not exist", "run `r2env lock` and commit the lock")
         print(f"{lock_path(planned.facts)} is up to date")

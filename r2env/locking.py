@@ -135,13 +135,19 @@ def _requirement_inputs(root: Path, facts: RepoFacts) -> list[str]:
     return lines
 
 
+def refuse_dockerfile(spec: ImageSpec) -> None:
+    """A repository's own Dockerfile is built as-is: there is nothing r2env could lock."""
+    if spec.dockerfile or spec.interpreter is None:
+        raise LockError(f"{spec.dockerfile}: a repository's own Dockerfile is built as-is", "r2env does not lock Dockerfile builds")
+
+
 def make_lock(
     root: Path, facts: RepoFacts, spec: ImageSpec, options: PlanOptions, engine: "Engine",
     index_url: str = "", extra_index_url: str = "", runner: Runner = run_tool,
 ) -> Iterator[BuildEvent]:
     """Resolve a lock for a planned (unlocked) spec. Yields progress; the last event's `lock` is in LockResult."""
-    if spec.dockerfile or spec.interpreter is None:
-        raise LockError(f"{spec.dockerfile}: a repository's own Dockerfile is built as-is", "r2env does not lock Dockerfile builds")
+    refuse_dockerfile(spec)
+    assert spec.interpreter is not None  # refuse_dockerfile stops specs without one
     direct = [r for f in facts.requirements for r in f.requirements if "://" in r or r.startswith(("git+", "hg+", "svn+", "bzr+"))]
     if direct:
         raise LockError(

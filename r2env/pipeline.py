@@ -21,7 +21,7 @@ from r2env.errors import BuildError, LockError
 from r2env.explain import explain
 from r2env.inspect import RepoFacts, inspect
 from r2env.lock import Lock, dump_lock, parse_lock
-from r2env.locking import LockResult, check_fresh, lock_path, make_lock, read_lock, user_pins
+from r2env.locking import LockResult, check_fresh, lock_path, make_lock, read_lock, refuse_dockerfile, user_pins
 from r2env.plan import plan
 from r2env.resolve import Runner, run_tool
 from r2env.render import RenderOptions, render_dockerfile
@@ -69,8 +69,7 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
     yield BuildEvent(Phase.FETCH, Kind.INFO, f"fetching {source}" + (f" at {settings.ref}" if settings.ref else ""))
     checkout = fetch(source, settings.ref, settings.cache_dir)
     planned = plan_checkout(checkout, settings, use_lock=False)
-    if planned.spec.dockerfile:
-        raise LockError(f"{planned.spec.dockerfile}: a repository's own Dockerfile is built as-is", "r2env does not lock Dockerfile builds")
+    refuse_dockerfile(planned.spec)  # before the base: a Dockerfile repository has none r2env manages
     engine = connect()
     yield from ensure_base(engine, planned.spec.base_image, settings.mirror, settings.cache_dir)
     result: LockResult | None = None
