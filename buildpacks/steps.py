@@ -8,7 +8,7 @@ from typing import Iterable, Mapping, Sequence
 from r2env.buildpack import PlanContext
 from r2env.lock import LockedPackage
 from r2env.parsers.requirements import RequirementsFile
-from r2env.spec import Stage, Step
+from r2env.spec import Stage, Step, StepUser
 
 # Kept minimal so images stay small: TLS roots, plus Debian's interpreter when it is the one used.
 # git joins only when a requirement needs it (git+ URLs); anything else belongs in apt.txt.
@@ -44,7 +44,9 @@ def apt_install(packages: Iterable[str], buildpack: str, description: str, pins:
     )
 
 
-def locked_install(packages: Sequence[LockedPackage], stage: Stage, buildpack: str, description: str) -> Step:
+def locked_install(
+    packages: Sequence[LockedPackage], stage: Stage, buildpack: str, description: str, pip: str = "pip", user: StepUser = "user"
+) -> Step:
     """Install exact pins, hash-checked, nothing else (--no-deps): the lock already holds the whole closure.
     The pins are the step's own text, so the layer cache follows the lock."""
     # One package per Dockerfile line: BuildKit refuses physical lines over 64 KiB.
@@ -55,8 +57,8 @@ def locked_install(packages: Sequence[LockedPackage], stage: Stage, buildpack: s
         stage=stage,
         buildpack=buildpack,
         description=description,
-        script=f"printf '%s\\n' \\\n    {lines} \\\n    > {path} && pip install --require-hashes --no-deps -r {path} && rm {path}",
-        user="user",
+        script=f"printf '%s\\n' \\\n    {lines} \\\n    > {path} && {pip} install --require-hashes --no-deps -r {path} && rm {path}",
+        user=user,
         fetches=True,
         caches=("pip",),
     )

@@ -10,7 +10,8 @@ from typing import Callable
 from r2env.errors import UsageError
 from r2env.inspect import RepoFacts
 from r2env.lock import Lock, LockedPackage
-from r2env.spec import Interpreter, Step
+from r2env.parsers.conda_lock import CondaLockFile
+from r2env.spec import BuildStage, Interpreter, Step
 
 ENTRY_POINT_GROUP = "r2env.buildpacks"
 
@@ -34,6 +35,7 @@ class PlanContext:
     lock: Lock | None = None  # when present, every package is installed exactly as locked
     pins: tuple[LockedPackage, ...] = ()  # the repository's own lock (uv.lock, poetry.lock), installed exactly
     pins_source: str = ""
+    conda: CondaLockFile | None = None  # the conda-lock.yml r2env.lock refers to, read for its platform
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Contribution:
     steps: tuple[Step, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     packages: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    build_stages: tuple[BuildStage, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from traitlets.config import Config, Configurable
 from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
 
 from r2env.build_secrets import FetchSettings
+from r2env.conda_packages import parse_channel_map
 from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.plan import DEFAULT_SERVER, PlanOptions
@@ -39,6 +40,9 @@ class R2env(Configurable):
     cache_dir = Unicode("~/.cache/r2env", help="Where r2env keeps git checkouts and base image archives.").tag(config=True)
     no_cache = Bool(False, help="Build without the engine's layer cache.").tag(config=True)
     relock = Bool(False, help="When r2env.lock is stale, update it instead of stopping (build).").tag(config=True)
+    conda_channel = List(Unicode(), [], help="Conda channels to lock from instead of environment.yml's (names or URLs: an https mirror, a loopback http server, file:///path); default its channels, else conda-forge.").tag(config=True)
+    channel_map = List(Unicode(), [], help="FROM=TO: fetch locked conda packages from TO where the lock says FROM (a mirror or an air-gapped copy of a channel).").tag(config=True)
+    conda_pypi_lookup = Unicode("", help="PyPI-to-conda name mapping for conda-lock (file or URL); default conda-lock's own, downloaded.").tag(config=True)
     builder = Enum(["auto", "classic"], "auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder.").tag(config=True)
 
 
@@ -54,6 +58,8 @@ class Settings:
     no_cache: bool
     builder: str
     relock: bool = False
+    channel_map: tuple[tuple[str, str], ...] = ()
+    conda_pypi_lookup: str = ""
 
 
 def cli_traits() -> dict[str, Any]:
@@ -95,6 +101,7 @@ def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
             base_image=values["base_image"],
             base_suite=values["base_suite"],
             server_requirement=values["server_requirement"],
+            conda_channels=tuple(c.strip() for c in values["conda_channel"] if c.strip()),
         ),
         buildpacks=tuple(values["buildpacks"]),
         mirror=values["mirror"],
@@ -103,4 +110,6 @@ def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
         no_cache=values["no_cache"],
         builder=values["builder"],
         relock=values["relock"],
+        channel_map=parse_channel_map(values["channel_map"]),
+        conda_pypi_lookup=values["conda_pypi_lookup"],
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from r2env.errors import SpecError
 from r2env.lock import LockedPackage
 from r2env.parsers.apt import parse_apt
+from r2env.parsers.environment import CondaEnvironment, parse_environment
 from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock
 from r2env.parsers.pyproject import Pyproject, parse_pyproject
 from r2env.parsers.requirements import RequirementsFile, parse_requirements
@@ -41,6 +42,7 @@ class RepoFacts:
     pipfile: Pipfile | None
     pipfile_lock: tuple[LockedPackage, ...] | None  # its pins, with hashes
     not_executable: frozenset[str]  # postBuild/start that lack the executable bit
+    conda_environment: CondaEnvironment | None = None  # environment.yml (or .yaml)
 
     def has(self, name: str) -> bool:
         return name in self.files
@@ -123,4 +125,8 @@ def inspect(repo: RepoView) -> RepoFacts:
     not_executable = frozenset(
         name for name in ("postBuild", "start") if name in files and not repo.is_executable(path(name))
     )
-    return RepoFacts(config_dir, files, python, requirements, apt_packages, pyproject, pipfile, pipfile_lock, not_executable)
+    environment_name = next((name for name in ("environment.yml", "environment.yaml") if name in files), "")
+    conda_environment = parse_environment(repo.read_text(path(environment_name)), path(environment_name)) if environment_name else None
+    return RepoFacts(
+        config_dir, files, python, requirements, apt_packages, pyproject, pipfile, pipfile_lock, not_executable, conda_environment
+    )

@@ -43,6 +43,17 @@ class LockedBase:
 
 
 @dataclass(frozen=True)
+class CondaSection:
+    """A conda environment's lock: conda-lock's own file, referred to by path and digest, plus what r2env adds."""
+
+    lockfile: str  # repo-relative conda-lock.yml, written by conda-lock
+    digest: str  # sha256 of its text: a hand-edited conda-lock.yml makes r2env.lock stale
+    platform: str  # the conda subdir installed, e.g. linux-64
+    installer: tuple[LockedPackage, ...]  # py-rattler and its needs, for the build stage's Python
+    kernel: tuple[LockedPackage, ...]  # ipykernel's closure for the environment's Python (empty: none added)
+
+
+@dataclass(frozen=True)
 class Lock:
     r2env_version: str
     inputs: Mapping[str, str]  # repo-relative declaration file -> sha256 of its content; "option:NAME" -> value digest
@@ -53,6 +64,7 @@ class Lock:
     apt: Mapping[str, str]  # Debian package -> exact version, the closure of every apt step
     source: str = "r2env"  # who resolved `packages`: r2env, or the ecosystem lock file it came from
     extra: Mapping[str, Any] = field(default_factory=dict)
+    conda: CondaSection | None = None
 
     @property
     def inputs_digest(self) -> str:
@@ -96,6 +108,14 @@ def dump_lock(lock: Lock) -> str:
             "repository": _packages_data(lock.packages),
         },
     }
+    if lock.conda is not None:
+        data["conda"] = {
+            "lockfile": lock.conda.lockfile,
+            "digest": lock.conda.digest,
+            "platform": lock.conda.platform,
+            "installer": _packages_data(lock.conda.installer),
+            "kernel": _packages_data(lock.conda.kernel),
+        }
     stream = io.StringIO()
     stream.write(HEADER.format(version=lock.r2env_version))
     _yaml().dump(data, stream)
@@ -113,11 +133,12 @@ def _require(data: Mapping[str, Any], key: str, kind: type, path: str, where: st
 
 
 def _packages(entries: Any, path: str, section: str) -> tuple[LockedPackage, ...]:
+    section = section if "." in section else f"python-packages.{section}"
     if not isinstance(entries, list):
-        raise LockError(f"{path}: python-packages.{section} is not a list", "regenerate it with `r2env lock`")
+        raise LockError(f"{path}: {section} is not a list", "regenerate it with `r2env lock`")
     packages = []
     for index, entry in enumerate(entries):
-        where = f"python-packages.{section}[{index}] "
+        where = f"{section}[{index}] "
         if not isinstance(entry, dict):
             raise LockError(f"{path}: {where}is not a mapping", "regenerate it with `r2env lock`")
         name = _require(entry, "name", str, path, where)
@@ -127,6 +148,18 @@ def _packages(entries: Any, path: str, section: str) -> tuple[LockedPackage, ...
             raise LockError(f"{path}: {where}({name}) has no valid sha256 hashes", "regenerate it with `r2env lock`")
         packages.append(LockedPackage(name, version, tuple(hashes), str(entry.get("marker", ""))))
     return tuple(packages)
+
+
+def _conda_section(data: Any, path: str) -> CondaSection:
+    if not isinstance(data, dict):
+        raise LockError(f"{path}: conda is not a mapping", "regenerate it with `r2env lock`")
+    return CondaSection(
+        lockfile=_require(data, "lockfile", str, path, "conda."),
+        digest=_require(data, "digest", str, path, "conda."),
+        platform=_require(data, "platform", str, path, "conda."),
+        installer=_packages(data.get("installer"), path, "conda.installer"),
+        kernel=_packages(data.get("kernel", []), path, "conda.kernel"),
+    )
 
 
 def parse_lock(text: str, path: str) -> Lock:
@@ -159,6 +192,7 @@ def parse_lock(text: str, path: str) -> Lock:
         packages=_packages(python_packages.get("repository"), path, "repository"),
         apt={str(k): str(v) for k, v in apt.items()},
         source=str(python_packages.get("source", "r2env")),
+        conda=_conda_section(data["conda"], path) if "conda" in data else None,
     )
     if inputs.get("digest") != lock.inputs_digest:
         raise LockError(f"{path}: inputs.digest does not match inputs.files", "the lock was hand-edited: regenerate it with `r2env lock`")

@@ -14,7 +14,11 @@ from r2env import __version__
 from r2env.errors import LockError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.inspect import RepoFacts
-from r2env.lock import LOCK_FILE, Lock, LockedBase, LockedPackage, file_digest, parse_lock, stale_inputs
+from r2env.conda_locking import LOCK_NAME as CONDA_LOCK_NAME
+from r2env.conda_locking import RATTLER_REQUIREMENT, channels_for, conda_platform, lock_environment
+from r2env.interpreter import DEBIAN_PYTHON
+from r2env.lock import LOCK_FILE, CondaSection, Lock, LockedBase, LockedPackage, file_digest, parse_lock, stale_inputs
+from r2env.parsers.conda_lock import CondaLockFile, parse_conda_lock
 from r2env.parsers.toml import load_toml
 from r2env.plan import PlanOptions
 from r2env.resolve import Runner, parse_compiled, resolve_apt, resolve_python, run_tool, server_closure
@@ -41,6 +45,8 @@ def current_inputs(root: Path, facts: RepoFacts, options: PlanOptions) -> dict[s
     inputs = {path: file_digest((root / path).read_text(encoding="utf-8")) for path in sorted(paths)}
     inputs["option:server-requirement"] = file_digest(options.server_requirement)
     inputs["option:base"] = file_digest(f"{options.base_image}|{options.base_suite}")
+    # --conda-channel is not an input: conda-lock.yml records the channels it locked from, and where the
+    # packages come from at build time is --channel-map's business.
     return inputs
 
 
@@ -51,12 +57,24 @@ def read_lock(root: Path, facts: RepoFacts) -> Lock | None:
 
 def check_fresh(lock: Lock, root: Path, facts: RepoFacts, options: PlanOptions) -> None:
     changed = stale_inputs(lock, current_inputs(root, facts, options))
+    if lock.conda is not None:
+        conda_file = root / lock.conda.lockfile
+        if not conda_file.is_file() or file_digest(conda_file.read_text(encoding="utf-8")) != lock.conda.digest:
+            changed.append(lock.conda.lockfile)  # conda-lock.yml is part of the lock: edited or lost, it is stale
     if changed:
         names = ", ".join(name.replace("option:", "the option ") for name in changed)
         raise LockError(
             f"{lock_path(facts)} is stale: {names} changed since it was made",
             "run `r2env lock` to update it (or `r2env build --relock`)",
         )
+
+
+def read_conda_lock(root: Path, lock: Lock) -> CondaLockFile | None:
+    """The conda-lock.yml a fresh r2env.lock refers to."""
+    if lock.conda is None:
+        return None
+    path = lock.conda.lockfile
+    return parse_conda_lock((root / path).read_text(encoding="utf-8"), path, lock.conda.platform)
 
 
 @dataclass(frozen=True)
@@ -143,11 +161,21 @@ def refuse_dockerfile(spec: ImageSpec) -> None:
 
 def make_lock(
     root: Path, facts: RepoFacts, spec: ImageSpec, options: PlanOptions, engine: "Engine",
-    index_url: str = "", extra_index_url: str = "", runner: Runner = run_tool,
+    index_url: str = "", extra_index_url: str = "", runner: Runner = run_tool, conda_pypi_lookup: str = "",
 ) -> Iterator[BuildEvent]:
     """Resolve a lock for a planned (unlocked) spec. Yields progress; the last event's `lock` is in LockResult."""
     refuse_dockerfile(spec)
     assert spec.interpreter is not None  # refuse_dockerfile stops specs without one
+    conda: CondaSection | None = None
+    conda_text = conda_counts = ""
+    environment = facts.conda_environment if spec.buildpacks[0] == "conda" else None
+    if environment is not None:
+        channels = channels_for(environment, options.conda_channels)
+        platform = conda_platform()
+        yield BuildEvent(Phase.PLAN, Kind.INFO, f"locking {environment.path} for {platform} with conda-lock (channels: {', '.join(channels)})")
+        conda_text, conda_file = lock_environment(root, environment, channels, platform, runner, conda_pypi_lookup)
+        conda = _conda_section(root, facts, spec, conda_file, conda_text, index_url, extra_index_url, runner)
+        conda_counts = f", {len(conda_file.packages)} conda and {len(conda_file.pip)} pip packages ({conda.lockfile})"
     direct = [r for f in facts.requirements for r in f.requirements if "://" in r or r.startswith(("git+", "hg+", "svn+", "bzr+"))]
     if direct:
         raise LockError(
@@ -162,9 +190,10 @@ def make_lock(
     yield BuildEvent(Phase.PLAN, Kind.INFO, f"resolving {len(apt_packages)} Debian packages in {spec.base_image}")
     apt = resolve_apt(engine, spec.base_image, apt_packages)
     python = spec.interpreter.version
-    pins = user_pins(root, facts, runner)
+    # A conda environment's packages are in conda-lock.yml: r2env's own resolution is the server's only.
+    pins = user_pins(root, facts, runner) if environment is None else None
     requirements = [options.server_requirement]
-    if pins is None:
+    if pins is None and environment is None:
         requirements += _requirement_inputs(root, facts)
     with tempfile.TemporaryDirectory(prefix="r2env-lock-") as scratch:
         if pins is not None:
@@ -192,11 +221,29 @@ def make_lock(
         packages=packages,
         apt=apt,
         source=source,
+        conda=conda,
     )
-    yield LockResult(Phase.PLAN, Kind.RESULT, f"{len(server)} server, {len(packages)} repository, {len(apt)} Debian packages", lock=lock)
+    counts = f"{len(server)} server, {len(packages)} repository, {len(apt)} Debian packages{conda_counts}"
+    yield LockResult(Phase.PLAN, Kind.RESULT, counts, lock=lock, conda_lock=conda_text)
+
+
+def _conda_section(
+    root: Path, facts: RepoFacts, spec: ImageSpec, conda_file: CondaLockFile, text: str,
+    index_url: str, extra_index_url: str, runner: Runner,
+) -> CondaSection:
+    """What r2env adds to conda-lock's lock: the in-image installer and, for a Python environment, its kernel."""
+    environment = facts.conda_environment
+    assert environment is not None
+    installer_python = DEBIAN_PYTHON.get(spec.suite, "3.11")
+    installer = resolve_python([RATTLER_REQUIREMENT], root, installer_python, spec.suite, index_url, extra_index_url, runner).packages
+    kernel: tuple[LockedPackage, ...] = ()
+    if conda_file.python_version and not environment.declares("ipykernel"):
+        kernel = resolve_python(["ipykernel"], root, conda_file.python_version, spec.suite, index_url, extra_index_url, runner).packages
+    return CondaSection(facts.path(CONDA_LOCK_NAME), file_digest(text), conda_file.platform, installer, kernel)
 
 
 @dataclass(frozen=True)
 class LockResult(BuildEvent):
     lock: Lock | None = None
     previous: Lock | None = None
+    conda_lock: str = ""  # conda-lock.yml's new text, written beside r2env.lock

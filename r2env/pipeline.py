@@ -21,7 +21,9 @@ from r2env.errors import BuildError, LockError
 from r2env.explain import explain
 from r2env.inspect import RepoFacts, inspect
 from r2env.lock import Lock, dump_lock, parse_lock
-from r2env.locking import LockResult, check_fresh, lock_path, make_lock, read_lock, refuse_dockerfile, user_pins
+from r2env.conda_packages import ensure_package_image
+from r2env.locking import LockResult, check_fresh, lock_path, make_lock, read_conda_lock, read_lock, refuse_dockerfile, user_pins
+from r2env.parsers.conda_lock import CondaLockFile
 from r2env.plan import plan
 from r2env.resolve import Runner, run_tool
 from r2env.render import RenderOptions, render_dockerfile
@@ -40,6 +42,7 @@ class Planned:
     spec: ImageSpec
     facts: RepoFacts
     lock: Lock | None = None  # the repository's r2env.lock, when the plan follows it
+    conda: CondaLockFile | None = None  # the conda-lock.yml that lock refers to
 
 
 def plan_checkout(checkout: Checkout, settings: Settings, use_lock: bool = True) -> Planned:
@@ -48,12 +51,14 @@ def plan_checkout(checkout: Checkout, settings: Settings, use_lock: bool = True)
     selection = select(facts, load_buildpacks(), settings.buildpacks)
     # A repository's own Dockerfile is built as-is: a lock beside it means nothing.
     lock = read_lock(checkout.path, facts) if use_lock and selection.primary.role is not Role.EXCLUSIVE else None
+    conda = None
     if lock is not None:
         check_fresh(lock, checkout.path, facts, settings.plan)
+        conda = read_conda_lock(checkout.path, lock)
     # Without r2env.lock, the repository's own uv.lock or poetry.lock is still installed exactly.
     pins = user_pins(checkout.path, facts) if lock is None and selection.primary.name == "python" and (facts.has("uv.lock") or facts.has("poetry.lock")) else None
-    spec = plan(facts, selection, settings.plan, lock, pins.packages if pins else (), pins.source if pins else "")
-    return Planned(checkout, spec, facts, lock)
+    spec = plan(facts, selection, settings.plan, lock, pins.packages if pins else (), pins.source if pins else "", conda)
+    return Planned(checkout, spec, facts, lock, conda)
 
 
 def plan_source(source: str, settings: Settings, use_lock: bool = True) -> Planned:
@@ -82,7 +87,8 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
         extra["runner"] = functools.partial(run_tool, env={**os.environ, "SSL_CERT_FILE": str(bundle)})
     with scratch_dir:
         for event in make_lock(checkout.path, planned.facts, planned.spec, settings.plan, engine,
-                               settings.fetch.index_url, settings.fetch.extra_index_url, **extra):
+                               settings.fetch.index_url, settings.fetch.extra_index_url,
+                               conda_pypi_lookup=settings.conda_pypi_lookup, **extra):
             if isinstance(event, LockResult):
                 result = event
             else:
@@ -95,9 +101,14 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
         previous = None  # a corrupt or old lock is what relocking replaces
     if write:
         # Written whole or not at all: a failed resolve above leaves the old lock untouched.
-        scratch = path.with_name(path.name + ".tmp")
-        scratch.write_text(dump_lock(result.lock), encoding="utf-8")
-        scratch.replace(path)
+        contents = {path: dump_lock(result.lock)}
+        if result.lock.conda is not None:
+            contents[checkout.path / result.lock.conda.lockfile] = result.conda_lock
+        scratches = {target: target.with_name(target.name + ".tmp") for target in contents}
+        for target, scratch in scratches.items():
+            scratch.write_text(contents[target], encoding="utf-8")
+        for target, scratch in sorted(scratches.items(), key=lambda item: item[0] == path):  # r2env.lock last
+            scratch.replace(target)
         yield BuildEvent(Phase.PLAN, Kind.INFO, f"wrote {path} ({result.message})")
     yield LockResult(Phase.DONE, Kind.RESULT, str(path), lock=result.lock, previous=previous)
 
@@ -148,9 +159,16 @@ def _is_git_dir(path: Path) -> bool:
 def _locked_plan(source: str, settings: Settings, connect: Callable[[], Engine]) -> Iterator[BuildEvent | Planned]:
     checkout = fetch(source, settings.ref, settings.cache_dir)
     try:
-        yield plan_checkout(checkout, settings)
+        planned = plan_checkout(checkout, settings)
+        if planned.spec.buildpacks[0] == "conda" and planned.lock is None:
+            environment = planned.facts.conda_environment
+            raise LockError(
+                f"{environment.path if environment else 'environment.yml'} is built from its lock, and {lock_path(planned.facts)} does not exist",
+                "run `r2env lock` first (or `r2env build --relock`)",
+            )
+        yield planned
     except LockError as error:
-        if not (settings.relock and "is stale" in error.message):
+        if not (settings.relock and ("is stale" in error.message or "does not exist" in error.message)):
             raise
         yield BuildEvent(Phase.PLAN, Kind.INFO, f"{error.message}: relocking")
         for event in lock(str(checkout.path), settings, connect):
@@ -201,6 +219,8 @@ def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Ite
         yield BuildEvent(Phase.BUILD, Kind.INFO, f"{image} already has this locked spec and these repository contents: nothing to build")
         yield BuildEvent(Phase.DONE, Kind.RESULT, image)
         return
+    if planned.conda is not None:
+        yield from ensure_package_image(engine, planned.conda, settings.channel_map, ca_bundle(settings.fetch, os.environ))
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"building {image} with {engine.builder} ({len(spec.steps)} planned steps)")
     with tempfile.TemporaryDirectory(prefix="r2env-build-") as scratch:
         directory = Path(scratch)

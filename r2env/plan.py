@@ -8,6 +8,7 @@ from r2env import __version__
 from r2env.buildpack import Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
 from r2env.lock import Lock, LockedPackage
+from r2env.parsers.conda_lock import CondaLockFile
 from r2env.interpreter import DEBIAN_PYTHON, choose_interpreter
 from r2env.render import ENTRYPOINT
 from r2env.select import Selection
@@ -25,6 +26,7 @@ class PlanOptions:
     base_image: str = ""  # "" = debian:<suite chosen for the interpreter>
     base_suite: str = "bookworm"  # the suite of the default base, or of --base-image
     server_requirement: str = DEFAULT_SERVER
+    conda_channels: tuple[str, ...] = ()  # replace environment.yml's channels when locking (a mirror, a local channel)
 
 
 def _home(user_name: str) -> str:
@@ -62,6 +64,7 @@ def plan(
     lock: Lock | None = None,
     pins: tuple[LockedPackage, ...] = (),
     pins_source: str = "",
+    conda: CondaLockFile | None = None,
 ) -> ImageSpec:
     repo_dir = _home(options.user_name)
     detections = selection.detections
@@ -97,6 +100,7 @@ def plan(
         lock=lock,
         pins=pins,
         pins_source=pins_source,
+        conda=conda,
     )
     contributions: list[Contribution] = [b.contribute(facts, context) for b in selection.buildpacks]
     steps = [step for c in contributions for step in c.steps]
@@ -120,5 +124,6 @@ def plan(
         command=("jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"),
         entrypoint=(ENTRYPOINT,),
         labels=_labels(),
+        build_stages=tuple(stage for c in contributions for stage in c.build_stages),
     )
 

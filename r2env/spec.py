@@ -41,6 +41,16 @@ class Step:
     fetches: bool = False
     caches: tuple[Cache, ...] = ()
     packages: tuple[str, ...] = ()  # Debian packages an apt step installs (what a lock resolves)
+    source: str = ""  # for kind "copy": a build stage or image to copy absolute paths from ("" = the repository)
+
+
+@dataclass(frozen=True)
+class BuildStage:
+    """A stage built before the image from the same base; the image copies only what it needs out of it
+    (a conda prefix without the installer that made it)."""
+
+    name: str
+    steps: tuple[Step, ...]
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,7 @@ class ImageSpec:
     labels: tuple[tuple[str, str], ...] = ()
     dockerfile: str = ""  # repo-relative path of a user Dockerfile built as-is
     build_args: tuple[tuple[str, str], ...] = field(default=())
+    build_stages: tuple[BuildStage, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,133 @@
+"""The locked conda packages, fetched on the host and handed to the build as a tiny image.
+
+r2env fetches every package the lock names (file://, a loopback http server or an https mirror, after
+--channel-map), checks its sha256 and md5 against the lock, and builds `FROM scratch` an image holding them
+with the in-image installer. The conda build stage copies from that image: the build itself needs no access
+to the channel, which is what makes file:// and loopback channels work inside a container, and air-gapped
+builds work at all. The image is named by a digest of what it holds, so an unchanged lock reuses it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from r2env.errors import BuildError, UsageError
+from r2env.events import BuildEvent, Kind, Phase
+from r2env.parsers.conda_lock import CondaLockFile, CondaPackage
+
+if TYPE_CHECKING:
+    from r2env.engine import Engine
+
+PACKAGES_DIR = "/r2env-conda"  # where the conda build stage finds the packages and the installer
+INSTALLER = Path(__file__).with_name("conda_installer.py")
+_IMAGE = "r2env/conda-packages"
+
+
+def parse_channel_map(entries: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for entry in entries:
+        source, _, target = entry.partition("=")
+        if not source.strip() or not target.strip():
+            raise UsageError(f"--channel-map {entry!r} is not FROM=TO", "write e.g. https://conda.anaconda.org/conda-forge=file:///srv/mirror/conda-forge")
+        pairs.append((source.strip().rstrip("/"), target.strip().rstrip("/")))
+    return tuple(pairs)
+
+
+def map_url(url: str, channel_map: Sequence[tuple[str, str]]) -> str:
+    """The first FROM that is a whole-path prefix of the URL is replaced by its TO."""
+    for source, target in channel_map:
+        if url == source or url.startswith(source + "/"):
+            return target + url[len(source):]
+    return url
+
+
+def records(lock: CondaLockFile) -> list[dict[str, Any]]:
+    return [
+        {"name": p.name, "version": p.version, "build": p.build, "subdir": p.subdir, "fn": p.filename,
+         "sha256": p.sha256, "md5": p.md5, "depends": list(p.depends)}
+        for p in lock.packages
+    ]
+
+
+def records_json(lock: CondaLockFile) -> str:
+    return json.dumps(records(lock), indent=1, sort_keys=True) + "\n"
+
+
+def package_image(lock: CondaLockFile) -> str:
+    """Named by what it holds: the packages (by hash) and the installer's code."""
+    digest = hashlib.sha256(records_json(lock).encode() + INSTALLER.read_bytes()).hexdigest()
+    return f"{_IMAGE}:{digest[:20]}"
+
+
+def _fetch(url: str, context: ssl.SSLContext) -> bytes:
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":
+        return Path(urllib.parse.unquote(parsed.path)).read_bytes()
+    with urllib.request.urlopen(url, timeout=120, context=context) as response:  # noqa: S310 - http(s) only, checked below
+        data: bytes = response.read()
+        return data
+
+
+def fetch_package(package: CondaPackage, url: str, context: ssl.SSLContext, lockfile: str) -> bytes:
+    if urllib.parse.urlparse(url).scheme not in ("file", "http", "https"):
+        raise BuildError(f"{lockfile}: {package.filename} has an unsupported URL {url}", "use https://, http:// or file:// channels")
+    try:
+        data = _fetch(url, context)
+    except (OSError, urllib.error.URLError) as error:
+        reason = getattr(error, "reason", None) or error.strerror or error
+        raise BuildError(
+            f"{lockfile}: cannot fetch {package.filename} from {url} ({reason})",
+            "make the channel reachable, or point --channel-map at a mirror that has the locked packages",
+        ) from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != package.sha256:
+        raise BuildError(
+            f"{package.filename} from {url} does not match its locked sha256 {package.sha256} (the download is {actual})",
+            f"the channel changed a published package or the download was tampered with; check the mirror, or re-lock ({lockfile})",
+        )
+    if package.md5 and hashlib.md5(data).hexdigest() != package.md5:  # noqa: S324 - conda's own checksum, checked as published
+        raise BuildError(f"{package.filename} from {url} does not match its locked md5 {package.md5}", f"check the mirror, or re-lock ({lockfile})")
+    return data
+
+
+def stage_packages(lock: CondaLockFile, channel_map: Sequence[tuple[str, str]], directory: Path, context: ssl.SSLContext) -> None:
+    """Write the package image's build context: a Dockerfile, the installer, records.json and pkgs/."""
+    pkgs = directory / "pkgs"
+    pkgs.mkdir(parents=True)
+    for package in lock.packages:
+        (pkgs / package.filename).write_bytes(fetch_package(package, map_url(package.url, channel_map), context, lock.path))
+    (directory / "records.json").write_text(records_json(lock), encoding="utf-8")
+    (directory / "conda_installer.py").write_bytes(INSTALLER.read_bytes())
+    (directory / "Dockerfile").write_text(f"FROM scratch\nCOPY . {PACKAGES_DIR}/\n", encoding="utf-8")
+
+
+def ssl_context(ca_bundle: str) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cadata=ca_bundle)
+    return context
+
+
+def ensure_package_image(engine: "Engine", lock: CondaLockFile, channel_map: Sequence[tuple[str, str]], ca_bundle: str) -> Iterator[BuildEvent]:
+    from r2env.engine import BuildRequest
+
+    image = package_image(lock)
+    if engine.image_id(image):
+        yield BuildEvent(Phase.BUILD, Kind.INFO, f"conda packages: {image} is present ({len(lock.packages)} packages)")
+        return
+    yield BuildEvent(Phase.BUILD, Kind.INFO, f"conda packages: fetching {len(lock.packages)} locked packages and checking their hashes")
+    with tempfile.TemporaryDirectory(prefix="r2env-conda-pkgs-") as scratch:
+        directory = Path(scratch)
+        stage_packages(lock, channel_map, directory, ssl_context(ca_bundle))
+        request = BuildRequest(context=directory, dockerfile=directory / "Dockerfile", tag=image, labels={}, build_args={}, secrets={})
+        for event in engine.build(request):
+            if event.kind is Kind.RESULT:
+                continue
+    yield BuildEvent(Phase.BUILD, Kind.INFO, f"conda packages: built {image}")

@@ -1,0 +1,117 @@
+"""environment.yml (conda's environment file): channels, conda match specs, a `pip:` subsection.
+
+Errors name the file, line and column (ruamel.yaml keeps node positions), so a user can jump to the fault."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from r2env.errors import SpecError
+
+DEFAULT_CHANNELS = ("conda-forge",)
+
+# A conda match spec as people write them in environment.yml: [channel::]name[ version[ build]], e.g.
+# `python=3.11`, `numpy >=1.26,<2`, `conda-forge::scipy`, `libblas=*=*mkl` (https://docs.conda.io/projects/conda/en/latest/user-guide/concepts/pkg-specs.html).
+_MATCH_SPEC = re.compile(
+    r"^(?:[A-Za-z0-9_./:-]+::)?(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)(?:\[[^\]]*\])?"
+    r"(?:\s*(?P<version>(?:[=<>!~]=?|==)?\s*[0-9*][A-Za-z0-9_.*+!=<>,|~-]*)(?:\s+[A-Za-z0-9_.*+=-]+)?)?$"
+)
+
+
+@dataclass(frozen=True)
+class CondaEnvironment:
+    path: str
+    name: str
+    channels: tuple[str, ...]  # as declared ("nodefaults" dropped); empty means the default channels
+    dependencies: tuple[str, ...]  # conda match specs, as written
+    pip: tuple[str, ...]  # the `pip:` subsection's requirement lines
+    python: str  # the python spec's version part ("3.11", ">=3.10"), "*" when unversioned, "" when absent
+
+    def declares(self, name: str) -> bool:
+        """Whether the environment asks for a package, as a conda spec or a pip requirement."""
+        names = {_spec_name(spec) for spec in self.dependencies}
+        names |= {re.split(r"[\s\[=<>!~;@]", line.strip(), maxsplit=1)[0].lower().replace("_", "-") for line in self.pip}
+        return name in names
+
+
+def _spec_name(spec: str) -> str:
+    match = _MATCH_SPEC.match(spec.strip())
+    return match.group("name").lower() if match else ""
+
+
+def _where(path: str, node: Any, key: Any) -> str:
+    """file:line:column of an item in a mapping or sequence (1-based, like editors)."""
+    try:
+        line, column = node.lc.key(key) if isinstance(node, CommentedMap) else node.lc.item(key)
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return path
+    return f"{path}:{line + 1}:{column + 1}"
+
+
+def _fail(where: str, problem: str, fix: str) -> SpecError:
+    return SpecError(f"{where}: {problem}", fix)
+
+
+def _strings(node: Any, path: str, parent: Any, key: Any, what: str) -> CommentedSeq:
+    if not isinstance(node, CommentedSeq):
+        raise _fail(_where(path, parent, key), f"{what} must be a list", f"write {what} as a YAML list of strings (`- item`)")
+    return node
+
+
+def _load(text: str, path: str) -> Any:
+    try:
+        return YAML(typ="rt", pure=True).load(text)
+    except MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
+        problem = (error.problem or error.context or "cannot parse").strip()
+        raise _fail(where, f"invalid YAML: {problem}", "fix the syntax at that line and column") from None
+    except YAMLError as error:
+        raise _fail(path, f"invalid YAML: {error}", "fix the syntax") from None
+
+
+def parse_environment(text: str, path: str) -> CondaEnvironment:
+    data = _load(text, path)
+    if not isinstance(data, CommentedMap):
+        raise _fail(path, "not a conda environment file (expected a mapping with `dependencies:`)", "see conda's environment.yml format")
+    name = data.get("name") or ""
+    channels: list[str] = []
+    if data.get("channels") is not None:
+        for index, channel in enumerate(_strings(data["channels"], path, data, "channels", "channels")):
+            if not isinstance(channel, str) or not channel.strip():
+                raise _fail(_where(path, data["channels"], index), f"channel {channel!r} is not a name or URL", "write a channel name (conda-forge) or URL")
+            if channel.strip() != "nodefaults":  # conda's marker for "not the default channels": r2env never adds them
+                channels.append(channel.strip())
+    if data.get("dependencies") is None:
+        raise _fail(path, "no `dependencies:` list", "list the packages the environment needs under `dependencies:`")
+    dependencies = _strings(data["dependencies"], path, data, "dependencies", "dependencies")
+    specs: list[str] = []
+    pip: list[str] = []
+    for index, item in enumerate(dependencies):
+        where = _where(path, dependencies, index)
+        if isinstance(item, CommentedMap):
+            if list(item) != ["pip"]:
+                raise _fail(where, f"unknown subsection {', '.join(map(str, item))!r}", "only a `pip:` subsection may appear in dependencies")
+            for pip_index, line in enumerate(_strings(item["pip"], path, item, "pip", "the pip: subsection")):
+                if not isinstance(line, str) or not line.strip():
+                    raise _fail(_where(path, item["pip"], pip_index), f"pip requirement {line!r} is not a string", "write one requirement per item, e.g. `- tabulate==0.9.0`")
+                pip.append(line.strip())
+            continue
+        if not isinstance(item, (str, int, float)) or isinstance(item, bool):
+            raise _fail(where, f"dependency {item!r} is not a package spec", "write a conda spec such as `numpy>=1.26`")
+        spec = str(item).strip()
+        if not _MATCH_SPEC.match(spec):
+            raise _fail(where, f"{spec!r} is not a conda package spec", "write NAME, NAME=VERSION or NAME>=VERSION (conda match spec syntax)")
+        specs.append(spec)
+    python = ""
+    for spec in specs:
+        match = _MATCH_SPEC.match(spec)
+        if match and match.group("name").lower() == "python":
+            python = (match.group("version") or "*").lstrip("=").strip() or "*"
+    return CondaEnvironment(path, str(name), tuple(channels), tuple(specs), tuple(pip), python)
