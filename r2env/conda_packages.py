@@ -115,18 +115,21 @@ def ssl_context(ca_bundle: str) -> ssl.SSLContext:
     return context
 
 
-def ensure_package_image(engine: "Engine", lock: CondaLockFile, channel_map: Sequence[tuple[str, str]], ca_bundle: str) -> Iterator[BuildEvent]:
+def ensure_package_image(
+    engine: "Engine", lock: CondaLockFile, channel_map: Sequence[tuple[str, str]], ca_bundle: str, refetch: bool = False
+) -> Iterator[BuildEvent]:
+    """Build the package image unless it exists (its name says what it holds); `refetch` (--no-cache) fetches anew."""
     from r2env.engine import BuildRequest
 
     image = package_image(lock)
-    if engine.image_id(image):
+    if engine.image_id(image) and not refetch:
         yield BuildEvent(Phase.BUILD, Kind.INFO, f"conda packages: {image} is present ({len(lock.packages)} packages)")
         return
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"conda packages: fetching {len(lock.packages)} locked packages and checking their hashes")
     with tempfile.TemporaryDirectory(prefix="r2env-conda-pkgs-") as scratch:
         directory = Path(scratch)
         stage_packages(lock, channel_map, directory, ssl_context(ca_bundle))
-        request = BuildRequest(context=directory, dockerfile=directory / "Dockerfile", tag=image, labels={}, build_args={}, secrets={})
+        request = BuildRequest(context=directory, dockerfile=directory / "Dockerfile", tag=image, labels={}, build_args={}, secrets={}, no_cache=refetch)
         for event in engine.build(request):
             if event.kind is Kind.RESULT:
                 continue

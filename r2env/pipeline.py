@@ -220,7 +220,7 @@ def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Ite
         yield BuildEvent(Phase.DONE, Kind.RESULT, image)
         return
     if planned.conda is not None:
-        yield from ensure_package_image(engine, planned.conda, settings.channel_map, ca_bundle(settings.fetch, os.environ))
+        yield from ensure_package_image(engine, planned.conda, settings.channel_map, ca_bundle(settings.fetch, os.environ), settings.no_cache)
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"building {image} with {engine.builder} ({len(spec.steps)} planned steps)")
     with tempfile.TemporaryDirectory(prefix="r2env-build-") as scratch:
         directory = Path(scratch)

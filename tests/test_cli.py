@@ -51,12 +51,19 @@ def test_dockerfile_of_a_dockerfile_repository_is_its_own(capsys: pytest.Capture
     assert capsys.readouterr().out == (EXAMPLES / "dockerfile" / "Dockerfile").read_text()
 
 
-def test_unsupported_conda_repository_exits_4_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", example("environment-yml")]) == 4
+def test_a_conda_repository_plans_with_the_environment_and_what_it_ignores(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", example("environment-yml")]) == 0
+    out = capsys.readouterr().out
+    assert "conda      primary   found binder/environment.yml (binder/requirements.txt ignored, as in repo2docker)" in out
+    assert "conda packages: python=3.11, hello-cli, libgreet=1.0.0, pyhello, tinytool, pip" in out
+
+
+def test_invalid_environment_yml_exits_4_with_file_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "environment.yml").write_text("dependencies:\n  - numpy\n  - [unclosed\n")
+    assert main(["plan", str(tmp_path)]) == 4
     captured = capsys.readouterr()
-    assert captured.out == ""
-    assert len(captured.err.splitlines()) == 1
-    assert "not supported yet" in captured.err and "Traceback" not in captured.err
+    assert captured.out == "" and len(captured.err.splitlines()) == 1
+    assert captured.err.startswith("r2env: error: environment.yml:4:1: invalid YAML") and "Traceback" not in captured.err
 
 
 def test_missing_path_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,6 @@ from typing import Mapping
 import pytest
 
 from r2env.buildpack import load_buildpacks
-from r2env.errors import SpecError
 from r2env.inspect import inspect
 from r2env.plan import PlanOptions, plan
 from r2env.render import RenderOptions, render_dockerfile
@@ -23,8 +22,7 @@ from r2env.spec import ImageSpec, Stage
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
-UNSUPPORTED = {"environment-yml"}
-EXAMPLE_NAMES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and p.name not in UNSUPPORTED)
+EXAMPLE_NAMES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
 REPO_COPY = "COPY --chown=1000:1000 . /home/jovyan/"
 
 
@@ -59,9 +57,11 @@ def test_example_plan_matches_snapshot(example: str) -> None:
         check_snapshot(SNAPSHOTS / "dockerfiles" / f"{example}.Dockerfile", render_dockerfile(spec))
 
 
-def test_environment_yml_example_is_not_supported_yet() -> None:
-    with pytest.raises(SpecError, match="not supported yet"):
-        planned(DiskRepo(EXAMPLES / "environment-yml"))
+def test_an_unlocked_conda_dockerfile_fails_with_the_way_to_lock_it() -> None:
+    # A conda environment is installed only from its lock: without one, the rendered step says what to run.
+    text = render_dockerfile(planned(DiskRepo(EXAMPLES / "environment-yml")))
+    assert "binder/environment.yml is built from its lock: run \\`r2env lock\\` first" in text
+    assert "exit 1" in text
 
 
 def run_lines(dockerfile: str) -> dict[str, str]:
