@@ -30,8 +30,9 @@ def conda_platform(machine: str = "") -> str:
     return {"x86_64": "linux-64", "amd64": "linux-64", "aarch64": "linux-aarch64", "arm64": "linux-aarch64"}.get(machine.lower(), f"linux-{machine}")
 
 
-def solver_arguments(which: Callable[[str], str | None] = shutil.which) -> list[str]:
+def solver_arguments(which: Callable[[str], str | None] | None = None) -> list[str]:
     """conda-lock's flags for the first solver on PATH. Without one it would try to download conda-standalone."""
+    which = which or shutil.which
     for name, flag in _SOLVERS:
         path = which(name)
         if path:
@@ -82,7 +83,7 @@ def solver_explanation(output: str) -> str:
 
 def lock_environment(
     root: Path, environment: CondaEnvironment, channels: Sequence[str], platform: str, runner: Runner,
-    pypi_lookup: str = "", which: Callable[[str], str | None] = shutil.which,
+    pypi_lookup: str = "", which: Callable[[str], str | None] | None = None,
 ) -> tuple[str, CondaLockFile]:
     """Run conda-lock into a scratch file (nothing is written beside the environment here) and return its text."""
     check_channels(channels, environment.path)

@@ -1,0 +1,300 @@
+"""Locking and installing a conda environment without conda or Docker: conda-lock and uv through a fake runner,
+the engine faked, the channel written by the project's own fixture code (integration/conda_channel.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import ssl
+import subprocess
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+
+from conda_channel import example_packages, write_channel
+from fake_engine import FakeEngine
+from r2env.buildpack import load_buildpacks
+from r2env.conda_installer import _verify
+from r2env.conda_locking import conda_lock_argv, conda_platform, solver_arguments, solver_explanation
+from r2env.conda_packages import map_url, package_image, parse_channel_map, stage_packages
+from r2env.errors import BuildError, LockError, UsageError
+from r2env.inspect import inspect
+from r2env.lock import CondaSection, Lock, LockedBase, LockedPackage, dump_lock, file_digest, parse_lock
+from r2env.locking import LockResult, check_fresh, make_lock, read_conda_lock
+from r2env.parsers.conda_lock import parse_conda_lock
+from r2env.plan import PlanOptions, plan
+from r2env.render import render_dockerfile
+from r2env.repo import DiskRepo
+from r2env.select import select
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CONDA_LOCK = (FIXTURES / "conda" / "conda-lock.yml").read_text()
+UNSATISFIABLE = (FIXTURES / "conda" / "conda-lock-unsatisfiable.txt").read_text()
+SERVER_ONLY = (FIXTURES / "lock" / "compiled-server.txt").read_text()
+FIXTURE_CHANNEL = "file:///r2env-test-channel"
+H = "--hash=sha256:" + "1" * 64
+COMPILED = {
+    "py-rattler": f"py-rattler==0.28.0 \\\n    {H}\n",
+    "ipykernel": f"ipykernel==7.4.0 \\\n    {H}\n    # via -r in\ncomm==0.2.3 \\\n    {H}\n    # via ipykernel\n",
+}
+SERVER = "jupyter-core==5.7.2"
+
+
+@dataclass
+class FakeTools:
+    """conda-lock writes the fixture lock (or fails like the real one); uv compiles from canned output."""
+
+    conda_lock: str = CONDA_LOCK
+    conda_code: int = 0
+    calls: list[list[str]] = field(default_factory=list)
+
+    def __call__(self, argv: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        argv = list(argv)
+        self.calls.append(argv)
+        if argv[:2] == ["conda-lock", "lock"]:
+            if self.conda_code:
+                return subprocess.CompletedProcess(argv, self.conda_code, "", UNSATISFIABLE)
+            Path(argv[argv.index("--lockfile") + 1]).write_text(self.conda_lock)
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        if argv[:3] == ["uv", "pip", "compile"]:
+            wanted = Path(argv[3]).read_text()
+            output = next((text for name, text in COMPILED.items() if wanted.startswith(name)), SERVER_ONLY)
+            return subprocess.CompletedProcess(argv, 0, output, "")
+        raise AssertionError(f"unexpected command {argv}")
+
+
+def which(name: str) -> str | None:
+    return "/opt/bin/micromamba" if name == "micromamba" else None
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr("r2env.conda_locking.shutil.which", which)
+    monkeypatch.setattr("r2env.locking.conda_platform", lambda: "linux-64")
+    root = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / "environment-yml", root)
+    return root
+
+
+def lock_repo(root: Path, tools: FakeTools | None = None, **options: object) -> tuple[Lock, str, FakeTools]:
+    tools = tools or FakeTools()
+    plan_options = PlanOptions(server_requirement=SERVER, **options)  # type: ignore[arg-type]
+    facts = inspect(DiskRepo(root))
+    spec = plan(facts, select(facts, load_buildpacks()), plan_options)
+    events = list(make_lock(root, facts, spec, plan_options, FakeEngine(), runner=tools, conda_pypi_lookup="/srv/lookup.json"))
+    result = events[-1]
+    assert isinstance(result, LockResult) and result.lock is not None
+    return result.lock, result.conda_lock, tools
+
+
+# --- locking -----------------------------------------------------------------------------------------------------
+
+
+def test_lock_runs_conda_lock_with_the_solver_the_channels_and_the_lookup(repo: Path) -> None:
+    lock, text, tools = lock_repo(repo, conda_channels=("https://mirror.example/conda-forge",))
+    conda_call = next(argv for argv in tools.calls if argv[0] == "conda-lock")
+    assert conda_call[:5] == ["conda-lock", "lock", "--micromamba", "--conda", "/opt/bin/micromamba"]
+    assert conda_call[5:9] == ["-f", str(repo / "binder" / "environment.yml"), "-p", "linux-64"]
+    assert conda_call[-4:] == ["-c", "https://mirror.example/conda-forge", "--pypi_to_conda_lookup_file", "/srv/lookup.json"]
+    assert text == CONDA_LOCK
+    assert lock.conda == CondaSection(
+        "binder/conda-lock.yml", file_digest(CONDA_LOCK), "linux-64",
+        (LockedPackage("py-rattler", "0.28.0", ("sha256:" + "1" * 64,)),),
+        (LockedPackage("ipykernel", "7.4.0", ("sha256:" + "1" * 64,)), LockedPackage("comm", "0.2.3", ("sha256:" + "1" * 64,))),
+    )
+    # The environment's packages are conda-lock's: r2env resolves only the server, and requirements.txt is ignored.
+    assert lock.packages == () and "jupyter-core" in [p.name for p in lock.server]
+    compiled_inputs = [Path(argv[3]).name for argv in tools.calls if argv[:3] == ["uv", "pip", "compile"]]
+    assert len(compiled_inputs) == 3
+
+
+def test_the_environments_channels_are_used_without_an_override(repo: Path) -> None:
+    _, _, tools = lock_repo(repo)
+    conda_call = next(argv for argv in tools.calls if argv[0] == "conda-lock")
+    assert conda_call[conda_call.index("-c") + 1] == "conda-forge"
+
+
+def test_an_environment_that_declares_ipykernel_gets_none_added(repo: Path) -> None:
+    environment = repo / "binder" / "environment.yml"
+    environment.write_text(environment.read_text().replace("  - tinytool\n", "  - tinytool\n  - ipykernel\n"))
+    lock, _, _ = lock_repo(repo)
+    assert lock.conda is not None and lock.conda.kernel == ()
+
+
+def test_an_unsatisfiable_environment_is_one_lock_error_with_the_solvers_explanation(repo: Path) -> None:
+    with pytest.raises(LockError) as raised:
+        lock_repo(repo, FakeTools(conda_code=1))
+    message = str(raised.value)
+    assert message.startswith("binder/environment.yml: cannot lock the conda environment: Could not lock the environment for platform linux-64")
+    assert "No candidates were found for nosuchpkg" in message and "Traceback" not in message and "\n" not in message
+
+
+def test_without_a_solver_on_path_locking_says_what_to_install() -> None:
+    with pytest.raises(LockError, match="none of micromamba, mamba or conda is on PATH"):
+        solver_arguments(lambda name: None)
+    assert solver_arguments(lambda name: f"/bin/{name}" if name == "conda" else None) == ["--no-mamba", "--conda", "/bin/conda"]
+
+
+def test_conda_lock_argv_without_override_or_lookup() -> None:
+    argv = conda_lock_argv(Path("/r/environment.yml"), Path("/t/conda-lock.yml"), "linux-aarch64", ["conda-forge"], ["--mamba", "--conda", "mamba"])
+    assert argv == ["conda-lock", "lock", "--mamba", "--conda", "mamba", "-f", "/r/environment.yml", "-p", "linux-aarch64",
+                    "--lockfile", "/t/conda-lock.yml", "-c", "conda-forge"]
+
+
+@pytest.mark.parametrize(("machine", "platform"), [("x86_64", "linux-64"), ("aarch64", "linux-aarch64"), ("arm64", "linux-aarch64")])
+def test_the_conda_platform_follows_the_machine(machine: str, platform: str) -> None:
+    assert conda_platform(machine) == platform
+
+
+def test_solver_explanation_drops_the_traceback() -> None:
+    assert solver_explanation(UNSATISFIABLE) == (
+        "Could not lock the environment for platform linux-64 Cannot solve the request because of: No candidates were found for nosuchpkg *."
+    )
+
+
+# --- r2env.lock's conda section ------------------------------------------------------------------------------------
+
+
+def test_a_lock_with_a_conda_section_round_trips(repo: Path) -> None:
+    lock, _, _ = lock_repo(repo)
+    assert parse_lock(dump_lock(lock), "binder/r2env.lock") == lock
+    assert "\nconda:\n  lockfile: binder/conda-lock.yml\n" in dump_lock(lock)
+
+
+def test_a_conda_section_without_hashes_is_a_lock_error(repo: Path) -> None:
+    lock, _, _ = lock_repo(repo)
+    text = dump_lock(lock).replace("  installer:\n  - name: py-rattler\n    version: 0.28.0\n    hashes:\n", "  installer:\n  - name: py-rattler\n    version: 0.28.0\n    hashes: []\n    x:\n")
+    with pytest.raises(LockError, match=r"conda.installer\[0\] \(py-rattler\) has no valid sha256 hashes"):
+        parse_lock(text, "binder/r2env.lock")
+
+
+def test_editing_or_losing_conda_lock_yml_makes_r2env_lock_stale(repo: Path) -> None:
+    lock, text, _ = lock_repo(repo)
+    (repo / "binder" / "conda-lock.yml").write_text(text)
+    facts = inspect(DiskRepo(repo))
+    options = PlanOptions(server_requirement=SERVER)
+    check_fresh(lock, repo, facts, options)
+    (repo / "binder" / "conda-lock.yml").write_text(text.replace("version: 1.0.0", "version: 1.1.0", 1))
+    with pytest.raises(LockError, match=r"binder/r2env.lock is stale: binder/conda-lock.yml changed"):
+        check_fresh(lock, repo, facts, options)
+    (repo / "binder" / "conda-lock.yml").unlink()
+    with pytest.raises(LockError, match=r"binder/conda-lock.yml changed"):
+        check_fresh(lock, repo, facts, options)
+
+
+def test_the_conda_channel_option_does_not_make_a_lock_stale(repo: Path) -> None:
+    lock, text, _ = lock_repo(repo, conda_channels=("https://mirror.example/conda-forge",))
+    (repo / "binder" / "conda-lock.yml").write_text(text)
+    check_fresh(lock, repo, inspect(DiskRepo(repo)), PlanOptions(server_requirement=SERVER))
+
+
+# --- channel mapping -----------------------------------------------------------------------------------------------
+
+MAP = parse_channel_map(["https://conda.anaconda.org/conda-forge/=file:///srv/mirror/conda-forge", "http://127.0.0.1:8000=https://mirror.example/c"])
+
+
+@pytest.mark.parametrize(("url", "mapped"), [
+    ("https://conda.anaconda.org/conda-forge/noarch/a-1-0.conda", "file:///srv/mirror/conda-forge/noarch/a-1-0.conda"),
+    ("http://127.0.0.1:8000/linux-64/b-1-0.tar.bz2", "https://mirror.example/c/linux-64/b-1-0.tar.bz2"),
+    ("https://conda.anaconda.org/conda-forge-extra/noarch/a-1-0.conda", "https://conda.anaconda.org/conda-forge-extra/noarch/a-1-0.conda"),
+    ("https://other.example/noarch/a-1-0.conda", "https://other.example/noarch/a-1-0.conda"),
+])
+def test_channel_map_rewrites_whole_path_prefixes_only(url: str, mapped: str) -> None:
+    assert map_url(url, MAP) == mapped
+
+
+@pytest.mark.parametrize("entry", ["no-equals-sign", "=file:///x", "https://a="])
+def test_a_malformed_channel_map_is_a_usage_error(entry: str) -> None:
+    with pytest.raises(UsageError, match="is not FROM=TO"):
+        parse_channel_map([entry])
+
+
+# --- fetching and installing exactly the lock -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_channel(tmp_path_factory.mktemp("conda") / "channel", example_packages())
+
+
+def test_the_test_channel_is_byte_reproducible(channel: Path) -> None:
+    # The fixture lock's hashes were taken from the same fixture code: they must still match.
+    locked = parse_conda_lock(CONDA_LOCK, "binder/conda-lock.yml")
+    for package in locked.packages:
+        path = channel / package.subdir / package.filename
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == package.sha256, package.filename
+
+
+def test_staging_fetches_every_locked_package_through_the_channel_map(channel: Path, tmp_path: Path) -> None:
+    locked = parse_conda_lock(CONDA_LOCK, "binder/conda-lock.yml")
+    stage_packages(locked, [(FIXTURE_CHANNEL, channel.as_uri())], tmp_path / "context", ssl.create_default_context())
+    staged = sorted(p.name for p in (tmp_path / "context" / "pkgs").iterdir())
+    assert staged == sorted(p.filename for p in locked.packages)
+    assert (tmp_path / "context" / "Dockerfile").read_text() == "FROM scratch\nCOPY . /r2env-conda/\n"
+    assert (tmp_path / "context" / "conda_installer.py").read_text() == (ROOT / "r2env" / "conda_installer.py").read_text()
+
+
+def test_a_package_that_does_not_match_its_locked_hash_stops_staging(channel: Path, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    shutil.copytree(channel, mirror)
+    target = mirror / "noarch" / "hello-cli-1.0.0-0.tar.bz2"
+    target.write_bytes(target.read_bytes() + b"\0")
+    locked = parse_conda_lock(CONDA_LOCK, "binder/conda-lock.yml")
+    with pytest.raises(BuildError) as raised:
+        stage_packages(locked, [(FIXTURE_CHANNEL, mirror.as_uri())], tmp_path / "context", ssl.create_default_context())
+    expected = next(p.sha256 for p in locked.packages if p.name == "hello-cli")
+    assert str(raised.value).startswith(f"hello-cli-1.0.0-0.tar.bz2 from {mirror.as_uri()}/noarch/hello-cli-1.0.0-0.tar.bz2 does not match its locked sha256 {expected}")
+    assert hashlib.sha256(target.read_bytes()).hexdigest() in str(raised.value)
+
+
+def test_an_unreachable_channel_names_the_package_and_the_url(tmp_path: Path) -> None:
+    locked = parse_conda_lock(CONDA_LOCK, "binder/conda-lock.yml")
+    with pytest.raises(BuildError, match=r"binder/conda-lock.yml: cannot fetch hello-cli-1.0.0-0.tar.bz2 from file:///r2env-test-channel/noarch/"):
+        stage_packages(locked, [], tmp_path / "context", ssl.create_default_context())
+
+
+def test_the_package_image_is_named_by_the_locked_hashes() -> None:
+    locked = parse_conda_lock(CONDA_LOCK, "binder/conda-lock.yml")
+    assert package_image(locked) == package_image(replace(locked, path="elsewhere/conda-lock.yml"))
+    changed = replace(locked, packages=(replace(locked.packages[0], sha256="0" * 64), *locked.packages[1:]))
+    assert package_image(changed) != package_image(locked)
+    assert package_image(locked).startswith("r2env/conda-packages:")
+
+
+def test_the_in_image_installer_rejects_a_file_that_does_not_match(tmp_path: Path) -> None:
+    package = tmp_path / "a-1-0.conda"
+    package.write_bytes(b"payload")
+    good = {"fn": package.name, "sha256": hashlib.sha256(b"payload").hexdigest(), "md5": hashlib.md5(b"payload").hexdigest()}
+    _verify(package, good)
+    with pytest.raises(SystemExit, match=r"r2env: a-1-0.conda does not match its locked md5"):
+        _verify(package, {**good, "md5": "0" * 32})
+
+
+# --- the locked plan ---------------------------------------------------------------------------------------------------
+
+
+def test_the_locked_plan_installs_in_a_build_stage_and_copies_only_the_prefix(repo: Path) -> None:
+    lock, text, _ = lock_repo(repo)
+    (repo / "binder" / "conda-lock.yml").write_text(text)
+    facts = inspect(DiskRepo(repo))
+    conda = read_conda_lock(repo, lock)
+    spec = plan(facts, select(facts, load_buildpacks()), PlanOptions(server_requirement=SERVER), lock, conda=conda)
+    dockerfile = render_dockerfile(spec)
+    stages = dockerfile.split("\nFROM debian:bookworm\n")
+    assert len(stages) == 2 and "FROM debian:bookworm AS r2env-conda" in stages[0]
+    build_stage, final = stages
+    assert f"COPY --from={package_image(conda)} [\"/r2env-conda\", \"/r2env-conda\"]" in build_stage  # type: ignore[arg-type]
+    assert "/opt/r2env-rattler/bin/python /r2env-conda/conda_installer.py /r2env-conda /srv/conda/envs/notebook" in build_stage
+    assert "py-rattler==0.28.0" in build_stage and "py-rattler" not in final
+    assert 'COPY --from=r2env-conda --chown=1000:1000 ["/srv/conda", "/srv/conda"]' in final
+    assert 'PATH="/srv/conda/envs/notebook/bin:$PATH"' in final
+    assert "--python /srv/conda/envs/notebook/bin/python install --require-hashes --no-deps" in final
+    assert "tabulate==0.9.0 --hash=sha256:024ca478" in final
+    assert "-m ipykernel install --prefix /srv/venv --name python3" in final
+    # No solve anywhere: the records come from the lock, the pip steps are --no-deps.
+    assert "solve" not in dockerfile.replace("no solve", "")
+    lines = final.splitlines()
+    assert lines.index('COPY --from=r2env-conda --chown=1000:1000 ["/srv/conda", "/srv/conda"]') < lines.index("COPY --chown=1000:1000 . /home/jovyan/")
