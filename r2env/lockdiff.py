@@ -42,6 +42,18 @@ def diff_locks(old: Lock, new: Lock) -> list[Change]:
         for kind, name in sorted(set(before) | set(after))
         if before.get((kind, name)) != after.get((kind, name))
     ]
+    if old.conda is not None or new.conda is not None:
+        # conda-lock.yml holds the conda packages; r2env.lock only its digest, and what r2env adds to it.
+        before_conda = {("conda-kernel", p.name): p.version for p in (old.conda.kernel if old.conda else ())}
+        after_conda = {("conda-kernel", p.name): p.version for p in (new.conda.kernel if new.conda else ())}
+        changes += [
+            Change(kind, name, before_conda.get((kind, name), ""), after_conda.get((kind, name), ""))
+            for kind, name in sorted(set(before_conda) | set(after_conda))
+            if before_conda.get((kind, name)) != after_conda.get((kind, name))
+        ]
+        old_digest, new_digest = (lock.conda.digest[:19] if lock.conda else "" for lock in (old, new))
+        if old_digest != new_digest:
+            changes.insert(0, Change("conda", (new.conda or old.conda).lockfile, old_digest, new_digest))  # type: ignore[union-attr]
     if old.base.id != new.base.id:
         changes.insert(0, Change("base", new.base.image, old.base.id[:19], new.base.id[:19]))
     return changes

@@ -21,6 +21,9 @@ def summarize(spec: ImageSpec) -> str:
     lines.append(f"user: {spec.user_name} ({spec.user_id}), repository at {spec.repo_dir}")
     for kind, packages in spec.packages:
         lines.append(f"{kind} packages: {', '.join(packages)}")
+    for stage in spec.build_stages:
+        lines.append(f"build stage {stage.name} (only what the image copies from it is kept):")
+        lines += [f"  {i:>2}. {s.buildpack}: {s.description}" for i, s in enumerate(stage.steps, 1)]
     lines.append("steps:")
     lines += [f"  {i:>2}. [{s.stage.name.lower()}] {s.buildpack}: {s.description}" for i, s in enumerate(spec.steps, 1)]
     lines.append(f"command: {' '.join(spec.command)}")

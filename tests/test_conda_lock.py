@@ -298,3 +298,15 @@ def test_the_locked_plan_installs_in_a_build_stage_and_copies_only_the_prefix(re
     assert "solve" not in dockerfile.replace("no solve", "")
     lines = final.splitlines()
     assert lines.index('COPY --from=r2env-conda --chown=1000:1000 ["/srv/conda", "/srv/conda"]') < lines.index("COPY --chown=1000:1000 . /home/jovyan/")
+
+
+def test_the_lock_diff_names_a_changed_conda_lock_and_kernel(repo: Path) -> None:
+    from r2env.lockdiff import diff_locks, format_diff
+
+    old, _, _ = lock_repo(repo)
+    assert old.conda is not None
+    new = replace(old, conda=replace(old.conda, digest=file_digest("other"), kernel=old.conda.kernel[:1]))
+    text = format_diff(diff_locks(old, new))
+    assert f"changed  conda         binder/conda-lock.yml  {old.conda.digest[:19]}" in text
+    assert "removed  conda-kernel  comm" in text
+    assert format_diff(diff_locks(old, old)) == "no changes"
