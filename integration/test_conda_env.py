@@ -149,3 +149,14 @@ def test_an_unknown_local_channel_is_one_line(conda_env: dict[str, str], tmp_pat
     assert result.returncode == 8
     assert result.stderr.strip().startswith(f"r2env: error: binder/environment.yml: channel {(tmp_path / 'no-such-channel').as_uri()} is not a conda channel")
     assert not (repo / "binder" / "conda-lock.yml").exists()
+
+
+def test_build_relock_locks_a_conda_repository_without_a_lock(engine: docker.DockerClient, channel: Path, conda_env: dict[str, str], tmp_path: Path) -> None:
+    repo = tmp_path / "environment-yml"
+    shutil.copytree(EXAMPLES / "environment-yml", repo)
+    result = r2env("build", str(repo), "--relock", "--conda-channel", channel.as_uri(), "--conda-pypi-lookup", conda_env["R2ENV_TEST_LOOKUP"],
+                   "--image-name", f"{IMAGE}-relocked", env=conda_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "binder/r2env.lock does not exist: relocking" in result.stdout
+    assert r2env("lock", "--check", str(repo)).returncode == 0
+    assert "all checks passed" in run_in(engine, f"{IMAGE}-relocked", ["./verify"])

@@ -310,3 +310,26 @@ def test_the_lock_diff_names_a_changed_conda_lock_and_kernel(repo: Path) -> None
     assert f"changed  conda         binder/conda-lock.yml  {old.conda.digest[:19]}" in text
     assert "removed  conda-kernel  comm" in text
     assert format_diff(diff_locks(old, old)) == "no changes"
+
+
+def test_a_build_makes_the_package_image_first_and_reuses_it(repo: Path, channel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from r2env import pipeline
+    from r2env.config import load_config
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    lock, text, _ = lock_repo(repo)
+    (repo / "binder" / "conda-lock.yml").write_text(text)
+    (repo / "binder" / "r2env.lock").write_text(dump_lock(lock))
+    settings = load_config(None, {"server_requirement": SERVER, "channel_map": f"{FIXTURE_CHANNEL}={channel.as_uri()}", "image_name": "r2env-it/conda-fake"})
+    engine = FakeEngine()
+    messages = [event.message for event in pipeline.build(str(repo), settings, lambda: engine)]
+    conda = read_conda_lock(repo, lock)
+    assert conda is not None
+    assert [request.tag for request in engine.requests] == [package_image(conda), "r2env-it/conda-fake"]
+    assert engine.dockerfiles[0] == "FROM scratch\nCOPY . /r2env-conda/\n"
+    assert f"COPY --from={package_image(conda)}" in engine.dockerfiles[1]
+    assert any(m.startswith("conda packages: fetching 6 locked packages") for m in messages)
+    (repo / "analysis.ipynb").write_text("{}")  # a new build of the image, but the same packages
+    messages = [event.message for event in pipeline.build(str(repo), settings, lambda: engine)]
+    assert [request.tag for request in engine.requests][2:] == ["r2env-it/conda-fake"]
+    assert f"conda packages: {package_image(conda)} is present (6 packages)" in messages
