@@ -9,6 +9,7 @@ import platform as host_platform
 import posixpath
 import re
 import shutil
+import sys
 import tempfile
 import urllib.parse
 from pathlib import Path
@@ -20,6 +21,8 @@ from r2env.parsers.environment import DEFAULT_CHANNELS, CondaEnvironment
 from r2env.resolve import Runner
 
 LOCK_NAME = "conda-lock.yml"
+# conda-lock is one of r2env's dependencies: run the one installed beside r2env, whatever is on PATH.
+CONDA_LOCK = (sys.executable, "-m", "conda_lock")
 # The py-rattler the build stage installs with (the version r2env is tested with).
 RATTLER_REQUIREMENT = "py-rattler==0.28.0"
 _SOLVERS = (("micromamba", "--micromamba"), ("mamba", "--mamba"), ("conda", "--no-mamba"))
@@ -63,7 +66,7 @@ def check_channels(channels: Sequence[str], source: str) -> None:
 def conda_lock_argv(
     environment_file: Path, lockfile: Path, platform: str, channels: Sequence[str], solver: Sequence[str], pypi_lookup: str = ""
 ) -> list[str]:
-    argv = ["conda-lock", "lock", *solver, "-f", str(environment_file), "-p", platform, "--lockfile", str(lockfile)]
+    argv = [*CONDA_LOCK, "lock", *solver, "-f", str(environment_file), "-p", platform, "--lockfile", str(lockfile)]
     argv += [word for channel in channels for word in ("-c", channel)]
     # conda-lock maps pip names to conda names with a file it downloads; an air-gapped site gives its own copy.
     return argv + (["--pypi_to_conda_lookup_file", pypi_lookup] if pypi_lookup else [])
@@ -94,7 +97,9 @@ def lock_environment(
         try:
             result = runner(argv, root)
         except FileNotFoundError:
-            raise LockError("conda-lock is not installed, and r2env locks conda environments with it", "pip install conda-lock") from None
+            raise LockError("conda-lock cannot be run, and r2env locks conda environments with it", "pip install conda-lock") from None
+        if "No module named conda_lock" in (result.stderr or ""):
+            raise LockError("conda-lock is not installed, and r2env locks conda environments with it", "pip install conda-lock")
         if result.returncode != 0 or not lockfile.is_file():
             explanation = solver_explanation((result.stderr or "") + "\n" + (result.stdout or ""))
             raise LockError(f"{environment.path}: cannot lock the conda environment: {explanation}", "fix the specs or channels named above")

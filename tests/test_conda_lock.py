@@ -7,6 +7,7 @@ import hashlib
 import shutil
 import ssl
 import subprocess
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -54,7 +55,7 @@ class FakeTools:
     def __call__(self, argv: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         argv = list(argv)
         self.calls.append(argv)
-        if argv[:2] == ["conda-lock", "lock"]:
+        if argv[:4] == [sys.executable, "-m", "conda_lock", "lock"]:
             if self.conda_code:
                 return subprocess.CompletedProcess(argv, self.conda_code, "", UNSATISFIABLE)
             Path(argv[argv.index("--lockfile") + 1]).write_text(self.conda_lock)
@@ -95,9 +96,9 @@ def lock_repo(root: Path, tools: FakeTools | None = None, **options: object) -> 
 
 def test_lock_runs_conda_lock_with_the_solver_the_channels_and_the_lookup(repo: Path) -> None:
     lock, text, tools = lock_repo(repo, conda_channels=("https://mirror.example/conda-forge",))
-    conda_call = next(argv for argv in tools.calls if argv[0] == "conda-lock")
-    assert conda_call[:5] == ["conda-lock", "lock", "--micromamba", "--conda", "/opt/bin/micromamba"]
-    assert conda_call[5:9] == ["-f", str(repo / "binder" / "environment.yml"), "-p", "linux-64"]
+    conda_call = next(argv for argv in tools.calls if argv[1:3] == ["-m", "conda_lock"])
+    assert conda_call[:7] == [sys.executable, "-m", "conda_lock", "lock", "--micromamba", "--conda", "/opt/bin/micromamba"]
+    assert conda_call[7:11] == ["-f", str(repo / "binder" / "environment.yml"), "-p", "linux-64"]
     assert conda_call[-4:] == ["-c", "https://mirror.example/conda-forge", "--pypi_to_conda_lookup_file", "/srv/lookup.json"]
     assert text == CONDA_LOCK
     assert lock.conda == CondaSection(
@@ -113,7 +114,7 @@ def test_lock_runs_conda_lock_with_the_solver_the_channels_and_the_lookup(repo: 
 
 def test_the_environments_channels_are_used_without_an_override(repo: Path) -> None:
     _, _, tools = lock_repo(repo)
-    conda_call = next(argv for argv in tools.calls if argv[0] == "conda-lock")
+    conda_call = next(argv for argv in tools.calls if argv[1:3] == ["-m", "conda_lock"])
     assert conda_call[conda_call.index("-c") + 1] == "conda-forge"
 
 
@@ -140,7 +141,7 @@ def test_without_a_solver_on_path_locking_says_what_to_install() -> None:
 
 def test_conda_lock_argv_without_override_or_lookup() -> None:
     argv = conda_lock_argv(Path("/r/environment.yml"), Path("/t/conda-lock.yml"), "linux-aarch64", ["conda-forge"], ["--mamba", "--conda", "mamba"])
-    assert argv == ["conda-lock", "lock", "--mamba", "--conda", "mamba", "-f", "/r/environment.yml", "-p", "linux-aarch64",
+    assert argv == [sys.executable, "-m", "conda_lock", "lock", "--mamba", "--conda", "mamba", "-f", "/r/environment.yml", "-p", "linux-aarch64",
                     "--lockfile", "/t/conda-lock.yml", "-c", "conda-forge"]
 
 
