@@ -89,7 +89,15 @@ class ImageSpec:
     build_stages: tuple[BuildStage, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        # Fields added for build stages are left out while empty: specs without them keep their digests,
+        # so images built before stay up to date.
+        for step in [*data["steps"], *(step for stage in data["build_stages"] for step in stage["steps"])]:
+            if not step["source"]:
+                del step["source"]
+        if not data["build_stages"]:
+            del data["build_stages"]
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
