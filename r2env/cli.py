@@ -10,7 +10,7 @@ from typing import Any, Iterable, Sequence
 from traitlets import Bool, List
 
 from r2env import __version__
-from r2env.config import Settings, cli_traits, load_config
+from r2env.config import LAUNCH_TRAITS, Settings, cli_traits, load_config
 from r2env.errors import R2envError
 from r2env.events import BuildEvent, Kind
 
@@ -28,6 +28,8 @@ def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> N
         dest = "trait:" + flag.replace("-", "_")
         if isinstance(trait, Bool):
             group.add_argument(f"--{flag}", dest=dest, action="store_const", const="true", help=help_text)
+        elif trait.metadata.get("repeat"):
+            group.add_argument(f"--{flag}", dest=dest, action="append", metavar=flag.replace("-", "_").upper(), help=help_text)
         else:
             metavar = "A,B,..." if isinstance(trait, List) else flag.replace("-", "_").upper()
             group.add_argument(f"--{flag}", dest=dest, metavar=metavar, help=help_text)
@@ -38,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"r2env {__version__}")
     parser.add_argument("--config", metavar="FILE", help="traitlets config file (default: ./r2env_config.py if present)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    all_flags = sorted(cli_traits())
+    launch_flags = [name.replace("_", "-") for name in LAUNCH_TRAITS]
+    all_flags = sorted(set(cli_traits()) - set(launch_flags))
     source_help = "a local directory, or anything git clone accepts (URL, file://, bare repository)"
 
     build = commands.add_parser("build", help="build the image for a repository")
@@ -62,6 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"), help="show what changed between two lock files")
     _add_trait_flags(lock, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock")])
 
+    launch = commands.add_parser(
+        "launch", help="build if needed, then start JupyterLab (or, after --, a command) in the image",
+        usage="r2env launch [options] SOURCE_OR_IMAGE [-- COMMAND ...]",
+    )
+    launch.add_argument("source", metavar="SOURCE_OR_IMAGE", help=source_help + "; or a local image")
+    _add_trait_flags(launch, sorted(all_flags + launch_flags))
+
+    ps = commands.add_parser("ps", help="list the containers r2env launched")
+    ps.add_argument("--all", action="store_true", help="include stopped ones")
+    stop = commands.add_parser("stop", help="stop and remove containers r2env launched")
+    stop.add_argument("containers", nargs="*", metavar="ID", help="container id (a unique prefix is enough)")
+    stop.add_argument("--all", action="store_true", help="stop every container r2env launched")
+
     base = commands.add_parser("base", help="manage base images")
     base_commands = base.add_subparsers(dest="base_command", required=True, metavar="ACTION")
     bootstrap = base_commands.add_parser("bootstrap", help="build a Debian base image from a mirror with debootstrap")
@@ -72,7 +88,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(arguments: argparse.Namespace) -> Settings:
-    overrides = {key.split(":", 1)[1]: value for key, value in vars(arguments).items() if key.startswith("trait:") and value is not None}
+    overrides: dict[str, str | list[str]] = {
+        key.split(":", 1)[1]: value for key, value in vars(arguments).items() if key.startswith("trait:") and value is not None
+    }
     return load_config(arguments.config, overrides)
 
 
@@ -99,9 +117,17 @@ def _run(arguments: argparse.Namespace) -> int:
 
     if arguments.command == "base":
         return _bootstrap(arguments)
+    if arguments.command in ("ps", "stop"):
+        from r2env.launch_cli import list_launched, stop_launched
+
+        return list_launched(arguments.all) if arguments.command == "ps" else stop_launched(arguments.containers, arguments.all)
     settings = _settings(arguments)
     if arguments.command == "lock":
         return _lock(arguments, settings)
+    if arguments.command == "launch":
+        from r2env.launch_cli import launch_command
+
+        return launch_command(arguments.source, tuple(arguments.run_command), settings)
     if arguments.command == "build":
         image = ""
         # A failed step's last lines are repeated with the error on stderr, so the error stands on its own
@@ -174,7 +200,15 @@ def _bootstrap(arguments: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `r2env launch SOURCE -- COMMAND ...`: everything after -- is the command, never r2env's options.
+    run_command = words[words.index("--") + 1:] if "--" in words else []
+    words = words[: words.index("--")] if "--" in words else words
+    arguments = _parser().parse_args(words)
+    if run_command and arguments.command != "launch":
+        print(f"r2env: error: only `r2env launch` takes a command after --", file=sys.stderr)
+        return 2
+    arguments.run_command = run_command
     try:
         return _run(arguments)
     except R2envError as error:

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from traitlets import Bool, Enum, Int, List, TraitError, Unicode
+from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
 
 from r2env.build_secrets import FetchSettings
 from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
+from r2env.launch import LaunchOptions
 from r2env.plan import DEFAULT_SERVER, PlanOptions
 from r2env.select import DEFAULT_PRIORITY
 
 DEFAULT_CONFIG_FILE = "r2env_config.py"
+# Options that only `r2env launch` takes.
+LAUNCH_TRAITS = ("ip", "port", "detach", "volume", "editable", "env", "memory", "cpus", "gpus", "launch_timeout")
 
 
 class R2env(Configurable):
@@ -41,6 +44,18 @@ class R2env(Configurable):
     relock = Bool(False, help="When r2env.lock is stale, update it instead of stopping (build).").tag(config=True)
     builder = Enum(["auto", "classic"], "auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder.").tag(config=True)
 
+    # launch only (LAUNCH_TRAITS)
+    ip = Unicode("127.0.0.1", help="Address the server is published on (launch); 0.0.0.0 for all interfaces.").tag(config=True)
+    port = Int(0, help="Host port of the server (launch); default a free one.").tag(config=True)
+    detach = Bool(False, help="Return once the server answers and leave it running (launch); see r2env ps / stop.").tag(config=True)
+    volume = List(Unicode(), [], help="Mount HOST:CONTAINER[:ro] (launch; repeatable); a relative CONTAINER path is in the repository folder.").tag(config=True, repeat=True)
+    editable = Bool(False, help="Mount the local repository over its copy in the image, so edits persist (launch).").tag(config=True)
+    env = List(Unicode(), [], help="Set KEY=VALUE, or pass KEY from here, in the container (launch; repeatable).").tag(config=True, repeat=True)
+    memory = Unicode("", help="Memory limit of the container (launch), e.g. 4g.").tag(config=True)
+    cpus = Float(0.0, help="CPU limit of the container (launch), e.g. 1.5; 0 = none.").tag(config=True)
+    gpus = Unicode("", help="GPUs for the container (launch): all, a count, or device=0,1.").tag(config=True)
+    launch_timeout = Float(60.0, help="Seconds to wait for the server to answer (launch).").tag(config=True)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -54,6 +69,7 @@ class Settings:
     no_cache: bool
     builder: str
     relock: bool = False
+    launch: LaunchOptions = LaunchOptions()
 
 
 def cli_traits() -> dict[str, Any]:
@@ -61,8 +77,9 @@ def cli_traits() -> dict[str, Any]:
     return {name.replace("_", "-"): trait for name, trait in R2env.class_traits(config=True).items()}
 
 
-def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
-    """Defaults < config file < command line. `overrides` maps trait names to command-line strings."""
+def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]]) -> Settings:
+    """Defaults < config file < command line. `overrides` maps trait names to command-line strings
+    (a list for repeatable options: one item per flag)."""
     config = Config()
     path = Path(config_file or DEFAULT_CONFIG_FILE)
     if config_file or path.is_file():
@@ -76,7 +93,11 @@ def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
     for name, text in overrides.items():
         trait = traits[name]
         try:
-            config.R2env[name] = trait.from_string_list(text.split(",")) if isinstance(trait, List) else trait.from_string(text)
+            if isinstance(text, list) and isinstance(trait, List):
+                config.R2env[name] = trait.from_string_list(text)
+            else:
+                text = ",".join(text) if isinstance(text, list) else text
+                config.R2env[name] = trait.from_string_list(text.split(",")) if isinstance(trait, List) else trait.from_string(text)
         except (TraitError, ValueError) as error:
             raise UsageError(f"--{name.replace('_', '-')} {text!r}: {error}", "see r2env --help") from None
     try:
@@ -103,4 +124,16 @@ def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
         no_cache=values["no_cache"],
         builder=values["builder"],
         relock=values["relock"],
+        launch=LaunchOptions(
+            ip=values["ip"],
+            port=values["port"],
+            detach=values["detach"],
+            volumes=tuple(values["volume"]),
+            editable=values["editable"],
+            env=tuple(values["env"]),
+            memory=values["memory"],
+            cpus=values["cpus"],
+            gpus=values["gpus"],
+            timeout=values["launch_timeout"],
+        ),
     )

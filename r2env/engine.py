@@ -15,9 +15,12 @@ from typing import Any, Iterator, Literal, Mapping, Protocol
 
 import docker
 import docker.errors
+import docker.types
 
-from r2env.errors import BuildError, EngineUnavailableError
+from r2env.container import SERVER_PORT, ContainerInfo, ContainerRequest
+from r2env.errors import BuildError, EngineUnavailableError, LaunchError
 from r2env.events import BuildEvent, Kind, Phase
+from r2env.gpus import GPU_CAPABILITIES, TOOLKIT_HINT, GpuRequest
 from r2env.render import display_command
 
 BuilderKind = Literal["buildx", "buildkit", "classic"]
@@ -248,3 +251,159 @@ class DockerEngine:
                     yield BuildEvent(Phase.BUILD, Kind.LOG, text)
         except docker.errors.APIError as error:
             raise BuildError(f"the engine refused the build: {error.explanation or error}", "check the Dockerfile") from None
+
+    # --- containers the launcher starts ---------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return str(self._client.api.base_url)
+
+    def is_podman(self) -> bool:
+        components = self._client.version().get("Components") or []
+        return any("podman" in str(c.get("Name", "")).lower() for c in components)
+
+    def image_config(self, reference: str) -> dict[str, Any]:
+        """The image's Config (Cmd, Entrypoint, User, Env, Labels)."""
+        return dict(self._client.images.get(reference).attrs.get("Config") or {})
+
+    def _device_options(self, request: ContainerRequest) -> dict[str, Any]:
+        if request.gpus is None:
+            return {}
+        if self.is_podman():
+            return {"devices": [f"{name}:{name}" for name in request.gpus.cdi_devices()]}
+        gpus = request.gpus
+        device_request = docker.types.DeviceRequest(
+            count=gpus.count if not gpus.device_ids else 0, device_ids=list(gpus.device_ids), capabilities=[list(GPU_CAPABILITIES)]
+        )
+        return {"device_requests": [device_request]}
+
+    def gpu_support(self, image: str, gpus: GpuRequest) -> str:
+        """"" when the engine can give a container these GPUs, else why not (the engine's own words).
+        Docker accepts a device request at create and refuses it only at start, so a throwaway container tries."""
+        runtimes = self._client.info().get("Runtimes") or {}
+        if "nvidia" in runtimes:
+            return ""
+        if self.is_podman():
+            return ""  # CDI names are checked when the container is created
+        probe = ContainerRequest(image=image, command=("true",), gpus=gpus)
+        try:
+            container_id = self._create(probe, entrypoint=[])
+        except docker.errors.APIError as error:
+            return str(error.explanation or error)
+        try:
+            self._client.api.start(container_id)
+        except docker.errors.APIError as error:
+            text = str(error.explanation or error)
+            # Only a device-driver refusal counts: a missing `true` in the image says nothing about GPUs.
+            return text if "device driver" in text or "gpu" in text.lower() else ""
+        finally:
+            self._client.api.remove_container(container_id, force=True)
+        return ""
+
+    def _create(self, request: ContainerRequest, entrypoint: list[str] | None = None) -> str:
+        options: dict[str, Any] = {
+            "environment": dict(request.environment),
+            "labels": dict(request.labels),
+            "user": request.user or None,
+            "mounts": [docker.types.Mount(m.container, m.host, type="bind", read_only=m.read_only) for m in request.mounts],
+        }
+        if request.publish:
+            ip, port = request.publish
+            options["ports"] = {f"{SERVER_PORT}/tcp": (ip, port or None)}
+        if request.memory:
+            options["mem_limit"] = request.memory
+        if request.cpus:
+            options["nano_cpus"] = int(request.cpus * 1e9)
+        options.update(self._device_options(request))
+        if entrypoint is not None:
+            options["entrypoint"] = entrypoint
+        command = list(request.command) if request.command is not None else None
+        container = self._client.containers.create(request.image, command, **options)
+        return str(container.id)
+
+    def start_container(self, request: ContainerRequest) -> str:
+        """Create and start; a container that fails to start is removed, never left behind."""
+        try:
+            container_id = self._create(request)
+        except docker.errors.ImageNotFound:
+            raise LaunchError(f"image {request.image} does not exist", "build it first with `r2env build`, or give a repository") from None
+        except docker.errors.APIError as error:
+            raise LaunchError(f"the engine refused the container: {error.explanation or error}", "check the launch options") from None
+        try:
+            self._client.api.start(container_id)
+        except docker.errors.APIError as error:
+            self._client.api.remove_container(container_id, force=True)
+            text = str(error.explanation or error)
+            if request.publish and ("port is already allocated" in text or "address already in use" in text):
+                ip, port = request.publish
+                raise LaunchError(f"port {port} on {ip} is already in use", "choose another --port, or leave --port out for a free one") from None
+            if "device driver" in text:
+                raise LaunchError(f"the Docker engine at {self.host} has no GPU support (--gpus)", TOOLKIT_HINT) from None
+            raise LaunchError(f"the container did not start: {text}", "check the launch options") from None
+        return container_id
+
+    def container(self, container_id: str) -> ContainerInfo:
+        try:
+            attrs = self._client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            raise LaunchError(f"no container {container_id}", "see `r2env ps` for what runs") from None
+        return _container_info(attrs)
+
+    def containers(self, label: str) -> list[ContainerInfo]:
+        found = self._client.api.containers(all=True, filters={"label": label})
+        return [_container_info(self._client.api.inspect_container(c["Id"])) for c in found]
+
+    def follow_logs(self, container_id: str) -> Iterator[str]:
+        """The container's output, line by line, until it exits."""
+        pending = b""
+        for chunk in self._client.api.logs(container_id, stream=True, follow=True, stdout=True, stderr=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.decode(errors="replace").rstrip("\r")
+        if pending:
+            yield pending.decode(errors="replace")
+
+    def logs_tail(self, container_id: str, lines: int = 20) -> str:
+        return bytes(self._client.api.logs(container_id, stdout=True, stderr=True, tail=lines)).decode(errors="replace")
+
+    def wait(self, container_id: str) -> int:
+        return int(self._client.api.wait(container_id)["StatusCode"])
+
+    def stop_container(self, container_id: str, grace_seconds: int = 5) -> None:
+        """Stop (SIGTERM, then SIGKILL after the grace period) and remove."""
+        try:
+            self._client.api.stop(container_id, timeout=grace_seconds)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            pass  # already stopping or gone: removal below settles it
+        self.remove_container(container_id)
+
+    def remove_container(self, container_id: str) -> None:
+        try:
+            self._client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            if "already in progress" not in str(error):
+                raise
+
+
+def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{SERVER_PORT}/tcp") or []
+    host_ip, host_port = (str(bindings[0].get("HostIp") or ""), int(bindings[0].get("HostPort") or 0)) if bindings else ("", 0)
+    environment = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    return ContainerInfo(
+        id=str(attrs["Id"]),
+        image=str(config.get("Image", "")),
+        status=str(state.get("Status", "")),
+        exit_code=int(state.get("ExitCode") or 0),
+        host_port=host_port,
+        host_ip=host_ip,
+        labels=dict(config.get("Labels") or {}),
+        environment=environment,
+        created=str(attrs.get("Created", "")),
+    )
