@@ -20,7 +20,7 @@ import docker.types
 from r2env.container import SERVER_PORT, ContainerInfo, ContainerRequest
 from r2env.errors import BuildError, EngineUnavailableError, LaunchError
 from r2env.events import BuildEvent, Kind, Phase
-from r2env.gpus import GPU_CAPABILITIES, TOOLKIT_HINT, GpuRequest
+from r2env.gpus import GPU_CAPABILITIES, TOOLKIT_HINT, GpuRequest, no_gpu_runtime
 from r2env.render import display_command
 
 BuilderKind = Literal["buildx", "buildkit", "classic"]
@@ -139,10 +139,13 @@ class DockerEngine:
 
     @classmethod
     def connect(cls, prefer_classic: bool = False) -> "DockerEngine":
+        client = None
         try:
             client = docker.from_env(timeout=120)
             client.ping()
         except (docker.errors.DockerException, OSError) as error:
+            if client is not None:
+                client.close()
             host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
             raise EngineUnavailableError(
                 f"cannot reach the Docker engine at {host} ({type(error).__name__})",
@@ -256,7 +259,7 @@ class DockerEngine:
 
     @property
     def host(self) -> str:
-        return str(self._client.api.base_url)
+        return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
     def is_podman(self) -> bool:
         components = self._client.version().get("Components") or []
@@ -338,7 +341,7 @@ class DockerEngine:
                 ip, port = request.publish
                 raise LaunchError(f"port {port} on {ip} is already in use", "choose another --port, or leave --port out for a free one") from None
             if "device driver" in text:
-                raise LaunchError(f"the Docker engine at {self.host} has no GPU support (--gpus)", TOOLKIT_HINT) from None
+                raise LaunchError(no_gpu_runtime(self.host, request.gpus), TOOLKIT_HINT) from None
             raise LaunchError(f"the container did not start: {text}", "check the launch options") from None
         return container_id
 

@@ -32,6 +32,11 @@ class GpuRequest:
         return tuple(f"{CDI_KIND}={index}" for index in range(self.count))
 
 
+def no_gpu_runtime(host: str, gpus: GpuRequest | None) -> str:
+    asked = f"--gpus {gpus.text}" if gpus else "--gpus"
+    return f"the Docker engine at {host} has no GPU runtime (no NVIDIA device driver is registered), so it cannot pass {asked}"
+
+
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9:._-]+$")
 
 

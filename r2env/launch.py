@@ -21,7 +21,7 @@ from typing import Any, Callable, Generator, Iterator, Mapping, Protocol
 from r2env.container import LAUNCH_LABEL, SERVER_PORT, SOURCE_LABEL, ContainerInfo, ContainerRequest, Mount
 from r2env.errors import LaunchError, UsageError
 from r2env.events import BuildEvent, Kind, Phase
-from r2env.gpus import TOOLKIT_HINT, GpuRequest, parse_gpus
+from r2env.gpus import TOOLKIT_HINT, GpuRequest, no_gpu_runtime, parse_gpus
 
 JUPYTER_COMMANDS = ("jupyter", "jupyter-lab", "jupyter-notebook", "jupyter-server")
 # A uid that is not the image's cannot write the image's home: Jupyter's runtime files go here instead.
@@ -222,7 +222,7 @@ def run(
         yield BuildEvent(Phase.LAUNCH, Kind.INFO, f"checking that the engine can pass GPUs ({request.gpus.text})")
         refusal = engine.gpu_support(request.image, request.gpus)
         if refusal:
-            raise LaunchError(f"the Docker engine at {engine.host} cannot pass GPUs ({refusal.strip()})", TOOLKIT_HINT)
+            raise LaunchError(no_gpu_runtime(engine.host, request.gpus), TOOLKIT_HINT)
     container_id = engine.start_container(request)
     yield BuildEvent(Phase.LAUNCH, Kind.INFO, f"started container {container_id[:12]} from {request.image}")
     keep = False
