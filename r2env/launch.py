@@ -10,6 +10,7 @@ import posixpath
 import queue
 import re
 import secrets
+import socket
 import threading
 import time
 import urllib.error
@@ -159,15 +160,22 @@ def container_request(
     if server:
         environment.setdefault("JUPYTER_TOKEN", token)
     command: tuple[str, ...] | None = options.command or None
+    image_command = tuple(config.get("Cmd") or ())
+    jupyter = server and bool(image_command) and posixpath.basename(image_command[0]) in JUPYTER_COMMANDS
+    extra: list[str] = []
+    if jupyter and options.port:
+        # Jupyter's own log then shows the address on this host, not the container's port 8888.
+        extra.append(f"--ServerApp.custom_display_url=http://{browser_host(options.ip)}:{options.port}/")
     user = ""
     # Files written on a mount belong to the host user only if the container runs as that user.
     if mounts and image_uid(config) != uid:
         user = f"{uid}:{gid}"
-        image_command = tuple(config.get("Cmd") or ())
-        if uid == 0 and server and image_command and posixpath.basename(image_command[0]) in JUPYTER_COMMANDS:
-            command = (*image_command, "--allow-root")
+        if uid == 0 and jupyter:
+            extra.append("--allow-root")
         if uid != 0:
             environment.setdefault("HOME", FOREIGN_UID_HOME)
+    if extra:
+        command = (*image_command, *extra)
     return ContainerRequest(
         image=image,
         command=command,
@@ -201,6 +209,14 @@ def answers(url: str) -> bool:
         return True
     except (urllib.error.URLError, OSError):
         return False
+
+
+def free_port(ip: str) -> int:
+    """A port free on `ip` now, chosen before the start so the server can be told its address."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind((ip if ip not in ("", "0.0.0.0", "::") else ("::" if family == socket.AF_INET6 else "0.0.0.0"), 0))
+        return int(probe.getsockname()[1])
 
 
 def new_token() -> str:

@@ -13,7 +13,7 @@ from r2env.config import Settings
 from r2env.container import LAUNCH_LABEL, SOURCE_LABEL
 from r2env.errors import LaunchError
 from r2env.events import Kind
-from r2env.launch import Exited, Ready, container_request, host_identity, new_token, run, server_url
+from r2env.launch import Exited, Ready, container_request, free_port, host_identity, new_token, run, server_url
 from r2env.source import is_remote
 
 EXIT_INTERRUPTED = 130
@@ -50,6 +50,8 @@ def launch_command(source: str, command: tuple[str, ...], settings: Settings) ->
         image, editable_dir = source, None
     else:
         raise LaunchError(f"{source} is neither a directory, a git URL nor a local image", "give a repository, or build the image first with `r2env build`")
+    if not options.port:
+        options = replace(options, port=free_port(options.ip))
     request = container_request(
         image, engine.image_config(image), options, token=new_token(), source=source, editable_dir=editable_dir,
         cwd=Path.cwd(), uid=uid, gid=gid, host_env=os.environ,

@@ -145,6 +145,13 @@ def test_root_on_the_host_runs_the_server_as_root_so_mount_files_are_its_own(tmp
     assert request.command == (*R2ENV_IMAGE["Cmd"], "--allow-root")
 
 
+def test_jupyter_is_told_the_address_on_the_host() -> None:
+    request = container_request("img", R2ENV_IMAGE, LaunchOptions(port=9123, ip="0.0.0.0"), token="t")
+    assert request.command == (*R2ENV_IMAGE["Cmd"], "--ServerApp.custom_display_url=http://127.0.0.1:9123/")
+    other = container_request("img", {**R2ENV_IMAGE, "Cmd": ["voila"]}, LaunchOptions(port=9123), token="t")
+    assert other.command is None  # only Jupyter's own servers know that option
+
+
 def test_another_host_uid_runs_as_itself_with_a_writable_home(tmp_path: Path) -> None:
     options = LaunchOptions(volumes=(f"{tmp_path}:/data",))
     request = container_request("img", R2ENV_IMAGE, options, token="t", uid=1234, gid=100)
