@@ -12,6 +12,7 @@ from traitlets.config import Config, Configurable
 from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
 
 from r2env.build_secrets import FetchSettings
+from r2env.cuda import CUDA_BASES
 from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.launch import LaunchOptions
@@ -43,6 +44,8 @@ class R2env(Configurable):
     no_cache = Bool(False, help="Build without the engine's layer cache.").tag(config=True)
     relock = Bool(False, help="When r2env.lock is stale, update it instead of stopping (build).").tag(config=True)
     builder = Enum(["auto", "classic"], "auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder.").tag(config=True)
+    gpu = Bool(False, help="Plan a GPU image: a CUDA base and torch's CUDA wheel index, chosen from the pinned torch, tensorflow or jax.").tag(config=True)
+    cuda = Unicode("", help="CUDA version of a GPU image (implies --gpu), e.g. 12.4; default the newest the pinned frameworks share.").tag(config=True)
 
     # launch only (LAUNCH_TRAITS)
     ip = Unicode("127.0.0.1", help="Address the server is published on (launch); 0.0.0.0 for all interfaces.").tag(config=True)
@@ -105,6 +108,8 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
         values = {name: getattr(options, name) for name in traits}
     except TraitError as error:
         raise UsageError(f"invalid configuration: {error}", "fix the config file or flag") from None
+    if values["cuda"] and values["cuda"] not in CUDA_BASES:
+        raise UsageError(f"--cuda {values['cuda']!r} is not a CUDA version r2env knows", f"choose one of {', '.join(CUDA_BASES)}")
     if values["user_id"] < 1:
         raise UsageError(f"user_id {values['user_id']} is not allowed", "the notebook user must be a non-root uid such as 1000")
     return Settings(
@@ -116,6 +121,7 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
             base_image=values["base_image"],
             base_suite=values["base_suite"],
             server_requirement=values["server_requirement"],
+            cuda=values["cuda"] or ("auto" if values["gpu"] else ""),
         ),
         buildpacks=tuple(values["buildpacks"]),
         mirror=values["mirror"],

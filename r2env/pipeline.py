@@ -70,6 +70,8 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
     checkout = fetch(source, settings.ref, settings.cache_dir)
     planned = plan_checkout(checkout, settings, use_lock=False)
     refuse_dockerfile(planned.spec)  # before the base: a Dockerfile repository has none r2env manages
+    if settings.plan.cuda:
+        raise LockError("r2env lock does not lock GPU images (--gpu, --cuda) yet", "lock without them; a GPU image installs from its declarations")
     engine = connect()
     yield from ensure_base(engine, planned.spec.base_image, settings.mirror, settings.cache_dir)
     result: LockResult | None = None
