@@ -92,3 +92,15 @@ def test_gpu_requests_reach_the_container(gpu_daemon: str, gpus: str, visible: s
         assert client.containers.list(all=True) == []  # the probe and the command both cleaned up
     finally:
         client.close()
+
+
+def test_a_gpu_build_names_the_cuda_base_it_cannot_pull(tmp_path: Path, engine: docker.DockerClient) -> None:
+    """No registry is reachable here: the planned CUDA base cannot be pulled, and the build says so in one line."""
+    (tmp_path / "requirements.txt").write_text("torch==2.4.1\n")
+    result = r2env("build", str(tmp_path), "--gpu", "--image-name", "r2env-it/gpu-plan")
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "cuda (gpu): CUDA 12.4 (nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04)" in result.stdout
+    assert result.stderr.strip() == (
+        "r2env: error: base image nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04 is not present and cannot be pulled: "
+        "load it into the engine (docker load), or use a debian:bookworm/trixie base that r2env can bootstrap"
+    )
