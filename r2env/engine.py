@@ -3,11 +3,15 @@ when it is available, else through the engine API's classic builder (docker-py).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,8 +20,9 @@ from typing import Any, Iterator, Literal, Mapping, Protocol
 import docker
 import docker.errors
 
-from r2env.errors import BuildError, EngineUnavailableError
+from r2env.errors import BuildError, EngineUnavailableError, PushError
 from r2env.events import BuildEvent, Kind, Phase
+from r2env.registry import Credentials
 from r2env.render import display_command
 
 BuilderKind = Literal["buildx", "buildkit", "classic"]
@@ -32,6 +37,9 @@ class BuildRequest:
     build_args: Mapping[str, str]
     secrets: Mapping[str, Path]  # BuildKit secret id -> file
     no_cache: bool = False
+    cache_from: tuple[str, ...] = ()  # images whose layers the build may reuse (BuildKit reads their inline cache)
+    inline_cache: bool = False  # write cache metadata into the image, so a later --cache-from can reuse it
+    credentials: Credentials | None = None  # for a --cache-from registry; else the Docker config's
 
 
 class Engine(Protocol):
@@ -40,7 +48,7 @@ class Engine(Protocol):
 
     def image_id(self, reference: str) -> str | None: ...
 
-    def pull(self, reference: str) -> bool: ...
+    def pull(self, reference: str, credentials: Credentials | None = None) -> bool: ...
 
     def load(self, archive: Path) -> None: ...
 
@@ -51,6 +59,12 @@ class Engine(Protocol):
     def image_labels(self, reference: str) -> dict[str, str]: ...
 
     def run(self, image: str, command: list[str]) -> tuple[int, str]: ...
+
+    def image_size(self, reference: str) -> int: ...
+
+    def push(self, reference: str, credentials: Credentials | None) -> str: ...
+
+    def registry_digest(self, reference: str, credentials: Credentials | None) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -170,9 +184,9 @@ class DockerEngine:
         finally:
             container.remove(force=True)
 
-    def pull(self, reference: str) -> bool:
+    def pull(self, reference: str, credentials: Credentials | None = None) -> bool:
         try:
-            self._client.images.pull(reference)
+            self._client.images.pull(reference, auth_config=credentials.auth_config() if credentials else None)
         except docker.errors.DockerException:
             return False
         return True
@@ -184,6 +198,39 @@ class DockerEngine:
     def tag(self, image: str, reference: str) -> None:
         repository, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "latest")
         self._client.images.get(image).tag(repository, tag)
+
+    def image_size(self, reference: str) -> int:
+        return int(self._client.images.get(reference).attrs.get("Size") or 0)
+
+    def push(self, reference: str, credentials: Credentials | None) -> str:
+        """Push one tag; return the manifest digest the registry stored. Without credentials, docker-py sends
+        those of the Docker config (`docker login`, credential helpers)."""
+        repository, _, tag = reference.rpartition(":")
+        auth = credentials.auth_config() if credentials else None
+        digest = ""
+        try:
+            for chunk in self._client.api.push(repository, tag, stream=True, decode=True, auth_config=auth):
+                if "error" in chunk:
+                    raise _push_error(reference, str(chunk["error"]))
+                digest = str(chunk.get("aux", {}).get("Digest", digest))
+        except docker.errors.APIError as error:
+            raise _push_error(reference, str(error.explanation or error)) from None
+        if not digest:
+            raise PushError(f"pushing {reference} reported no digest", "check the registry's logs")
+        return digest
+
+    def registry_digest(self, reference: str, credentials: Credentials | None) -> str | None:
+        """The manifest digest the registry has for `reference` (asked through the engine), or None if it has none."""
+        auth = credentials.auth_config() if credentials else None
+        try:
+            return str(self._client.api.inspect_distribution(reference, auth_config=auth)["Descriptor"]["digest"])
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as error:
+            text = str(error.explanation or error)
+            if "manifest unknown" in text or "not found" in text.lower():
+                return None
+            raise _push_error(reference, text, asking=True) from None
 
     def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
         if self._cli:
@@ -198,8 +245,16 @@ class DockerEngine:
         argv += [f"--build-arg={key}={value}" for key, value in request.build_args.items()]
         argv += [f"--secret=id={name},src={path}" for name, path in request.secrets.items()]
         argv += ["--no-cache"] if request.no_cache else []
+        argv += [f"--cache-from={image}" for image in request.cache_from]
+        # Inline cache: the image's config records which build step made each layer, so a build on another
+        # machine with --cache-from reuses the pushed layers (https://docs.docker.com/build/cache/backends/inline/).
+        argv += ["--build-arg=BUILDKIT_INLINE_CACHE=1"] if request.inline_cache else []
         argv.append(str(request.context))
-        env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain"}
+        with _docker_config(request.credentials) as config:
+            env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain", **config}
+            yield from self._stream_buildkit(argv, env)
+
+    def _stream_buildkit(self, argv: list[str], env: dict[str, str]) -> Iterator[BuildEvent]:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         assert process.stdout is not None
         tail: deque[str] = deque(maxlen=20)
@@ -225,10 +280,18 @@ class DockerEngine:
                 "build with BuildKit (the default; a docker CLI with the buildx plugin, docker-buildx, provides it), "
                 "or unset those settings",
             )
+        # The classic builder reuses only local images' layers: pull the cache images first (a missing one is no error).
+        auth = request.credentials.auth_config() if request.credentials else None
+        for image in request.cache_from:
+            try:
+                self._client.images.pull(image, auth_config=auth)
+            except docker.errors.DockerException:
+                yield BuildEvent(Phase.BUILD, Kind.INFO, f"cache image {image} could not be pulled: building without it")
         try:
             stream = self._client.api.build(
                 path=str(request.context), dockerfile=str(request.dockerfile), tag=request.tag, labels=dict(request.labels),
                 buildargs=dict(request.build_args), decode=True, rm=True, forcerm=True, nocache=request.no_cache,
+                cache_from=list(request.cache_from) or None,
             )
             tail: deque[str] = deque(maxlen=20)
             for chunk in stream:
@@ -248,3 +311,43 @@ class DockerEngine:
                     yield BuildEvent(Phase.BUILD, Kind.LOG, text)
         except docker.errors.APIError as error:
             raise BuildError(f"the engine refused the build: {error.explanation or error}", "check the Dockerfile") from None
+
+
+def _push_error(reference: str, text: str, asking: bool = False) -> PushError:
+    """One sentence per failure class: credentials, unreachable registry, anything else the registry said."""
+    host = reference.split("/", 1)[0] if "/" in reference else "docker.io"
+    action = f"asking {host} for {reference}" if asking else f"pushing {reference}"
+    lowered = text.lower()
+    if any(word in lowered for word in ("unauthorized", "authentication required", "no basic auth", "denied", "forbidden")):
+        return PushError(
+            f"{action}: the registry refused the credentials ({_shorten(text.strip(), 160)})",
+            f"run `docker login {host}` or set R2ENV_REGISTRY_USERNAME and R2ENV_REGISTRY_PASSWORD",
+        )
+    if any(word in lowered for word in ("connection refused", "no such host", "i/o timeout", "dial tcp", "server gave http response")):
+        return PushError(f"{action}: cannot reach the registry ({_shorten(text.strip(), 160)})", f"check the registry host in the image name ({host})")
+    return PushError(f"{action} failed: {_shorten(text.strip(), 200)}", "check the image name and the registry's permissions")
+
+
+@contextmanager
+def _docker_config(credentials: Credentials | None) -> Iterator[dict[str, str]]:
+    """Environment for the docker CLI. With credentials from the environment, a throwaway DOCKER_CONFIG holds them
+    (the CLI passes them to BuildKit to read --cache-from images); the user's config is never written to."""
+    if credentials is None:
+        yield {}
+        return
+    original = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    with tempfile.TemporaryDirectory(prefix="r2env-docker-config-") as scratch:
+        token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+        try:
+            config = json.loads((original / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = {}
+        # A credential store would take precedence over the file's auths: this config has only file auths.
+        config = {key: value for key, value in config.items() if key not in ("credsStore", "credHelpers")} if isinstance(config, dict) else {}
+        config["auths"] = {**(config.get("auths") or {}), credentials.registry: {"auth": token}}
+        path = Path(scratch) / "config.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(config), encoding="utf-8")
+        if (original / "cli-plugins").is_dir():  # keep the user's buildx plugin
+            (Path(scratch) / "cli-plugins").symlink_to(original / "cli-plugins")
+        yield {"DOCKER_CONFIG": scratch}

@@ -58,3 +58,9 @@ class LockError(R2envError):
     """r2env.lock is stale, corrupt, or cannot be made (unsatisfiable requirements)."""
 
     exit_code = 8
+
+
+class PushError(R2envError):
+    """The registry cannot be reached, refuses the credentials, or refuses the push."""
+
+    exit_code = 9
