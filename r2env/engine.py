@@ -101,6 +101,7 @@ _STEP = re.compile(r"^#(\d+) \[(?:[\w-]+ )?\s*(\d+)/(\d+)\] (.*)$")
 _LOG = re.compile(r"^#(\d+) (\d+\.\d+) (.*)$")
 _CACHED = re.compile(r"^#(\d+) CACHED$")
 _ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
+_CACHE_IMPORT = re.compile(r"^#(\d+) importing cache manifest from (.*)$")
 
 
 def parse_buildkit_progress(lines: Iterator[str], tail: int = 20) -> Iterator[BuildEvent]:
@@ -108,9 +109,15 @@ def parse_buildkit_progress(lines: Iterator[str], tail: int = 20) -> Iterator[Bu
     steps: dict[str, str] = {}
     logs: dict[str, deque[str]] = {}
     failure: tuple[str, str] | None = None
+    cache_imports: dict[str, str] = {}
     for raw in lines:
         line = raw.rstrip("\n")
-        if match := _STEP.match(line):
+        if match := _CACHE_IMPORT.match(line):
+            cache_imports[match.group(1)] = match.group(2)
+        elif (match := _ERROR.match(line)) and match.group(1) in cache_imports:
+            # A --cache-from image that is missing (a first CI run) or unreachable: BuildKit builds without it.
+            yield BuildEvent(Phase.BUILD, Kind.INFO, f"no cache from {cache_imports[match.group(1)]}: {_shorten(match.group(2))}")
+        elif match := _STEP.match(line):
             number, index, total, text = match.groups()
             text = display_command(text)
             steps[number] = text
@@ -150,10 +157,13 @@ class DockerEngine:
 
     @classmethod
     def connect(cls, prefer_classic: bool = False) -> "DockerEngine":
+        client = None
         try:
             client = docker.from_env(timeout=120)
             client.ping()
         except (docker.errors.DockerException, OSError) as error:
+            if client is not None:
+                client.close()  # its socket would otherwise linger until garbage collection
             host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
             raise EngineUnavailableError(
                 f"cannot reach the Docker engine at {host} ({type(error).__name__})",

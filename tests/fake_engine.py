@@ -86,7 +86,10 @@ class FakeEngine:
 
     def pull(self, reference: str, credentials: Credentials | None = None) -> bool:
         self.calls.append(("pull", reference))
-        if reference in self.pullable or reference in self.registry:
+        if reference in self.registry:  # an image this registry got from push(): pushing it again gives the same digest
+            self.images[reference] = "sha256:" + self.registry[reference].removeprefix("sha256:")[::-1]
+            return True
+        if reference in self.pullable:
             self.images[reference] = PULLED_ID
             return True
         return False
