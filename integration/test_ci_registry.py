@@ -23,7 +23,9 @@ SERVER = "iniconfig==2.0.0"  # a tiny "server": these tests are about publishing
 
 @pytest.fixture(scope="module")
 def registry(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    yield from run_registry(tmp_path_factory.mktemp("registry"))
+    for started in run_registry(tmp_path_factory.mktemp("registry")):
+        yield started
+        remove_images(engine, f"{started.host}/ci/app")  # the registry and its port go away with the module
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +141,12 @@ def test_check_registry_again_only_asks_the_registry(registry: Registry, locked_
     assert "pulling" not in result.stdout and "pushing" not in result.stdout
 
 
-def test_push_to_an_unreachable_registry_exits_9(locked_repo: tuple[Path, str], pushed: dict[str, Any]) -> None:
+def test_push_to_an_unreachable_registry_exits_9(engine: docker.DockerClient, locked_repo: tuple[Path, str], pushed: dict[str, Any]) -> None:
     from registry import free_port
 
-    result = build(locked_repo, "--image-name", f"127.0.0.1:{free_port()}/ci/app:v1", "--push")
+    host = f"127.0.0.1:{free_port()}"
+    result = build(locked_repo, "--image-name", f"{host}/ci/app:v1", "--push")
+    remove_images(engine, f"{host}/ci/app")  # tagged locally before the push failed
     assert result.returncode == 9, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("r2env: error: pushing 127.0.0.1:")
     assert "cannot reach the registry" in result.stderr and "Traceback" not in result.stderr
@@ -164,4 +168,4 @@ def test_registry_credentials_come_from_the_environment(
         record = record_of(right)
         assert record["digest"] == secured.manifest_digest("ci/app", "v1")
         assert secured.auth[1] not in right.stdout + right.stderr
-        engine.images.remove(image, force=True)
+        remove_images(engine, f"{secured.host}/ci/app")
