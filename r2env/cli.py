@@ -15,6 +15,8 @@ from r2env.errors import R2envError
 from r2env.events import BuildEvent, Kind
 
 EXIT_INTERRUPTED = 130
+# Options only `build` has: what happens after the image exists.
+PUBLISH_FLAGS = ("push", "tag", "cache-from", "check-registry", "json", "output-json")
 
 
 def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
@@ -51,11 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="print the image spec without building")
     plan.add_argument("source", help=source_help)
     plan.add_argument("--json", action="store_true", help="print the spec as JSON")
-    _add_trait_flags(plan, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock")])
+    _add_trait_flags(plan, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock", "appendix", *PUBLISH_FLAGS)])
 
     dockerfile = commands.add_parser("dockerfile", help="print the Dockerfile that would be built")
     dockerfile.add_argument("source", help=source_help)
-    _add_trait_flags(dockerfile, [f for f in all_flags if f not in ("no-cache", "image-name", "relock")])
+    _add_trait_flags(dockerfile, [f for f in all_flags if f not in ("no-cache", "image-name", "relock", *PUBLISH_FLAGS)])
 
     lock = commands.add_parser("lock", help="resolve every package the image will contain into r2env.lock")
     lock.add_argument("source", nargs="?", default=".", help="a local directory (default: .)")
@@ -63,14 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--check", action="store_true", help="exit 8 when r2env.lock is missing or stale (for CI); resolves nothing")
     mode.add_argument("--dry-run", action="store_true", help="resolve afresh and show what would change; write nothing")
     mode.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"), help="show what changed between two lock files")
-    _add_trait_flags(lock, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock")])
+    _add_trait_flags(lock, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock", "appendix", *PUBLISH_FLAGS)])
 
     launch = commands.add_parser(
         "launch", help="build if needed, then start JupyterLab (or, after --, a command) in the image",
         usage="r2env launch [options] SOURCE_OR_IMAGE [-- COMMAND ...]",
     )
     launch.add_argument("source", metavar="SOURCE_OR_IMAGE", help=source_help + "; or a local image")
-    _add_trait_flags(launch, sorted(all_flags + launch_flags))
+    _add_trait_flags(launch, sorted([f for f in all_flags if f not in PUBLISH_FLAGS] + launch_flags))
 
     ps = commands.add_parser("ps", help="list the containers r2env launched")
     ps.add_argument("--all", action="store_true", help="include stopped ones")
@@ -129,25 +131,48 @@ def _run(arguments: argparse.Namespace) -> int:
 
         return launch_command(arguments.source, tuple(arguments.run_command), settings)
     if arguments.command == "build":
-        image = ""
-        # A failed step's last lines are repeated with the error on stderr, so the error stands on its own
-        # where stdout (the streamed log) goes elsewhere, e.g. a CI log file.
-        for event in pipeline.build(arguments.source, settings, _connect(settings)):
-            if event.kind is Kind.RESULT:
-                image = event.message
-            else:
-                print(format_event(event), flush=True)
-        print(f"built image {image}", flush=True)
-        return 0
+        return _build(arguments, settings)
     planned = pipeline.plan_source(arguments.source, settings)
     if arguments.command == "dockerfile":
-        sys.stdout.write(pipeline.dockerfile_text(planned, buildkit=settings.builder != "classic"))
+        text = pipeline.dockerfile_text(planned, buildkit=settings.builder != "classic")
+        sys.stdout.write(pipeline.with_appendix(text, settings.publish.appendix))
     elif arguments.json:
         print(planned.spec.to_json())
     else:
         from r2env.summary import summarize
 
         print(summarize(planned.spec))
+    return 0
+
+
+def _build(arguments: argparse.Namespace, settings: Settings) -> int:
+    import json
+    import os
+    import time
+
+    from r2env import ci, pipeline
+
+    started = time.monotonic()
+    publishing = settings.publish
+    # With --json, stdout carries only the result; the log goes to stderr.
+    log = sys.stderr if publishing.json else sys.stdout
+    result: pipeline.BuildResult | None = None
+    # A failed step's last lines are repeated with the error on stderr, so the error stands on its own
+    # where stdout (the streamed log) goes elsewhere, e.g. a CI log file.
+    for event in pipeline.build(arguments.source, settings, _connect(settings)):
+        if isinstance(event, pipeline.BuildResult):
+            result = event
+        elif event.kind is not Kind.RESULT:
+            print(format_event(event), file=log, flush=True)
+    assert result is not None
+    record = ci.result_record(result, time.monotonic() - started)
+    if publishing.output_json:
+        ci.write_atomically(Path(publishing.output_json), json.dumps(record, indent=2) + "\n")
+    ci.report_to_github(record, result, os.environ)
+    pushed = f" (pushed, digest {result.digest})" if result.pushed and result.digest else ""
+    print(f"built image {result.message}{pushed}", file=log, flush=True)
+    if publishing.json:
+        print(json.dumps(record), flush=True)
     return 0
 
 

@@ -17,6 +17,7 @@ from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.launch import LaunchOptions
 from r2env.plan import DEFAULT_SERVER, PlanOptions
+from r2env.registry import check_tag
 from r2env.select import DEFAULT_PRIORITY
 
 DEFAULT_CONFIG_FILE = "r2env_config.py"
@@ -58,6 +59,26 @@ class R2env(Configurable):
     cpus = Float(0.0, help="CPU limit of the container (launch), e.g. 1.5; 0 = none.").tag(config=True)
     gpus = Unicode("", help="GPUs for the container (launch): all, a count, or device=0,1.").tag(config=True)
     launch_timeout = Float(60.0, help="Seconds to wait for the server to answer (launch).").tag(config=True)
+    appendix = Unicode("", help="Dockerfile instructions appended to the build (as repo2docker's --appendix); they run as the notebook user.").tag(config=True)
+    push = Bool(False, help="Push the image (and --tag tags) to its registry after building; --image-name must name it: REGISTRY/NAME[:TAG].").tag(config=True)
+    tag = List(Unicode(), [], help="More tags for the image, in the same repository (pushed too with --push).").tag(config=True)
+    cache_from = List(Unicode(), [], help="Images (in a registry) whose layers the build may reuse, e.g. the last pushed image.").tag(config=True)
+    check_registry = Bool(False, help="Skip the build when the registry already has the image of this locked spec and repository contents.").tag(config=True)
+    json = Bool(False, help="Print the result as one JSON object on stdout (the build log goes to stderr).").tag(config=True)
+    output_json = Unicode("", help="Also write the JSON result to this file (written whole or not at all).").tag(config=True)
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    """What a CI step asks for beyond building: tags, pushing, registry cache, machine-readable output."""
+
+    push: bool = False
+    tags: tuple[str, ...] = ()
+    cache_from: tuple[str, ...] = ()
+    check_registry: bool = False
+    appendix: str = ""
+    json: bool = False
+    output_json: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,7 @@ class Settings:
     builder: str
     relock: bool = False
     launch: LaunchOptions = LaunchOptions()
+    publish: PublishSettings = PublishSettings()
 
 
 def cli_traits() -> dict[str, Any]:
@@ -141,5 +163,14 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
             cpus=values["cpus"],
             gpus=values["gpus"],
             timeout=values["launch_timeout"],
+        ),
+        publish=PublishSettings(
+            push=values["push"],
+            tags=tuple(check_tag(tag) for tag in values["tag"]),
+            cache_from=tuple(values["cache_from"]),
+            check_registry=values["check_registry"],
+            appendix=values["appendix"],
+            json=values["json"],
+            output_json=values["output_json"],
         ),
     )

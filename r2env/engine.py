@@ -3,11 +3,15 @@ when it is available, else through the engine API's classic builder (docker-py).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,9 +22,10 @@ import docker.errors
 import docker.types
 
 from r2env.container import SERVER_PORT, ContainerInfo, ContainerRequest
-from r2env.errors import BuildError, EngineUnavailableError, LaunchError
+from r2env.errors import BuildError, EngineUnavailableError, LaunchError, PushError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.gpus import GPU_CAPABILITIES, TOOLKIT_HINT, GpuRequest, no_gpu_runtime
+from r2env.registry import Credentials
 from r2env.render import display_command
 
 BuilderKind = Literal["buildx", "buildkit", "classic"]
@@ -35,6 +40,9 @@ class BuildRequest:
     build_args: Mapping[str, str]
     secrets: Mapping[str, Path]  # BuildKit secret id -> file
     no_cache: bool = False
+    cache_from: tuple[str, ...] = ()  # images whose layers the build may reuse (BuildKit reads their inline cache)
+    inline_cache: bool = False  # write cache metadata into the image, so a later --cache-from can reuse it
+    credentials: Credentials | None = None  # for a --cache-from registry; else the Docker config's
 
 
 class Engine(Protocol):
@@ -43,7 +51,7 @@ class Engine(Protocol):
 
     def image_id(self, reference: str) -> str | None: ...
 
-    def pull(self, reference: str) -> bool: ...
+    def pull(self, reference: str, credentials: Credentials | None = None) -> bool: ...
 
     def load(self, archive: Path) -> None: ...
 
@@ -54,6 +62,12 @@ class Engine(Protocol):
     def image_labels(self, reference: str) -> dict[str, str]: ...
 
     def run(self, image: str, command: list[str]) -> tuple[int, str]: ...
+
+    def image_size(self, reference: str) -> int: ...
+
+    def push(self, reference: str, credentials: Credentials | None) -> str: ...
+
+    def registry_digest(self, reference: str, credentials: Credentials | None) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,7 @@ _STEP = re.compile(r"^#(\d+) \[(?:[\w-]+ )?\s*(\d+)/(\d+)\] (.*)$")
 _LOG = re.compile(r"^#(\d+) (\d+\.\d+) (.*)$")
 _CACHED = re.compile(r"^#(\d+) CACHED$")
 _ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
+_CACHE_IMPORT = re.compile(r"^#(\d+) importing cache manifest from (.*)$")
 
 
 def parse_buildkit_progress(lines: Iterator[str], tail: int = 20) -> Iterator[BuildEvent]:
@@ -97,9 +112,15 @@ def parse_buildkit_progress(lines: Iterator[str], tail: int = 20) -> Iterator[Bu
     steps: dict[str, str] = {}
     logs: dict[str, deque[str]] = {}
     failure: tuple[str, str] | None = None
+    cache_imports: dict[str, str] = {}
     for raw in lines:
         line = raw.rstrip("\n")
-        if match := _STEP.match(line):
+        if match := _CACHE_IMPORT.match(line):
+            cache_imports[match.group(1)] = match.group(2)
+        elif (match := _ERROR.match(line)) and match.group(1) in cache_imports:
+            # A --cache-from image that is missing (a first CI run) or unreachable: BuildKit builds without it.
+            yield BuildEvent(Phase.BUILD, Kind.INFO, f"no cache from {cache_imports[match.group(1)]}: {_shorten(match.group(2))}")
+        elif match := _STEP.match(line):
             number, index, total, text = match.groups()
             text = display_command(text)
             steps[number] = text
@@ -145,7 +166,7 @@ class DockerEngine:
             client.ping()
         except (docker.errors.DockerException, OSError) as error:
             if client is not None:
-                client.close()
+                client.close()  # its socket would otherwise linger until garbage collection
             host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
             raise EngineUnavailableError(
                 f"cannot reach the Docker engine at {host} ({type(error).__name__})",
@@ -176,9 +197,9 @@ class DockerEngine:
         finally:
             container.remove(force=True)
 
-    def pull(self, reference: str) -> bool:
+    def pull(self, reference: str, credentials: Credentials | None = None) -> bool:
         try:
-            self._client.images.pull(reference)
+            self._client.images.pull(reference, auth_config=credentials.auth_config() if credentials else None)
         except docker.errors.DockerException:
             return False
         return True
@@ -190,6 +211,39 @@ class DockerEngine:
     def tag(self, image: str, reference: str) -> None:
         repository, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "latest")
         self._client.images.get(image).tag(repository, tag)
+
+    def image_size(self, reference: str) -> int:
+        return int(self._client.images.get(reference).attrs.get("Size") or 0)
+
+    def push(self, reference: str, credentials: Credentials | None) -> str:
+        """Push one tag; return the manifest digest the registry stored. Without credentials, docker-py sends
+        those of the Docker config (`docker login`, credential helpers)."""
+        repository, _, tag = reference.rpartition(":")
+        auth = credentials.auth_config() if credentials else None
+        digest = ""
+        try:
+            for chunk in self._client.api.push(repository, tag, stream=True, decode=True, auth_config=auth):
+                if "error" in chunk:
+                    raise _push_error(reference, str(chunk["error"]))
+                digest = str(chunk.get("aux", {}).get("Digest", digest))
+        except docker.errors.APIError as error:
+            raise _push_error(reference, str(error.explanation or error)) from None
+        if not digest:
+            raise PushError(f"pushing {reference} reported no digest", "check the registry's logs")
+        return digest
+
+    def registry_digest(self, reference: str, credentials: Credentials | None) -> str | None:
+        """The manifest digest the registry has for `reference` (asked through the engine), or None if it has none."""
+        auth = credentials.auth_config() if credentials else None
+        try:
+            return str(self._client.api.inspect_distribution(reference, auth_config=auth)["Descriptor"]["digest"])
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as error:
+            text = str(error.explanation or error)
+            if "manifest unknown" in text or "not found" in text.lower():
+                return None
+            raise _push_error(reference, text, asking=True) from None
 
     def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
         if self._cli:
@@ -204,8 +258,16 @@ class DockerEngine:
         argv += [f"--build-arg={key}={value}" for key, value in request.build_args.items()]
         argv += [f"--secret=id={name},src={path}" for name, path in request.secrets.items()]
         argv += ["--no-cache"] if request.no_cache else []
+        argv += [f"--cache-from={image}" for image in request.cache_from]
+        # Inline cache: the image's config records which build step made each layer, so a build on another
+        # machine with --cache-from reuses the pushed layers (https://docs.docker.com/build/cache/backends/inline/).
+        argv += ["--build-arg=BUILDKIT_INLINE_CACHE=1"] if request.inline_cache else []
         argv.append(str(request.context))
-        env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain"}
+        with _docker_config(request.credentials) as config:
+            env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain", **config}
+            yield from self._stream_buildkit(argv, env)
+
+    def _stream_buildkit(self, argv: list[str], env: dict[str, str]) -> Iterator[BuildEvent]:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         assert process.stdout is not None
         tail: deque[str] = deque(maxlen=20)
@@ -231,10 +293,18 @@ class DockerEngine:
                 "build with BuildKit (the default; a docker CLI with the buildx plugin, docker-buildx, provides it), "
                 "or unset those settings",
             )
+        # The classic builder reuses only local images' layers: pull the cache images first (a missing one is no error).
+        auth = request.credentials.auth_config() if request.credentials else None
+        for image in request.cache_from:
+            try:
+                self._client.images.pull(image, auth_config=auth)
+            except docker.errors.DockerException:
+                yield BuildEvent(Phase.BUILD, Kind.INFO, f"cache image {image} could not be pulled: building without it")
         try:
             stream = self._client.api.build(
                 path=str(request.context), dockerfile=str(request.dockerfile), tag=request.tag, labels=dict(request.labels),
                 buildargs=dict(request.build_args), decode=True, rm=True, forcerm=True, nocache=request.no_cache,
+                cache_from=list(request.cache_from) or None,
             )
             tail: deque[str] = deque(maxlen=20)
             for chunk in stream:
@@ -410,3 +480,42 @@ def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
         environment=environment,
         created=str(attrs.get("Created", "")),
     )
+
+def _push_error(reference: str, text: str, asking: bool = False) -> PushError:
+    """One sentence per failure class: credentials, unreachable registry, anything else the registry said."""
+    host = reference.split("/", 1)[0] if "/" in reference else "docker.io"
+    action = f"asking {host} for {reference}" if asking else f"pushing {reference}"
+    lowered = text.lower()
+    if any(word in lowered for word in ("unauthorized", "authentication required", "no basic auth", "denied", "forbidden")):
+        return PushError(
+            f"{action}: the registry refused the credentials ({_shorten(text.strip(), 160)})",
+            f"run `docker login {host}` or set R2ENV_REGISTRY_USERNAME and R2ENV_REGISTRY_PASSWORD",
+        )
+    if any(word in lowered for word in ("connection refused", "no such host", "i/o timeout", "dial tcp", "server gave http response")):
+        return PushError(f"{action}: cannot reach the registry ({_shorten(text.strip(), 160)})", f"check the registry host in the image name ({host})")
+    return PushError(f"{action} failed: {_shorten(text.strip(), 200)}", "check the image name and the registry's permissions")
+
+
+@contextmanager
+def _docker_config(credentials: Credentials | None) -> Iterator[dict[str, str]]:
+    """Environment for the docker CLI. With credentials from the environment, a throwaway DOCKER_CONFIG holds them
+    (the CLI passes them to BuildKit to read --cache-from images); the user's config is never written to."""
+    if credentials is None:
+        yield {}
+        return
+    original = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    with tempfile.TemporaryDirectory(prefix="r2env-docker-config-") as scratch:
+        token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+        try:
+            config = json.loads((original / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = {}
+        # A credential store would take precedence over the file's auths: this config has only file auths.
+        config = {key: value for key, value in config.items() if key not in ("credsStore", "credHelpers")} if isinstance(config, dict) else {}
+        config["auths"] = {**(config.get("auths") or {}), credentials.registry: {"auth": token}}
+        path = Path(scratch) / "config.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(config), encoding="utf-8")
+        if (original / "cli-plugins").is_dir():  # keep the user's buildx plugin
+            (Path(scratch) / "cli-plugins").symlink_to(original / "cli-plugins")
+        yield {"DOCKER_CONFIG": scratch}
