@@ -10,11 +10,13 @@ from typing import Any, Iterable, Sequence
 from traitlets import Bool, List
 
 from r2env import __version__
-from r2env.config import Settings, cli_traits, load_config
+from r2env.config import LAUNCH_TRAITS, Settings, cli_traits, load_config
 from r2env.errors import R2envError
 from r2env.events import BuildEvent, Kind
 
 EXIT_INTERRUPTED = 130
+# Options only `build` has: what happens after the image exists.
+PUBLISH_FLAGS = ("push", "tag", "cache-from", "check-registry", "json", "output-json")
 
 
 def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
@@ -28,6 +30,8 @@ def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> N
         dest = "trait:" + flag.replace("-", "_")
         if isinstance(trait, Bool):
             group.add_argument(f"--{flag}", dest=dest, action="store_const", const="true", help=help_text)
+        elif trait.metadata.get("repeat"):
+            group.add_argument(f"--{flag}", dest=dest, action="append", metavar=flag.replace("-", "_").upper(), help=help_text)
         else:
             metavar = "A,B,..." if isinstance(trait, List) else flag.replace("-", "_").upper()
             group.add_argument(f"--{flag}", dest=dest, metavar=metavar, help=help_text)
@@ -38,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"r2env {__version__}")
     parser.add_argument("--config", metavar="FILE", help="traitlets config file (default: ./r2env_config.py if present)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    all_flags = sorted(cli_traits())
+    launch_flags = [name.replace("_", "-") for name in LAUNCH_TRAITS]
+    all_flags = sorted(set(cli_traits()) - set(launch_flags))
     source_help = "a local directory, or anything git clone accepts (URL, file://, bare repository)"
 
     build = commands.add_parser("build", help="build the image for a repository")
@@ -48,11 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="print the image spec without building")
     plan.add_argument("source", help=source_help)
     plan.add_argument("--json", action="store_true", help="print the spec as JSON")
-    _add_trait_flags(plan, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock")])
+    _add_trait_flags(plan, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock", "appendix", *PUBLISH_FLAGS)])
 
     dockerfile = commands.add_parser("dockerfile", help="print the Dockerfile that would be built")
     dockerfile.add_argument("source", help=source_help)
-    _add_trait_flags(dockerfile, [f for f in all_flags if f not in ("no-cache", "image-name", "relock")])
+    _add_trait_flags(dockerfile, [f for f in all_flags if f not in ("no-cache", "image-name", "relock", *PUBLISH_FLAGS)])
 
     lock = commands.add_parser("lock", help="resolve every package the image will contain into r2env.lock")
     lock.add_argument("source", nargs="?", default=".", help="a local directory (default: .)")
@@ -60,7 +65,20 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--check", action="store_true", help="exit 8 when r2env.lock is missing or stale (for CI); resolves nothing")
     mode.add_argument("--dry-run", action="store_true", help="resolve afresh and show what would change; write nothing")
     mode.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"), help="show what changed between two lock files")
-    _add_trait_flags(lock, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock")])
+    _add_trait_flags(lock, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock", "appendix", *PUBLISH_FLAGS)])
+
+    launch = commands.add_parser(
+        "launch", help="build if needed, then start JupyterLab (or, after --, a command) in the image",
+        usage="r2env launch [options] SOURCE_OR_IMAGE [-- COMMAND ...]",
+    )
+    launch.add_argument("source", metavar="SOURCE_OR_IMAGE", help=source_help + "; or a local image")
+    _add_trait_flags(launch, sorted([f for f in all_flags if f not in PUBLISH_FLAGS] + launch_flags))
+
+    ps = commands.add_parser("ps", help="list the containers r2env launched")
+    ps.add_argument("--all", action="store_true", help="include stopped ones")
+    stop = commands.add_parser("stop", help="stop and remove containers r2env launched")
+    stop.add_argument("containers", nargs="*", metavar="ID", help="container id (a unique prefix is enough)")
+    stop.add_argument("--all", action="store_true", help="stop every container r2env launched")
 
     base = commands.add_parser("base", help="manage base images")
     base_commands = base.add_subparsers(dest="base_command", required=True, metavar="ACTION")
@@ -72,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(arguments: argparse.Namespace) -> Settings:
-    overrides = {key.split(":", 1)[1]: value for key, value in vars(arguments).items() if key.startswith("trait:") and value is not None}
+    overrides: dict[str, str | list[str]] = {
+        key.split(":", 1)[1]: value for key, value in vars(arguments).items() if key.startswith("trait:") and value is not None
+    }
     return load_config(arguments.config, overrides)
 
 
@@ -99,29 +119,60 @@ def _run(arguments: argparse.Namespace) -> int:
 
     if arguments.command == "base":
         return _bootstrap(arguments)
+    if arguments.command in ("ps", "stop"):
+        from r2env.launch_cli import list_launched, stop_launched
+
+        return list_launched(arguments.all) if arguments.command == "ps" else stop_launched(arguments.containers, arguments.all)
     settings = _settings(arguments)
     if arguments.command == "lock":
         return _lock(arguments, settings)
+    if arguments.command == "launch":
+        from r2env.launch_cli import launch_command
+
+        return launch_command(arguments.source, tuple(arguments.run_command), settings)
     if arguments.command == "build":
-        image = ""
-        # A failed step's last lines are repeated with the error on stderr, so the error stands on its own
-        # where stdout (the streamed log) goes elsewhere, e.g. a CI log file.
-        for event in pipeline.build(arguments.source, settings, _connect(settings)):
-            if event.kind is Kind.RESULT:
-                image = event.message
-            else:
-                print(format_event(event), flush=True)
-        print(f"built image {image}", flush=True)
-        return 0
+        return _build(arguments, settings)
     planned = pipeline.plan_source(arguments.source, settings)
     if arguments.command == "dockerfile":
-        sys.stdout.write(pipeline.dockerfile_text(planned, buildkit=settings.builder != "classic"))
+        text = pipeline.dockerfile_text(planned, buildkit=settings.builder != "classic")
+        sys.stdout.write(pipeline.with_appendix(text, settings.publish.appendix))
     elif arguments.json:
         print(planned.spec.to_json())
     else:
         from r2env.summary import summarize
 
         print(summarize(planned.spec))
+    return 0
+
+
+def _build(arguments: argparse.Namespace, settings: Settings) -> int:
+    import json
+    import os
+    import time
+
+    from r2env import ci, pipeline
+
+    started = time.monotonic()
+    publishing = settings.publish
+    # With --json, stdout carries only the result; the log goes to stderr.
+    log = sys.stderr if publishing.json else sys.stdout
+    result: pipeline.BuildResult | None = None
+    # A failed step's last lines are repeated with the error on stderr, so the error stands on its own
+    # where stdout (the streamed log) goes elsewhere, e.g. a CI log file.
+    for event in pipeline.build(arguments.source, settings, _connect(settings)):
+        if isinstance(event, pipeline.BuildResult):
+            result = event
+        elif event.kind is not Kind.RESULT:
+            print(format_event(event), file=log, flush=True)
+    assert result is not None
+    record = ci.result_record(result, time.monotonic() - started)
+    if publishing.output_json:
+        ci.write_atomically(Path(publishing.output_json), json.dumps(record, indent=2) + "\n")
+    ci.report_to_github(record, result, os.environ)
+    pushed = f" (pushed, digest {result.digest})" if result.pushed and result.digest else ""
+    print(f"built image {result.message}{pushed}", file=log, flush=True)
+    if publishing.json:
+        print(json.dumps(record), flush=True)
     return 0
 
 
@@ -174,7 +225,15 @@ def _bootstrap(arguments: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `r2env launch SOURCE -- COMMAND ...`: everything after -- is the command, never r2env's options.
+    run_command = words[words.index("--") + 1:] if "--" in words else []
+    words = words[: words.index("--")] if "--" in words else words
+    arguments = _parser().parse_args(words)
+    if run_command and arguments.command != "launch":
+        print(f"r2env: error: only `r2env launch` takes a command after --", file=sys.stderr)
+        return 2
+    arguments.run_command = run_command
     try:
         return _run(arguments)
     except R2envError as error:

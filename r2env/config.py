@@ -5,20 +5,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from traitlets import Bool, Enum, Int, List, TraitError, Unicode
+from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
 
 from r2env.build_secrets import FetchSettings
 from r2env.conda_packages import parse_channel_map
+from r2env.cuda import CUDA_BASES
 from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
+from r2env.launch import LaunchOptions
 from r2env.plan import DEFAULT_SERVER, PlanOptions
+from r2env.registry import check_tag
 from r2env.select import DEFAULT_PRIORITY
 
 DEFAULT_CONFIG_FILE = "r2env_config.py"
+# Options that only `r2env launch` takes.
+LAUNCH_TRAITS = ("ip", "port", "detach", "volume", "editable", "env", "memory", "cpus", "gpus", "launch_timeout")
 
 
 class R2env(Configurable):
@@ -44,6 +49,40 @@ class R2env(Configurable):
     channel_map = List(Unicode(), [], help="FROM=TO: fetch locked conda packages from TO where the lock says FROM (a mirror or an air-gapped copy of a channel).").tag(config=True)
     conda_pypi_lookup = Unicode("", help="PyPI-to-conda name mapping for conda-lock (file or URL); default conda-lock's own, downloaded.").tag(config=True)
     builder = Enum(["auto", "classic"], "auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder.").tag(config=True)
+    gpu = Bool(False, help="Plan a GPU image: a CUDA base and torch's CUDA wheel index, chosen from the pinned torch, tensorflow or jax.").tag(config=True)
+    cuda = Unicode("", help="CUDA version of a GPU image (implies --gpu), e.g. 12.4; default the newest the pinned frameworks share.").tag(config=True)
+
+    # launch only (LAUNCH_TRAITS)
+    ip = Unicode("127.0.0.1", help="Address the server is published on (launch); 0.0.0.0 for all interfaces.").tag(config=True)
+    port = Int(0, help="Host port of the server (launch); default a free one.").tag(config=True)
+    detach = Bool(False, help="Return once the server answers and leave it running (launch); see r2env ps / stop.").tag(config=True)
+    volume = List(Unicode(), [], help="Mount HOST:CONTAINER[:ro] (launch; repeatable); a relative CONTAINER path is in the repository folder.").tag(config=True, repeat=True)
+    editable = Bool(False, help="Mount the local repository over its copy in the image, so edits persist (launch).").tag(config=True)
+    env = List(Unicode(), [], help="Set KEY=VALUE, or pass KEY from here, in the container (launch; repeatable).").tag(config=True, repeat=True)
+    memory = Unicode("", help="Memory limit of the container (launch), e.g. 4g.").tag(config=True)
+    cpus = Float(0.0, help="CPU limit of the container (launch), e.g. 1.5; 0 = none.").tag(config=True)
+    gpus = Unicode("", help="GPUs for the container (launch): all, a count, or device=0,1.").tag(config=True)
+    launch_timeout = Float(60.0, help="Seconds to wait for the server to answer (launch).").tag(config=True)
+    appendix = Unicode("", help="Dockerfile instructions appended to the build (as repo2docker's --appendix); they run as the notebook user.").tag(config=True)
+    push = Bool(False, help="Push the image (and --tag tags) to its registry after building; --image-name must name it: REGISTRY/NAME[:TAG].").tag(config=True)
+    tag = List(Unicode(), [], help="More tags for the image, in the same repository (pushed too with --push).").tag(config=True)
+    cache_from = List(Unicode(), [], help="Images (in a registry) whose layers the build may reuse, e.g. the last pushed image.").tag(config=True)
+    check_registry = Bool(False, help="Skip the build when the registry already has the image of this locked spec and repository contents.").tag(config=True)
+    json = Bool(False, help="Print the result as one JSON object on stdout (the build log goes to stderr).").tag(config=True)
+    output_json = Unicode("", help="Also write the JSON result to this file (written whole or not at all).").tag(config=True)
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    """What a CI step asks for beyond building: tags, pushing, registry cache, machine-readable output."""
+
+    push: bool = False
+    tags: tuple[str, ...] = ()
+    cache_from: tuple[str, ...] = ()
+    check_registry: bool = False
+    appendix: str = ""
+    json: bool = False
+    output_json: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +99,8 @@ class Settings:
     relock: bool = False
     channel_map: tuple[tuple[str, str], ...] = ()
     conda_pypi_lookup: str = ""
+    launch: LaunchOptions = LaunchOptions()
+    publish: PublishSettings = PublishSettings()
 
 
 def cli_traits() -> dict[str, Any]:
@@ -67,8 +108,9 @@ def cli_traits() -> dict[str, Any]:
     return {name.replace("_", "-"): trait for name, trait in R2env.class_traits(config=True).items()}
 
 
-def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
-    """Defaults < config file < command line. `overrides` maps trait names to command-line strings."""
+def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]]) -> Settings:
+    """Defaults < config file < command line. `overrides` maps trait names to command-line strings
+    (a list for repeatable options: one item per flag)."""
     config = Config()
     path = Path(config_file or DEFAULT_CONFIG_FILE)
     if config_file or path.is_file():
@@ -82,7 +124,11 @@ def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
     for name, text in overrides.items():
         trait = traits[name]
         try:
-            config.R2env[name] = trait.from_string_list(text.split(",")) if isinstance(trait, List) else trait.from_string(text)
+            if isinstance(text, list) and isinstance(trait, List):
+                config.R2env[name] = trait.from_string_list(text)
+            else:
+                text = ",".join(text) if isinstance(text, list) else text
+                config.R2env[name] = trait.from_string_list(text.split(",")) if isinstance(trait, List) else trait.from_string(text)
         except (TraitError, ValueError) as error:
             raise UsageError(f"--{name.replace('_', '-')} {text!r}: {error}", "see r2env --help") from None
     try:
@@ -90,6 +136,8 @@ def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
         values = {name: getattr(options, name) for name in traits}
     except TraitError as error:
         raise UsageError(f"invalid configuration: {error}", "fix the config file or flag") from None
+    if values["cuda"] and values["cuda"] not in CUDA_BASES:
+        raise UsageError(f"--cuda {values['cuda']!r} is not a CUDA version r2env knows", f"choose one of {', '.join(CUDA_BASES)}")
     if values["user_id"] < 1:
         raise UsageError(f"user_id {values['user_id']} is not allowed", "the notebook user must be a non-root uid such as 1000")
     return Settings(
@@ -102,6 +150,7 @@ def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
             base_suite=values["base_suite"],
             server_requirement=values["server_requirement"],
             conda_channels=tuple(c.strip() for c in values["conda_channel"] if c.strip()),
+            cuda=values["cuda"] or ("auto" if values["gpu"] else ""),
         ),
         buildpacks=tuple(values["buildpacks"]),
         mirror=values["mirror"],
@@ -112,4 +161,25 @@ def load_config(config_file: str | None, overrides: dict[str, str]) -> Settings:
         relock=values["relock"],
         channel_map=parse_channel_map(values["channel_map"]),
         conda_pypi_lookup=values["conda_pypi_lookup"],
+        launch=LaunchOptions(
+            ip=values["ip"],
+            port=values["port"],
+            detach=values["detach"],
+            volumes=tuple(values["volume"]),
+            editable=values["editable"],
+            env=tuple(values["env"]),
+            memory=values["memory"],
+            cpus=values["cpus"],
+            gpus=values["gpus"],
+            timeout=values["launch_timeout"],
+        ),
+        publish=PublishSettings(
+            push=values["push"],
+            tags=tuple(check_tag(tag) for tag in values["tag"]),
+            cache_from=tuple(values["cache_from"]),
+            check_registry=values["check_registry"],
+            appendix=values["appendix"],
+            json=values["json"],
+            output_json=values["output_json"],
+        ),
     )

@@ -3,11 +3,15 @@ when it is available, else through the engine API's classic builder (docker-py).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,9 +19,13 @@ from typing import Any, Iterator, Literal, Mapping, Protocol
 
 import docker
 import docker.errors
+import docker.types
 
-from r2env.errors import BuildError, EngineUnavailableError
+from r2env.container import SERVER_PORT, ContainerInfo, ContainerRequest
+from r2env.errors import BuildError, EngineUnavailableError, LaunchError, PushError
 from r2env.events import BuildEvent, Kind, Phase
+from r2env.gpus import GPU_CAPABILITIES, TOOLKIT_HINT, GpuRequest, no_gpu_runtime
+from r2env.registry import Credentials
 from r2env.render import display_command
 
 BuilderKind = Literal["buildx", "buildkit", "classic"]
@@ -32,6 +40,9 @@ class BuildRequest:
     build_args: Mapping[str, str]
     secrets: Mapping[str, Path]  # BuildKit secret id -> file
     no_cache: bool = False
+    cache_from: tuple[str, ...] = ()  # images whose layers the build may reuse (BuildKit reads their inline cache)
+    inline_cache: bool = False  # write cache metadata into the image, so a later --cache-from can reuse it
+    credentials: Credentials | None = None  # for a --cache-from registry; else the Docker config's
 
 
 class Engine(Protocol):
@@ -40,7 +51,7 @@ class Engine(Protocol):
 
     def image_id(self, reference: str) -> str | None: ...
 
-    def pull(self, reference: str) -> bool: ...
+    def pull(self, reference: str, credentials: Credentials | None = None) -> bool: ...
 
     def load(self, archive: Path) -> None: ...
 
@@ -51,6 +62,12 @@ class Engine(Protocol):
     def image_labels(self, reference: str) -> dict[str, str]: ...
 
     def run(self, image: str, command: list[str]) -> tuple[int, str]: ...
+
+    def image_size(self, reference: str) -> int: ...
+
+    def push(self, reference: str, credentials: Credentials | None) -> str: ...
+
+    def registry_digest(self, reference: str, credentials: Credentials | None) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,7 @@ _STEP = re.compile(r"^#(\d+) \[(?:[\w-]+ )?\s*(\d+)/(\d+)\] (.*)$")
 _LOG = re.compile(r"^#(\d+) (\d+\.\d+) (.*)$")
 _CACHED = re.compile(r"^#(\d+) CACHED$")
 _ERROR = re.compile(r"^#(\d+) ERROR: (.*)$")
+_CACHE_IMPORT = re.compile(r"^#(\d+) importing cache manifest from (.*)$")
 
 
 def parse_buildkit_progress(lines: Iterator[str], tail: int = 20) -> Iterator[BuildEvent]:
@@ -94,9 +112,15 @@ def parse_buildkit_progress(lines: Iterator[str], tail: int = 20) -> Iterator[Bu
     steps: dict[str, str] = {}
     logs: dict[str, deque[str]] = {}
     failure: tuple[str, str] | None = None
+    cache_imports: dict[str, str] = {}
     for raw in lines:
         line = raw.rstrip("\n")
-        if match := _STEP.match(line):
+        if match := _CACHE_IMPORT.match(line):
+            cache_imports[match.group(1)] = match.group(2)
+        elif (match := _ERROR.match(line)) and match.group(1) in cache_imports:
+            # A --cache-from image that is missing (a first CI run) or unreachable: BuildKit builds without it.
+            yield BuildEvent(Phase.BUILD, Kind.INFO, f"no cache from {cache_imports[match.group(1)]}: {_shorten(match.group(2))}")
+        elif match := _STEP.match(line):
             number, index, total, text = match.groups()
             text = display_command(text)
             steps[number] = text
@@ -136,10 +160,13 @@ class DockerEngine:
 
     @classmethod
     def connect(cls, prefer_classic: bool = False) -> "DockerEngine":
+        client = None
         try:
             client = docker.from_env(timeout=120)
             client.ping()
         except (docker.errors.DockerException, OSError) as error:
+            if client is not None:
+                client.close()  # its socket would otherwise linger until garbage collection
             host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
             raise EngineUnavailableError(
                 f"cannot reach the Docker engine at {host} ({type(error).__name__})",
@@ -170,9 +197,9 @@ class DockerEngine:
         finally:
             container.remove(force=True)
 
-    def pull(self, reference: str) -> bool:
+    def pull(self, reference: str, credentials: Credentials | None = None) -> bool:
         try:
-            self._client.images.pull(reference)
+            self._client.images.pull(reference, auth_config=credentials.auth_config() if credentials else None)
         except docker.errors.DockerException:
             return False
         return True
@@ -184,6 +211,39 @@ class DockerEngine:
     def tag(self, image: str, reference: str) -> None:
         repository, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "latest")
         self._client.images.get(image).tag(repository, tag)
+
+    def image_size(self, reference: str) -> int:
+        return int(self._client.images.get(reference).attrs.get("Size") or 0)
+
+    def push(self, reference: str, credentials: Credentials | None) -> str:
+        """Push one tag; return the manifest digest the registry stored. Without credentials, docker-py sends
+        those of the Docker config (`docker login`, credential helpers)."""
+        repository, _, tag = reference.rpartition(":")
+        auth = credentials.auth_config() if credentials else None
+        digest = ""
+        try:
+            for chunk in self._client.api.push(repository, tag, stream=True, decode=True, auth_config=auth):
+                if "error" in chunk:
+                    raise _push_error(reference, str(chunk["error"]))
+                digest = str(chunk.get("aux", {}).get("Digest", digest))
+        except docker.errors.APIError as error:
+            raise _push_error(reference, str(error.explanation or error)) from None
+        if not digest:
+            raise PushError(f"pushing {reference} reported no digest", "check the registry's logs")
+        return digest
+
+    def registry_digest(self, reference: str, credentials: Credentials | None) -> str | None:
+        """The manifest digest the registry has for `reference` (asked through the engine), or None if it has none."""
+        auth = credentials.auth_config() if credentials else None
+        try:
+            return str(self._client.api.inspect_distribution(reference, auth_config=auth)["Descriptor"]["digest"])
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as error:
+            text = str(error.explanation or error)
+            if "manifest unknown" in text or "not found" in text.lower():
+                return None
+            raise _push_error(reference, text, asking=True) from None
 
     def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
         if self._cli:
@@ -198,8 +258,16 @@ class DockerEngine:
         argv += [f"--build-arg={key}={value}" for key, value in request.build_args.items()]
         argv += [f"--secret=id={name},src={path}" for name, path in request.secrets.items()]
         argv += ["--no-cache"] if request.no_cache else []
+        argv += [f"--cache-from={image}" for image in request.cache_from]
+        # Inline cache: the image's config records which build step made each layer, so a build on another
+        # machine with --cache-from reuses the pushed layers (https://docs.docker.com/build/cache/backends/inline/).
+        argv += ["--build-arg=BUILDKIT_INLINE_CACHE=1"] if request.inline_cache else []
         argv.append(str(request.context))
-        env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain"}
+        with _docker_config(request.credentials) as config:
+            env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain", **config}
+            yield from self._stream_buildkit(argv, env)
+
+    def _stream_buildkit(self, argv: list[str], env: dict[str, str]) -> Iterator[BuildEvent]:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         assert process.stdout is not None
         tail: deque[str] = deque(maxlen=20)
@@ -225,10 +293,18 @@ class DockerEngine:
                 "build with BuildKit (the default; a docker CLI with the buildx plugin, docker-buildx, provides it), "
                 "or unset those settings",
             )
+        # The classic builder reuses only local images' layers: pull the cache images first (a missing one is no error).
+        auth = request.credentials.auth_config() if request.credentials else None
+        for image in request.cache_from:
+            try:
+                self._client.images.pull(image, auth_config=auth)
+            except docker.errors.DockerException:
+                yield BuildEvent(Phase.BUILD, Kind.INFO, f"cache image {image} could not be pulled: building without it")
         try:
             stream = self._client.api.build(
                 path=str(request.context), dockerfile=str(request.dockerfile), tag=request.tag, labels=dict(request.labels),
                 buildargs=dict(request.build_args), decode=True, rm=True, forcerm=True, nocache=request.no_cache,
+                cache_from=list(request.cache_from) or None,
             )
             tail: deque[str] = deque(maxlen=20)
             for chunk in stream:
@@ -248,3 +324,198 @@ class DockerEngine:
                     yield BuildEvent(Phase.BUILD, Kind.LOG, text)
         except docker.errors.APIError as error:
             raise BuildError(f"the engine refused the build: {error.explanation or error}", "check the Dockerfile") from None
+
+    # --- containers the launcher starts ---------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def is_podman(self) -> bool:
+        components = self._client.version().get("Components") or []
+        return any("podman" in str(c.get("Name", "")).lower() for c in components)
+
+    def image_config(self, reference: str) -> dict[str, Any]:
+        """The image's Config (Cmd, Entrypoint, User, Env, Labels)."""
+        return dict(self._client.images.get(reference).attrs.get("Config") or {})
+
+    def _device_options(self, request: ContainerRequest) -> dict[str, Any]:
+        if request.gpus is None:
+            return {}
+        if self.is_podman():
+            return {"devices": [f"{name}:{name}" for name in request.gpus.cdi_devices()]}
+        gpus = request.gpus
+        device_request = docker.types.DeviceRequest(
+            count=gpus.count if not gpus.device_ids else 0, device_ids=list(gpus.device_ids), capabilities=[list(GPU_CAPABILITIES)]
+        )
+        return {"device_requests": [device_request]}
+
+    def gpu_support(self, image: str, gpus: GpuRequest) -> str:
+        """"" when the engine can give a container these GPUs, else why not (the engine's own words).
+        Docker accepts a device request at create and refuses it only at start, so a throwaway container tries."""
+        runtimes = self._client.info().get("Runtimes") or {}
+        if "nvidia" in runtimes:
+            return ""
+        if self.is_podman():
+            return ""  # CDI names are checked when the container is created
+        probe = ContainerRequest(image=image, command=("true",), gpus=gpus)
+        try:
+            container_id = self._create(probe, entrypoint=[])
+        except docker.errors.APIError as error:
+            return str(error.explanation or error)
+        try:
+            self._client.api.start(container_id)
+        except docker.errors.APIError as error:
+            text = str(error.explanation or error)
+            # Only a device-driver refusal counts: a missing `true` in the image says nothing about GPUs.
+            return text if "device driver" in text or "gpu" in text.lower() else ""
+        finally:
+            self._client.api.remove_container(container_id, force=True)
+        return ""
+
+    def _create(self, request: ContainerRequest, entrypoint: list[str] | None = None) -> str:
+        options: dict[str, Any] = {
+            "environment": dict(request.environment),
+            "labels": dict(request.labels),
+            "user": request.user or None,
+            "mounts": [docker.types.Mount(m.container, m.host, type="bind", read_only=m.read_only) for m in request.mounts],
+        }
+        if request.publish:
+            ip, port = request.publish
+            options["ports"] = {f"{SERVER_PORT}/tcp": (ip, port or None)}
+        if request.memory:
+            options["mem_limit"] = request.memory
+        if request.cpus:
+            options["nano_cpus"] = int(request.cpus * 1e9)
+        options.update(self._device_options(request))
+        if entrypoint is not None:
+            options["entrypoint"] = entrypoint
+        command = list(request.command) if request.command is not None else None
+        container = self._client.containers.create(request.image, command, **options)
+        return str(container.id)
+
+    def start_container(self, request: ContainerRequest) -> str:
+        """Create and start; a container that fails to start is removed, never left behind."""
+        try:
+            container_id = self._create(request)
+        except docker.errors.ImageNotFound:
+            raise LaunchError(f"image {request.image} does not exist", "build it first with `r2env build`, or give a repository") from None
+        except docker.errors.APIError as error:
+            raise LaunchError(f"the engine refused the container: {error.explanation or error}", "check the launch options") from None
+        try:
+            self._client.api.start(container_id)
+        except docker.errors.APIError as error:
+            self._client.api.remove_container(container_id, force=True)
+            text = str(error.explanation or error)
+            if request.publish and ("port is already allocated" in text or "address already in use" in text):
+                ip, port = request.publish
+                raise LaunchError(f"port {port} on {ip} is already in use", "choose another --port, or leave --port out for a free one") from None
+            if "device driver" in text:
+                raise LaunchError(no_gpu_runtime(self.host, request.gpus), TOOLKIT_HINT) from None
+            raise LaunchError(f"the container did not start: {text}", "check the launch options") from None
+        return container_id
+
+    def container(self, container_id: str) -> ContainerInfo:
+        try:
+            attrs = self._client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            raise LaunchError(f"no container {container_id}", "see `r2env ps` for what runs") from None
+        return _container_info(attrs)
+
+    def containers(self, label: str) -> list[ContainerInfo]:
+        found = self._client.api.containers(all=True, filters={"label": label})
+        return [_container_info(self._client.api.inspect_container(c["Id"])) for c in found]
+
+    def follow_logs(self, container_id: str) -> Iterator[str]:
+        """The container's output, line by line, until it exits."""
+        pending = b""
+        for chunk in self._client.api.logs(container_id, stream=True, follow=True, stdout=True, stderr=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.decode(errors="replace").rstrip("\r")
+        if pending:
+            yield pending.decode(errors="replace")
+
+    def logs_tail(self, container_id: str, lines: int = 20) -> str:
+        return bytes(self._client.api.logs(container_id, stdout=True, stderr=True, tail=lines)).decode(errors="replace")
+
+    def wait(self, container_id: str) -> int:
+        return int(self._client.api.wait(container_id)["StatusCode"])
+
+    def stop_container(self, container_id: str, grace_seconds: int = 5) -> None:
+        """Stop (SIGTERM, then SIGKILL after the grace period) and remove."""
+        try:
+            self._client.api.stop(container_id, timeout=grace_seconds)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            pass  # already stopping or gone: removal below settles it
+        self.remove_container(container_id)
+
+    def remove_container(self, container_id: str) -> None:
+        try:
+            self._client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            if "already in progress" not in str(error):
+                raise
+
+
+def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{SERVER_PORT}/tcp") or []
+    host_ip, host_port = (str(bindings[0].get("HostIp") or ""), int(bindings[0].get("HostPort") or 0)) if bindings else ("", 0)
+    environment = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    return ContainerInfo(
+        id=str(attrs["Id"]),
+        image=str(config.get("Image", "")),
+        status=str(state.get("Status", "")),
+        exit_code=int(state.get("ExitCode") or 0),
+        host_port=host_port,
+        host_ip=host_ip,
+        labels=dict(config.get("Labels") or {}),
+        environment=environment,
+        created=str(attrs.get("Created", "")),
+    )
+
+def _push_error(reference: str, text: str, asking: bool = False) -> PushError:
+    """One sentence per failure class: credentials, unreachable registry, anything else the registry said."""
+    host = reference.split("/", 1)[0] if "/" in reference else "docker.io"
+    action = f"asking {host} for {reference}" if asking else f"pushing {reference}"
+    lowered = text.lower()
+    if any(word in lowered for word in ("unauthorized", "authentication required", "no basic auth", "denied", "forbidden")):
+        return PushError(
+            f"{action}: the registry refused the credentials ({_shorten(text.strip(), 160)})",
+            f"run `docker login {host}` or set R2ENV_REGISTRY_USERNAME and R2ENV_REGISTRY_PASSWORD",
+        )
+    if any(word in lowered for word in ("connection refused", "no such host", "i/o timeout", "dial tcp", "server gave http response")):
+        return PushError(f"{action}: cannot reach the registry ({_shorten(text.strip(), 160)})", f"check the registry host in the image name ({host})")
+    return PushError(f"{action} failed: {_shorten(text.strip(), 200)}", "check the image name and the registry's permissions")
+
+
+@contextmanager
+def _docker_config(credentials: Credentials | None) -> Iterator[dict[str, str]]:
+    """Environment for the docker CLI. With credentials from the environment, a throwaway DOCKER_CONFIG holds them
+    (the CLI passes them to BuildKit to read --cache-from images); the user's config is never written to."""
+    if credentials is None:
+        yield {}
+        return
+    original = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    with tempfile.TemporaryDirectory(prefix="r2env-docker-config-") as scratch:
+        token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+        try:
+            config = json.loads((original / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = {}
+        # A credential store would take precedence over the file's auths: this config has only file auths.
+        config = {key: value for key, value in config.items() if key not in ("credsStore", "credHelpers")} if isinstance(config, dict) else {}
+        config["auths"] = {**(config.get("auths") or {}), credentials.registry: {"auth": token}}
+        path = Path(scratch) / "config.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(config), encoding="utf-8")
+        if (original / "cli-plugins").is_dir():  # keep the user's buildx plugin
+            (Path(scratch) / "cli-plugins").symlink_to(original / "cli-plugins")
+        yield {"DOCKER_CONFIG": scratch}

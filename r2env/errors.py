@@ -58,3 +58,13 @@ class LockError(R2envError):
     """r2env.lock is stale, corrupt, or cannot be made (unsatisfiable requirements)."""
 
     exit_code = 8
+
+
+class LaunchError(R2envError):
+    """A container cannot be started or its server never became ready."""
+
+    exit_code = 10
+class PushError(R2envError):
+    """The registry cannot be reached, refuses the credentials, or refuses the push."""
+
+    exit_code = 9

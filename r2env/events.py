@@ -12,6 +12,7 @@ class Phase(str, Enum):
     PLAN = "plan"
     BASE = "base"
     BUILD = "build"
+    LAUNCH = "launch"
     DONE = "done"
 
 

@@ -8,7 +8,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Generator, Iterator, Mapping
 
 from r2env import __version__
 from r2env.base import dockerfile_bases, ensure_base
@@ -20,11 +20,14 @@ from r2env.context import context_digest
 from r2env.errors import BuildError, LockError
 from r2env.explain import explain
 from r2env.inspect import RepoFacts, inspect
-from r2env.lock import Lock, dump_lock, parse_lock
+from r2env.lock import Lock, dump_lock, file_digest, parse_lock
 from r2env.conda_packages import ensure_package_image
 from r2env.locking import LockResult, check_fresh, lock_path, make_lock, read_conda_lock, read_lock, refuse_dockerfile, user_pins
 from r2env.parsers.conda_lock import CondaLockFile
 from r2env.plan import plan
+from r2env.publish import adopt, push_all
+from r2env.publish import targets as publish_targets
+from r2env.registry import Credentials, credentials_from_env, key_tag
 from r2env.resolve import Runner, run_tool
 from r2env.render import RenderOptions, render_dockerfile
 from r2env.repo import DiskRepo
@@ -75,6 +78,8 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
     checkout = fetch(source, settings.ref, settings.cache_dir)
     planned = plan_checkout(checkout, settings, use_lock=False)
     refuse_dockerfile(planned.spec)  # before the base: a Dockerfile repository has none r2env manages
+    if settings.plan.cuda:
+        raise LockError("r2env lock does not lock GPU images (--gpu, --cuda) yet", "lock without them; a GPU image installs from its declarations")
     engine = connect()
     yield from ensure_base(engine, planned.spec.base_image, settings.mirror, settings.cache_dir)
     result: LockResult | None = None
@@ -130,7 +135,8 @@ def _up_to_date(engine: Engine, image: str, labels: Mapping[str, str]) -> bool:
     if not engine.image_id(image):
         return False
     present = engine.image_labels(image)
-    return all(present.get(key) == labels[key] for key in ("org.r2env.spec-digest", "org.r2env.context-digest"))
+    keys = ("org.r2env.spec-digest", "org.r2env.context-digest", "org.r2env.appendix-digest")
+    return all(present.get(key) == labels.get(key) for key in keys)
 
 
 def build_labels(planned: Planned) -> dict[str, str]:
@@ -189,7 +195,28 @@ def _check_base(engine: Engine, planned: Planned) -> None:
         )
 
 
+@dataclass(frozen=True)
+class BuildResult(BuildEvent):
+    """The last event of a build: what a CI step reports (see r2env/ci.py)."""
+
+    image_id: str = ""
+    digest: str = ""  # the registry's manifest digest, when the image was pushed or found there
+    spec_digest: str = ""
+    cache_hit: bool = False  # nothing was built: every step came from a cache, or the build was skipped
+    pushed: bool = False  # the registry has the image under every requested tag
+    tags: tuple[str, ...] = ()  # every reference given to the image
+    size: int = 0
+    planned: Planned | None = None
+
+
+def with_appendix(text: str, appendix: str) -> str:
+    return text if not appendix.strip() else text.rstrip("\n") + "\n# --appendix\n" + appendix.strip("\n") + "\n"
+
+
 def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Iterator[BuildEvent]:
+    publishing = settings.publish
+    # Usage errors (a bad image name, --push without a registry) stop the run before anything is fetched.
+    targets = publish_targets(settings.image_name, publishing, explicit_name=bool(settings.image_name))
     yield BuildEvent(Phase.FETCH, Kind.INFO, f"fetching {source}" + (f" at {settings.ref}" if settings.ref else ""))
     planned: Planned | None = None
     for item in _locked_plan(source, settings, connect):
@@ -208,25 +235,67 @@ def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Ite
     if spec.interpreter:
         yield BuildEvent(Phase.PLAN, Kind.INFO, f"Python {spec.interpreter.version} ({spec.interpreter.source}): {spec.interpreter.reason}")
     engine = connect()
-    text = dockerfile_text(planned, buildkit=engine.builder != "classic")
+    text = with_appendix(dockerfile_text(planned, buildkit=engine.builder != "classic"), publishing.appendix)
     bases = dockerfile_bases(text)
     for base in bases:
         yield from ensure_base(engine, base, settings.mirror, settings.cache_dir)
     _check_base(engine, planned)
-    image = settings.image_name or default_image_name(checkout)
+    image = str(targets.image) if targets else settings.image_name or default_image_name(checkout)
     labels = build_labels(planned)
+    if publishing.appendix.strip():
+        labels["org.r2env.appendix-digest"] = file_digest(publishing.appendix)
+    credentials = credentials_from_env(targets.image.registry, os.environ) if targets else None
+    # A locked spec names its image completely: pushed under this key tag, a later run can find it (--check-registry).
+    key = targets.image.with_tag(key_tag(labels, publishing.appendix)) if targets and planned.lock else None
+    result = functools.partial(BuildResult, Phase.DONE, Kind.RESULT, image, spec_digest=spec.digest, planned=planned)
+    if publishing.check_registry:
+        if key is None:
+            yield BuildEvent(Phase.BUILD, Kind.INFO, "--check-registry needs r2env.lock (only a locked spec names its image): building")
+        elif digest := engine.registry_digest(str(key), credentials):
+            assert targets is not None
+            yield BuildEvent(Phase.BUILD, Kind.INFO, f"{key.repository} already has this locked spec and these repository contents ({digest}): nothing to build")
+            yield from adopt(engine, key, digest, targets.all, publishing.push, credentials)
+            local = engine.image_id(image)
+            yield result(image_id=local or "", digest=digest, cache_hit=True, pushed=publishing.push,
+                         tags=tuple(str(t) for t in targets.all), size=engine.image_size(image) if local else 0)
+            return
+        else:
+            yield BuildEvent(Phase.BUILD, Kind.INFO, f"{key.repository} has no image for this locked spec yet: building")
     if planned.lock and not settings.no_cache and _up_to_date(engine, image, labels):
         yield BuildEvent(Phase.BUILD, Kind.INFO, f"{image} already has this locked spec and these repository contents: nothing to build")
-        yield BuildEvent(Phase.DONE, Kind.RESULT, image)
-        return
+        cache_hit = True
+    else:
+        cache_hit = yield from _build_image(engine, planned, settings, text, image, labels, credentials)
+    references = (*targets.all, *([key] if key and publishing.push else [])) if targets else ()
+    for reference in references[1:]:
+        engine.tag(image, str(reference))
+    digest = ""
+    if publishing.push:
+        for pushed in push_all(engine, references, credentials):
+            if isinstance(pushed, str):
+                digest = pushed
+            else:
+                yield pushed
+    yield result(image_id=engine.image_id(image) or "", digest=digest, cache_hit=cache_hit, pushed=publishing.push,
+                 tags=tuple(str(r) for r in references) or (image,), size=engine.image_size(image))
+
+
+def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str, image: str, labels: Mapping[str, str],
+                 credentials: Credentials | None) -> Generator[BuildEvent, None, bool]:
+    """Build; return whether every step came from the cache (no step ran)."""
+    checkout, spec, publishing = planned.checkout, planned.spec, settings.publish
     if planned.conda is not None:
         yield from ensure_package_image(engine, planned.conda, settings.channel_map, ca_bundle(settings.fetch, os.environ), settings.no_cache)
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"building {image} with {engine.builder} ({len(spec.steps)} planned steps)")
+    started: list[str] = []
+    cached: set[int] = set()
     with tempfile.TemporaryDirectory(prefix="r2env-build-") as scratch:
         directory = Path(scratch)
         secrets = write_build_secrets(settings.fetch, os.environ, directory) if not spec.dockerfile else {}
-        dockerfile = checkout.path / spec.dockerfile if spec.dockerfile else directory / "Dockerfile"
-        if not spec.dockerfile:
+        # A repository's own Dockerfile is used in place, unless an appendix must be added to it.
+        own = spec.dockerfile and not publishing.appendix.strip()
+        dockerfile = checkout.path / spec.dockerfile if own else directory / "Dockerfile"
+        if not own:
             dockerfile.write_text(text, encoding="utf-8")
         from r2env.engine import BuildRequest
 
@@ -238,9 +307,20 @@ def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Ite
             build_args={**dict(spec.build_args), **(proxy_build_args(os.environ) if spec.dockerfile else {})},
             secrets=secrets,
             no_cache=settings.no_cache,
+            cache_from=publishing.cache_from,
+            inline_cache=publishing.push,
+            credentials=credentials,
         )
         try:
-            yield from engine.build(request)
+            for event in engine.build(request):
+                if event.kind is Kind.STEP:
+                    started.append(event.message)
+                elif event.kind is Kind.CACHED and started:
+                    # BuildKit names the cached step; the classic builder marks the step just started.
+                    cached.add(started.index(event.message) if event.message in started else len(started) - 1)
+                yield event
         except BuildError as error:
             raise explain(error) from None
-    yield BuildEvent(Phase.DONE, Kind.RESULT, image)
+    # A FROM line is never "cached": it is the base, not a step that runs.
+    ran = [step for index, step in enumerate(started) if index not in cached and not step.upper().startswith("FROM ")]
+    return bool(started) and not ran

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 from r2env import __version__
 from r2env.buildpack import Contribution, PlanContext, Role
+from r2env.cuda import DRIVER_ENV, choose_cuda
 from r2env.inspect import RepoFacts
 from r2env.lock import Lock, LockedPackage
 from r2env.parsers.conda_lock import CondaLockFile
 from r2env.interpreter import DEBIAN_PYTHON, choose_interpreter
 from r2env.render import ENTRYPOINT
 from r2env.select import Selection
-from r2env.spec import ImageSpec, Interpreter
+from r2env.spec import Detection, ImageSpec, Interpreter
 
 ENV_PREFIX = "/srv/venv"
 # JupyterLab as the notebook server; the lock issue pins its whole closure.
@@ -27,6 +28,7 @@ class PlanOptions:
     base_suite: str = "bookworm"  # the suite of the default base, or of --base-image
     server_requirement: str = DEFAULT_SERVER
     conda_channels: tuple[str, ...] = ()  # replace environment.yml's channels when locking (a mirror, a local channel)
+    cuda: str = ""  # "" = no GPU; "auto" = chosen from the pinned frameworks; or "X.Y"
 
 
 def _home(user_name: str) -> str:
@@ -55,6 +57,15 @@ def _common_env(options: PlanOptions, repo_dir: str) -> tuple[tuple[str, str], .
 
 def _labels() -> tuple[tuple[str, str], ...]:
     return (("org.r2env.version", __version__),)
+
+
+def declared_requirements(facts: RepoFacts) -> tuple[str, ...]:
+    """Every Python requirement the repository names, wherever it names them."""
+    from_files = [r for f in facts.requirements for r in f.requirements]
+    from_pyproject = list(facts.pyproject.dependencies) if facts.pyproject else []
+    from_pipfile = list(facts.pipfile.requirements) if facts.pipfile else []
+    from_lock = [f"{p.name}=={p.version}" for p in facts.pipfile_lock or ()]
+    return tuple(from_files + from_pyproject + from_pipfile + from_lock)
 
 
 def plan(
@@ -90,6 +101,16 @@ def plan(
         suite = options.base_suite
         reason = f"{interpreter.reason}; the base image {options.base_image} is Debian {suite}"
         interpreter = Interpreter(interpreter.version, "uv", reason)
+    cuda = choose_cuda(declared_requirements(facts), options.cuda) if options.cuda else None
+    cuda_env: tuple[tuple[str, str], ...] = ()
+    if cuda:
+        # NVIDIA's CUDA images are Ubuntu: the Python comes from a standalone build, not from Debian.
+        suite = ""
+        interpreter = Interpreter(interpreter.version, "uv", f"{interpreter.reason}; the CUDA base is Ubuntu, so a standalone build")
+        detections = (*detections, Detection("cuda", "gpu", f"CUDA {cuda.version} ({cuda.base_image}): {cuda.reason}"))
+        cuda_env = (*DRIVER_ENV, ("R2ENV_CUDA_VERSION", cuda.version))
+        if cuda.torch_index:
+            cuda_env += (("PIP_EXTRA_INDEX_URL", cuda.torch_index),)  # torch's CUDA builds live on PyTorch's own index
     context = PlanContext(
         user_name=options.user_name,
         user_id=options.user_id,
@@ -107,9 +128,9 @@ def plan(
     # Stable sort: stage order first, contribution order within a stage (the primary's steps come first).
     steps.sort(key=lambda step: step.stage)
     packages = tuple(p for c in contributions for p in c.packages)
-    env = _common_env(options, repo_dir) + tuple(e for c in contributions for e in c.env)
+    env = _common_env(options, repo_dir) + cuda_env + tuple(e for c in contributions for e in c.env)
     return ImageSpec(
-        base_image=options.base_image or f"debian:{suite}",
+        base_image=options.base_image or (cuda.base_image if cuda else f"debian:{suite}"),
         suite=suite,
         interpreter=interpreter,
         user_name=options.user_name,

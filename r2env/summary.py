@@ -15,7 +15,7 @@ def summarize(spec: ImageSpec) -> str:
         lines.append(f"Dockerfile {spec.dockerfile} is built as-is with build args "
                      + ", ".join(f"{k}={v}" for k, v in spec.build_args))
         return "\n".join(lines)
-    lines.append(f"base image: {spec.base_image} (Debian {spec.suite})")
+    lines.append(f"base image: {spec.base_image}" + (f" (Debian {spec.suite})" if spec.suite else ""))
     if spec.interpreter:
         lines.append(f"python: {spec.interpreter.version} from {spec.interpreter.source} ({spec.interpreter.reason})")
     lines.append(f"user: {spec.user_name} ({spec.user_id}), repository at {spec.repo_dir}")

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Iterator
 
 from r2env.engine import BuilderKind, BuildRequest
+from r2env.errors import PushError
 from r2env.events import BuildEvent, Kind, Phase
+from r2env.registry import Credentials
 from r2env.resolve import parse_apt_simulation
 
 APT_SIMULATION = (Path(__file__).resolve().parent / "fixtures" / "lock" / "apt-simulation.txt").read_text()
@@ -51,6 +53,10 @@ class FakeEngine:
     requests: list[BuildRequest] = field(default_factory=list)
     dockerfiles: list[str] = field(default_factory=list)
     secrets_during_build: list[dict[str, str]] = field(default_factory=list)
+    registry: dict[str, str] = field(default_factory=dict)  # reference -> manifest digest, what a registry holds
+    push_error: str = ""  # when set, every push and registry question fails with this PushError message
+    build_steps: tuple[tuple[str, bool], ...] = (("RUN pip install -r requirements.txt", False),)  # (step, cached)
+    credentials_seen: list[Credentials | None] = field(default_factory=list)
 
     @property
     def builder(self) -> BuilderKind:
@@ -78,18 +84,42 @@ class FakeEngine:
         lines += [f"Conf {name} ({version} Debian:12.15/oldstable [amd64])" for name, version in installed.items()]
         return 0, "\n".join(lines) + "\n"
 
-    def pull(self, reference: str) -> bool:
+    def pull(self, reference: str, credentials: Credentials | None = None) -> bool:
         self.calls.append(("pull", reference))
+        if reference in self.registry:  # an image this registry got from push(): pushing it again gives the same digest
+            self.images[reference] = "sha256:" + self.registry[reference].removeprefix("sha256:")[::-1]
+            return True
         if reference in self.pullable:
             self.images[reference] = PULLED_ID
             return True
         return False
+
+    def image_size(self, reference: str) -> int:
+        return 376_000_000
+
+    def push(self, reference: str, credentials: Credentials | None) -> str:
+        self.calls.append(("push", reference))
+        self.credentials_seen.append(credentials)
+        if self.push_error:
+            raise PushError(self.push_error, "check the registry")
+        # The same image always gets the same manifest digest, whatever its tag.
+        self.registry[reference] = "sha256:" + self.images[reference].removeprefix("sha256:")[::-1]
+        return self.registry[reference]
+
+    def registry_digest(self, reference: str, credentials: Credentials | None) -> str | None:
+        self.calls.append(("registry_digest", reference))
+        if self.push_error:
+            raise PushError(self.push_error, "check the registry")
+        return self.registry.get(reference)
 
     def load(self, archive: Path) -> None:
         self.calls.append(("load", str(archive)))
 
     def tag(self, image: str, reference: str) -> None:
         self.calls.append(("tag", reference))
+        if image in self.images:
+            self.images[reference] = self.images[image]
+            self.labels[reference] = dict(self.labels.get(image, {}))
 
     def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
         self.calls.append(("build", request.tag))
@@ -98,4 +128,7 @@ class FakeEngine:
         self.secrets_during_build.append({name: path.read_text() for name, path in request.secrets.items()})
         self.images[request.tag] = "sha256:" + f"{len(self.requests):064x}"
         self.labels[request.tag] = dict(request.labels)
-        yield BuildEvent(Phase.BUILD, Kind.STEP, "RUN pip install -r requirements.txt", (1, 1))
+        for index, (step, cached) in enumerate(self.build_steps, start=1):
+            yield BuildEvent(Phase.BUILD, Kind.STEP, step, (index, len(self.build_steps)))
+            if cached:
+                yield BuildEvent(Phase.BUILD, Kind.CACHED, step)

@@ -158,6 +158,9 @@ def test_documented_command_is_concrete_and_parses(command: Command, capsys: pyt
     placeholders = [word for word in command.words if PLACEHOLDER.search(word)]
     assert not placeholders, f"{command}: write a concrete value instead of {placeholders}"
     arguments = list(command.words[1:])
+    if "--" in arguments:  # `r2env launch SOURCE -- COMMAND`: the command is not r2env's to parse
+        assert arguments[0] == "launch", f"{command}: only launch takes a command after --"
+        arguments = arguments[: arguments.index("--")]
     if {"--help", "-h", "--version"} & set(arguments):
         with pytest.raises(SystemExit) as exited:
             _parser().parse_args(arguments)
@@ -214,6 +217,15 @@ def test_configuration_lists_exactly_the_build_options() -> None:
     flags = _long_flags(_subcommand("build"))
     assert sorted(set(documented) - flags) == [], "documented in docs/configuration.md but not in `r2env build --help`"
     assert sorted(flags - set(documented)) == [], "in `r2env build --help` but missing from docs/configuration.md's options table"
+
+
+def test_launch_page_lists_exactly_the_launch_only_options() -> None:
+    from r2env.config import LAUNCH_TRAITS
+
+    rows = re.findall(r"^\| `(--[\w-]+)` \| `c\.R2env\.(\w+)` \|", _section(ROOT / "docs" / "launch.md", "Mounts, environment and limits"), re.MULTILINE)
+    assert sorted(rows) == sorted((f"--{name.replace('_', '-')}", name) for name in LAUNCH_TRAITS)
+    launch, build = _long_flags(_subcommand("launch")), _long_flags(_subcommand("build"))
+    assert {flag for flag, _ in rows} == launch - build
 
 
 def test_configuration_names_the_config_file_trait_of_each_option() -> None:

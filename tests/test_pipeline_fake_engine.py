@@ -41,8 +41,8 @@ def test_build_reports_detections_and_names_the_image(settings_for: SettingsFor)
     assert "python (primary): found requirements.txt" in messages
     assert any(m.startswith("Python 3.11 (debian)") for m in messages)
     assert "base image debian:bookworm is present" in messages
-    assert events[-1] == BuildEvent(Phase.DONE, Kind.RESULT, "r2env-requirements")
-    assert [name for name, _ in engine.calls] == ["image_id", "build"]
+    assert (events[-1].phase, events[-1].kind, events[-1].message) == (Phase.DONE, Kind.RESULT, "r2env-requirements")
+    assert [name for name, _ in engine.calls] == ["image_id", "build", "image_id"]  # the last: the result's image ID
 
 
 def test_build_request_carries_labels_dockerfile_and_secrets(settings_for: SettingsFor) -> None:
@@ -84,7 +84,7 @@ def test_missing_base_is_pulled(settings_for: SettingsFor) -> None:
     engine = FakeEngine(images={}, pullable={"debian:trixie"})
     events = list(build(str(EXAMPLES / "runtime-trixie"), settings_for(), lambda: engine))
     assert "pulled debian:trixie" in [e.message for e in events]
-    assert [name for name, _ in engine.calls] == ["image_id", "pull", "build"]
+    assert [name for name, _ in engine.calls] == ["image_id", "pull", "build", "image_id"]
 
 
 def test_unpullable_custom_base_is_a_base_image_error_and_nothing_is_built(settings_for: SettingsFor) -> None:
