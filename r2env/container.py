@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from r2env.gpus import GpuRequest
 
 LAUNCH_LABEL = "org.r2env.launch"  # every container r2env starts carries it (value: server or command); `ps` and `stop` find them by it
 SOURCE_LABEL = "org.r2env.launch.source"  # what the user launched
 SERVER_PORT = 8888
+
+
+def env_dict(config: dict[str, Any]) -> dict[str, str]:
+    """An image's or container's Config.Env list as a mapping."""
+    return dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
 
 
 @dataclass(frozen=True)

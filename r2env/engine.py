@@ -21,7 +21,7 @@ import docker
 import docker.errors
 import docker.types
 
-from r2env.container import SERVER_PORT, ContainerInfo, ContainerRequest
+from r2env.container import SERVER_PORT, ContainerInfo, ContainerRequest, env_dict
 from r2env.errors import BuildError, EngineUnavailableError, LaunchError, PushError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.gpus import GPU_CAPABILITIES, TOOLKIT_HINT, GpuRequest, no_gpu_runtime
@@ -468,7 +468,7 @@ def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
     config = attrs.get("Config") or {}
     bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{SERVER_PORT}/tcp") or []
     host_ip, host_port = (str(bindings[0].get("HostIp") or ""), int(bindings[0].get("HostPort") or 0)) if bindings else ("", 0)
-    environment = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    environment = env_dict(config)
     return ContainerInfo(
         id=str(attrs["Id"]),
         image=str(config.get("Image", "")),

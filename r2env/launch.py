@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, Mapping, Protocol
 
-from r2env.container import LAUNCH_LABEL, SERVER_PORT, SOURCE_LABEL, ContainerInfo, ContainerRequest, Mount
+from r2env.container import LAUNCH_LABEL, SERVER_PORT, SOURCE_LABEL, ContainerInfo, ContainerRequest, Mount, env_dict
 from r2env.errors import LaunchError, UsageError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.gpus import TOOLKIT_HINT, GpuRequest, no_gpu_runtime, parse_gpus
@@ -112,13 +112,9 @@ def parse_env(items: tuple[str, ...], host_env: Mapping[str, str]) -> tuple[tupl
     return tuple(pairs)
 
 
-def _image_env(config: Mapping[str, Any]) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
-
-
 def image_uid(config: Mapping[str, Any]) -> int | None:
     """The uid the image runs as: NB_UID (r2env and repo2docker images), or a numeric USER."""
-    env = _image_env(config)
+    env = env_dict(dict(config))
     if env.get("NB_UID", "").isdigit():
         return int(env["NB_UID"])
     user = str(config.get("User") or "0").split(":")[0]
@@ -126,7 +122,7 @@ def image_uid(config: Mapping[str, Any]) -> int | None:
 
 
 def image_workdir(config: Mapping[str, Any]) -> str:
-    return _image_env(config).get("REPO_DIR") or str(config.get("WorkingDir") or "/")
+    return env_dict(dict(config)).get("REPO_DIR") or str(config.get("WorkingDir") or "/")
 
 
 def container_request(

@@ -16,8 +16,6 @@ from r2env.events import Kind
 from r2env.launch import Exited, Ready, container_request, free_port, host_identity, new_token, run, server_url
 from r2env.source import is_remote
 
-EXIT_INTERRUPTED = 130
-
 
 def _is_source(text: str) -> bool:
     return is_remote(text) or Path(text).expanduser().exists()
@@ -29,7 +27,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def launch_command(source: str, command: tuple[str, ...], settings: Settings) -> int:
     from r2env import pipeline
-    from r2env.cli import format_event
+    from r2env.cli import EXIT_INTERRUPTED, format_event
     from r2env.engine import DockerEngine
 
     options = replace(settings.launch, command=command)
@@ -70,7 +68,7 @@ def launch_command(source: str, command: tuple[str, ...], settings: Settings) ->
             else:
                 print(format_event(event), flush=True)
         if options.detach and command:
-            print(f"[launch] container {request.image} runs detached; see `r2env ps`", flush=True)
+            print("[launch] the command runs detached; see `r2env ps`", flush=True)
         return 0
     except KeyboardInterrupt:
         events.close()  # stops and removes the container
