@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from traitlets import Bool, List
+from traitlets.config import Configurable
 
 from r2env import __version__
-from r2env.config import LAUNCH_TRAITS, Settings, cli_traits, load_config
+from r2env.config import LAUNCH_TRAITS, R2env, Settings, cli_traits, load_config
 from r2env.errors import R2envError
 from r2env.events import BuildEvent, Kind
 
@@ -19,15 +20,16 @@ EXIT_INTERRUPTED = 130
 PUBLISH_FLAGS = ("push", "tag", "cache-from", "check-registry", "json", "output-json")
 
 
-def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str], configurable: type[Configurable] = R2env) -> None:
     # --config is accepted after the command too; SUPPRESS keeps a value given before it.
     parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="traitlets config file (default: ./r2env_config.py)")
-    traits = cli_traits()
-    group = parser.add_argument_group("options (also settable as c.R2env.<name> in r2env_config.py)")
+    traits = cli_traits(configurable)
+    section = configurable.__name__
+    group = parser.add_argument_group(f"options (also settable as c.{section}.<name> in r2env_config.py)")
     for flag in names:
         trait = traits[flag]
         help_text = (trait.help or "").replace("%", "%%")
-        dest = "trait:" + flag.replace("-", "_")
+        dest = ("trait:" if configurable is R2env else f"{section}:") + flag.replace("-", "_")
         if isinstance(trait, Bool):
             group.add_argument(f"--{flag}", dest=dest, action="store_const", const="true", help=help_text)
         elif trait.metadata.get("repeat"):
@@ -80,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     stop.add_argument("containers", nargs="*", metavar="ID", help="container id (a unique prefix is enough)")
     stop.add_argument("--all", action="store_true", help="stop every container r2env launched")
 
+    from r2env.serve.config import Serve
+
+    serve = commands.add_parser("serve", help="run the build-and-launch daemon: an HTTP API and a web page (see docs/serve.md)")
+    serve.add_argument("--new-token", action="store_true", help="replace the generated API token with a new one, printed once")
+    # The token is never a flag: command lines are visible to every user of the machine (c.Serve.token or R2ENV_SERVE_TOKEN).
+    _add_trait_flags(serve, sorted(set(cli_traits(Serve)) - {"token"}), Serve)
+
     base = commands.add_parser("base", help="manage base images")
     base_commands = base.add_subparsers(dest="base_command", required=True, metavar="ACTION")
     bootstrap = base_commands.add_parser("bootstrap", help="build a Debian base image from a mirror with debootstrap")
@@ -124,6 +133,14 @@ def _run(arguments: argparse.Namespace) -> int:
 
         return list_launched(arguments.all) if arguments.command == "ps" else stop_launched(arguments.containers, arguments.all)
     settings = _settings(arguments)
+    if arguments.command == "serve":
+        import os
+
+        from r2env.serve.config import load_serve_config
+        from r2env.serve.daemon import serve
+
+        overrides = {key.split(":", 1)[1]: value for key, value in vars(arguments).items() if key.startswith("Serve:") and value is not None}
+        return serve(settings, load_serve_config(arguments.config, overrides, os.environ), new_token=arguments.new_token)
     if arguments.command == "lock":
         return _lock(arguments, settings)
     if arguments.command == "launch":

@@ -103,39 +103,50 @@ class Settings:
     publish: PublishSettings = PublishSettings()
 
 
-def cli_traits() -> dict[str, Any]:
+def cli_traits(configurable: type[Configurable] = R2env) -> dict[str, Any]:
     """The traits offered as --flags, by flag name."""
-    return {name.replace("_", "-"): trait for name, trait in R2env.class_traits(config=True).items()}
+    return {name.replace("_", "-"): trait for name, trait in configurable.class_traits(config=True).items()}
+
+def read_config_file(config_file: str | None) -> Config:
+    """The traitlets config in `config_file`, or in ./r2env_config.py when that exists; else empty."""
+    path = Path(config_file or DEFAULT_CONFIG_FILE)
+    if not (config_file or path.is_file()):
+        return Config()
+    try:
+        return PyFileConfigLoader(path.name, path=str(path.parent.resolve())).load_config()
+    except ConfigFileNotFound:
+        raise UsageError(f"{path}: no such config file", "check the --config path") from None
+    except Exception as error:  # a config file is Python: any error in it is the user's to fix
+        raise UsageError(f"{path}: cannot load ({type(error).__name__}: {error})", "fix the config file") from None
+
+
+def trait_values(configurable: type[Configurable], config: Config, overrides: Mapping[str, str | list[str]]) -> dict[str, Any]:
+    """Every configurable trait's value: defaults < `config` < `overrides` (trait name -> command-line string,
+    or a list for a repeatable option: one item per flag)."""
+    section = configurable.__name__
+    traits = configurable.class_traits(config=True)
+    for name, text in overrides.items():
+        trait = traits[name]
+        try:
+            if isinstance(text, list) and isinstance(trait, List):
+                config[section][name] = trait.from_string_list(text)
+            else:
+                text = ",".join(text) if isinstance(text, list) else text
+                config[section][name] = trait.from_string_list(text.split(",")) if isinstance(trait, List) else trait.from_string(text)
+        except (TraitError, ValueError) as error:
+            raise UsageError(f"--{name.replace('_', '-')} {text!r}: {error}", "see r2env --help") from None
+    try:
+        options = configurable(config=config)
+        return {name: getattr(options, name) for name in traits}
+    except TraitError as error:
+        raise UsageError(f"invalid configuration: {error}", "fix the config file or flag") from None
+
 
 
 def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]]) -> Settings:
     """Defaults < config file < command line. `overrides` maps trait names to command-line strings
     (a list for repeatable options: one item per flag)."""
-    config = Config()
-    path = Path(config_file or DEFAULT_CONFIG_FILE)
-    if config_file or path.is_file():
-        try:
-            config = PyFileConfigLoader(path.name, path=str(path.parent.resolve())).load_config()
-        except ConfigFileNotFound:
-            raise UsageError(f"{path}: no such config file", "check the --config path") from None
-        except Exception as error:  # a config file is Python: any error in it is the user's to fix
-            raise UsageError(f"{path}: cannot load ({type(error).__name__}: {error})", "fix the config file") from None
-    traits = R2env.class_traits(config=True)
-    for name, text in overrides.items():
-        trait = traits[name]
-        try:
-            if isinstance(text, list) and isinstance(trait, List):
-                config.R2env[name] = trait.from_string_list(text)
-            else:
-                text = ",".join(text) if isinstance(text, list) else text
-                config.R2env[name] = trait.from_string_list(text.split(",")) if isinstance(trait, List) else trait.from_string(text)
-        except (TraitError, ValueError) as error:
-            raise UsageError(f"--{name.replace('_', '-')} {text!r}: {error}", "see r2env --help") from None
-    try:
-        options = R2env(config=config)
-        values = {name: getattr(options, name) for name in traits}
-    except TraitError as error:
-        raise UsageError(f"invalid configuration: {error}", "fix the config file or flag") from None
+    values = trait_values(R2env, read_config_file(config_file), overrides)
     if values["cuda"] and values["cuda"] not in CUDA_BASES:
         raise UsageError(f"--cuda {values['cuda']!r} is not a CUDA version r2env knows", f"choose one of {', '.join(CUDA_BASES)}")
     if values["user_id"] < 1:

@@ -162,8 +162,7 @@ def _is_git_dir(path: Path) -> bool:
     return (path / "HEAD").is_file() and (path / "objects").is_dir()
 
 
-def _locked_plan(source: str, settings: Settings, connect: Callable[[], Engine]) -> Iterator[BuildEvent | Planned]:
-    checkout = fetch(source, settings.ref, settings.cache_dir)
+def _locked_plan(checkout: Checkout, settings: Settings, connect: Callable[[], Engine]) -> Iterator[BuildEvent | Planned]:
     try:
         planned = plan_checkout(checkout, settings)
         if planned.spec.buildpacks[0] == "conda" and planned.lock is None:
@@ -214,12 +213,18 @@ def with_appendix(text: str, appendix: str) -> str:
 
 
 def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Iterator[BuildEvent]:
-    publishing = settings.publish
     # Usage errors (a bad image name, --push without a registry) stop the run before anything is fetched.
-    targets = publish_targets(settings.image_name, publishing, explicit_name=bool(settings.image_name))
+    publish_targets(settings.image_name, settings.publish, explicit_name=bool(settings.image_name))
     yield BuildEvent(Phase.FETCH, Kind.INFO, f"fetching {source}" + (f" at {settings.ref}" if settings.ref else ""))
+    yield from build_checkout(fetch(source, settings.ref, settings.cache_dir), settings, connect)
+
+
+def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[], Engine]) -> Iterator[BuildEvent]:
+    """Build a checkout already on disk (the daemon fetches its own); the last event is a BuildResult."""
+    publishing = settings.publish
+    targets = publish_targets(settings.image_name, publishing, explicit_name=bool(settings.image_name))
     planned: Planned | None = None
-    for item in _locked_plan(source, settings, connect):
+    for item in _locked_plan(checkout, settings, connect):
         if isinstance(item, Planned):
             planned = item
         else:

@@ -1,0 +1,64 @@
+"""The messages of BinderHub's /build/<provider>/<spec> event stream, so front-ends written for BinderHub can
+follow an r2env daemon. Each is {"phase", "message"} (BinderHub's phases: waiting, fetching, building, built,
+launching, ready, failed); messages end with a newline, as BinderHub's do, because front-ends append them to a
+terminal. Pure: r2env/serve/app.py sends them."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+# r2env's phases as BinderHub names them: getting the repository is "fetching", everything else "building".
+PHASES = {"fetch": "fetching", "inspect": "fetching"}
+
+
+def waiting() -> dict[str, Any]:
+    return {"phase": "waiting", "message": "Waiting for build to start...\n"}
+
+
+def progress(phase: str, kind: str, message: str, steps: tuple[int, int] | None) -> dict[str, Any]:
+    """One build event, formatted as the r2env command line prints it."""
+    if kind == "step":
+        step, total = steps or (0, 0)
+        text = f"[{phase} {step}/{total}] {message}"
+    elif kind == "log":
+        text = f"    {message}"
+    elif kind == "cached":
+        text = "    (cached)"
+    else:
+        text = f"[{phase}] {message}"
+    return {"phase": PHASES.get(phase, "building"), "message": text + "\n"}
+
+
+def built(image: str) -> dict[str, Any]:
+    return {"phase": "built", "message": "Built image, launching...\n", "imageName": image}
+
+
+def launching() -> dict[str, Any]:
+    return {"phase": "launching", "message": "Launching server...\n"}
+
+
+def ready(url_with_token: str, image: str, repo_url: str, commit: str, provider: str, raw_spec: str) -> dict[str, Any]:
+    """BinderHub gives the server's URL and its token apart; front-ends open url + "?token=" + token."""
+    parts = urllib.parse.urlsplit(url_with_token)
+    token = urllib.parse.parse_qs(parts.query).get("token", [""])[0]
+    url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+    request = f"v2/{provider}/{raw_spec}"
+    return {
+        "phase": "ready",
+        "message": f"server running at {url}\n",
+        "url": url,
+        "token": token,
+        "image": image,
+        "repo_url": repo_url,
+        "binder_ref_url": repo_url,
+        "binder_launch_host": "",
+        "binder_request": request,
+        # The persistent request names the resolved commit, as BinderHub's does.
+        "binder_persistent_request": request.rsplit("/", 1)[0] + f"/{commit}",
+        "resolved_ref": commit,
+    }
+
+
+def failed(message: str) -> dict[str, Any]:
+    return {"phase": "failed", "message": message.rstrip("\n") + "\n"}

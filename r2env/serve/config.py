@@ -1,0 +1,77 @@
+"""The daemon's own options (`c.Serve.<name>` in r2env_config.py, or `r2env serve --<name>`). Build and launch
+options stay `c.R2env.*`: the daemon builds and launches the way the CLI does with the same file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from traitlets import Bool, Float, Int, List, Unicode
+from traitlets.config import Configurable
+
+from r2env.config import read_config_file, trait_values
+from r2env.errors import UsageError
+from r2env.serve.sources import SourcePolicy
+
+
+class Serve(Configurable):
+    """Every option of `r2env serve`."""
+
+    host = Unicode("127.0.0.1", help="Address the daemon listens on; 0.0.0.0 for every interface (put TLS in front of it).").tag(config=True)
+    port = Int(8585, help="Port the daemon listens on.").tag(config=True)
+    state_dir = Unicode("~/.local/share/r2env/serve", help="Where the daemon keeps its database, repository mirrors and checkouts.").tag(config=True)
+    token = Unicode("", help="API token; default one generated at first start and printed once (or R2ENV_SERVE_TOKEN).").tag(config=True)
+    max_builds = Int(2, help="Builds that run at once; more wait in a queue.").tag(config=True)
+    build_timeout = Float(3600.0, help="Seconds a build may run before it is stopped and failed.").tag(config=True)
+    resolve_timeout = Float(300.0, help="Seconds a git clone or fetch of a requested repository may take.").tag(config=True)
+    max_launches = Int(10, help="Notebook servers that may run at once.").tag(config=True)
+    cull_idle_timeout = Float(3600.0, help="Stop a notebook server after this many seconds without activity; 0 = never.").tag(config=True)
+    allowed_schemes = List(Unicode(), ["https"], help="URL schemes a requested repository may use (https, http, git, ssh).").tag(config=True)
+    allowed_hosts = List(
+        Unicode(), ["github.com", "gitlab.com", "bitbucket.org", "codeberg.org"],
+        help="Hosts a requested repository may be on: names, *.example.org for subdomains, or * for any.",
+    ).tag(config=True)
+    allow_local_repos = Bool(False, help="Accept file:// URLs and absolute paths of repositories on the daemon's machine.").tag(config=True)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str
+    port: int
+    state_dir: Path
+    token: str
+    max_builds: int
+    build_timeout: float
+    resolve_timeout: float
+    max_launches: int
+    cull_idle_timeout: float
+    sources: SourcePolicy
+
+
+def load_serve_config(config_file: str | None, overrides: Mapping[str, str | list[str]], environ: Mapping[str, str]) -> ServeSettings:
+    values = trait_values(Serve, read_config_file(config_file), overrides)
+    for name in ("max_builds", "max_launches"):
+        if values[name] < 1:
+            raise UsageError(f"{name} {values[name]} is not allowed", "give 1 or more")
+    for name in ("build_timeout", "resolve_timeout"):
+        if values[name] <= 0:
+            raise UsageError(f"{name} {values[name]:g} is not allowed", "give a number of seconds above 0")
+    if not 0 <= values["port"] <= 65535:
+        raise UsageError(f"--port {values['port']} is not a port", "give 1-65535 (0: any free port)")
+    return ServeSettings(
+        host=values["host"],
+        port=values["port"],
+        state_dir=Path(values["state_dir"]).expanduser(),
+        token=values["token"] or environ.get("R2ENV_SERVE_TOKEN", ""),
+        max_builds=values["max_builds"],
+        build_timeout=values["build_timeout"],
+        resolve_timeout=values["resolve_timeout"],
+        max_launches=values["max_launches"],
+        cull_idle_timeout=max(values["cull_idle_timeout"], 0.0),
+        sources=SourcePolicy(
+            schemes=tuple(s.strip().lower() for s in values["allowed_schemes"] if s.strip()),
+            hosts=tuple(h.strip().lower() for h in values["allowed_hosts"] if h.strip()),
+            allow_local=values["allow_local_repos"],
+        ),
+    )

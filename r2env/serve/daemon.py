@@ -1,0 +1,86 @@
+"""`r2env serve`: open the state, settle what a previous run left behind, then answer HTTP until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from datetime import datetime
+from typing import TextIO
+
+from aiohttp import web
+
+from r2env.config import Settings
+from r2env.errors import UsageError
+from r2env.serve.app import AccessLog, make_app
+from r2env.serve.builds import Builds, Changes
+from r2env.serve.config import ServeSettings
+from r2env.serve.launches import DaemonEngine, Launches
+from r2env.serve.store import Store
+
+DATABASE = "r2env-serve.sqlite"
+
+
+def _log(text: str) -> None:
+    print(f"{datetime.now().isoformat(timespec='seconds')} r2env serve: {text}", file=sys.stderr, flush=True)
+
+
+def announce_token(store: Store, serve: ServeSettings, new_token: bool, out: TextIO) -> str:
+    """The token to check requests against. A configured one is used as given; otherwise one is generated at
+    first start (or with --new-token) and printed this once: only its digest is stored."""
+    if serve.token:
+        store.set_setting("token_source", "configured")
+        store.set_token(serve.token)
+        return "configured"
+    if new_token or not store.has_token() or store.setting("token_source") == "configured":
+        token = store.new_token()
+        store.set_setting("token_source", "generated")
+        print(f"r2env serve: API token (shown once; keep it): {token}", file=out, flush=True)
+        return "generated"
+    print("r2env serve: using the API token generated at first start (`r2env serve --new-token` makes a new one)", file=out, flush=True)
+    return "kept"
+
+
+def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = False, out: TextIO = sys.stdout) -> int:
+    from r2env.engine import DockerEngine
+
+    engine = DockerEngine.connect(prefer_classic=settings.builder == "classic")  # unreachable: exit 7, before listening
+    store = Store(serve_settings.state_dir / DATABASE)
+    try:
+        announce_token(store, serve_settings, new_token, out)
+        asyncio.run(_run(store, engine, settings, serve_settings, out))
+    finally:
+        store.close()
+    return 0
+
+
+async def _run(store: Store, engine: DaemonEngine, settings: Settings, serve: ServeSettings, out: TextIO) -> None:
+    changes = Changes()
+    builds = Builds(store, settings, serve, lambda image: bool(engine.image_id(image)), changes, _log)
+    launches = Launches(store, engine, settings, serve, store.daemon_id(), changes, _log)
+    builds.recover()
+    await asyncio.to_thread(launches.recover)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    runner = web.AppRunner(make_app(store, builds, launches, changes, engine), access_log_class=AccessLog, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, serve.host, serve.port)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise UsageError(f"cannot listen on {serve.host}:{serve.port}: {error.strerror or error}",
+                         "choose another --port, or stop what uses it") from None
+    port = runner.addresses[0][1] if runner.addresses else serve.port
+    host = f"[{serve.host}]" if ":" in serve.host else serve.host
+    print(f"r2env serve: listening on http://{host}:{port}/ (state in {serve.state_dir})", file=out, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    culling = asyncio.create_task(launches.cull_forever())
+    await stop.wait()
+    _log("stopping: running builds are stopped and will read as interrupted; notebook servers keep running")
+    culling.cancel()
+    await builds.close()
+    await runner.cleanup()

@@ -1,0 +1,185 @@
+"""The daemon's notebook servers: start one when its build is done, stop it on request or when idle, and
+after a restart keep the ones still running and remove every container of this daemon nobody tracks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Protocol
+
+from r2env.config import Settings
+from r2env.container import ContainerInfo
+from r2env.errors import LaunchError, R2envError, UsageError
+from r2env.launch import ContainerEngine, Ready, container_request, free_port, host_identity, new_token, run
+from r2env.serve.builds import Changes
+from r2env.serve.config import ServeSettings
+from r2env.serve.store import INTERRUPTED, LAUNCH_ACTIVE, Launch, Store
+
+SERVE_LABEL = "org.r2env.serve"  # value: the daemon's id (r2env.serve.store.Store.daemon_id)
+SERVE_LAUNCH_LABEL = "org.r2env.serve.launch"  # value: the launch id
+
+
+class DaemonEngine(ContainerEngine, Protocol):
+    def containers(self, label: str) -> list[ContainerInfo]: ...
+
+    def image_id(self, reference: str) -> str | None: ...
+
+
+class TooManyLaunches(UsageError):
+    http_status = 429
+
+
+class Launches:
+    def __init__(self, store: Store, engine: DaemonEngine, settings: Settings, serve: ServeSettings, daemon_id: str,
+                 changes: Changes, log: Callable[[str], None]) -> None:
+        self.store = store
+        self.engine = engine
+        # Limits, address, timeout and mounts come from the config file (c.R2env.*); never from a request.
+        self.options = replace(settings.launch, detach=True, editable=False, command=())
+        self.serve = serve
+        self.daemon_id = daemon_id
+        self.changes = changes
+        self.log = log
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def submit(self, build_id: str) -> Launch:
+        active = self.store.launches(limit=1_000_000, states=LAUNCH_ACTIVE)
+        if len(active) >= self.serve.max_launches:
+            raise TooManyLaunches(f"{len(active)} notebook servers are running or starting, the most this server allows",
+                                  "stop one (DELETE /api/v1/launches/ID) or try again later")
+        launch = self.store.add_launch(build_id)
+        task = asyncio.create_task(self._start(launch.id))
+        self._tasks[launch.id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(launch.id, None))
+        self.changes.fire()
+        return launch
+
+    async def _start(self, launch_id: str) -> None:
+        launch = self.store.launch(launch_id)
+        assert launch is not None
+        while True:  # wait for the build
+            news = self.changes.current()
+            build = self.store.build(launch.build)
+            assert build is not None
+            if build.state not in ("queued", "building"):
+                break
+            await news.wait()
+        if build.state != "built":
+            self._set(launch_id, state="failed", error=f"its build {build.id} {build.state}: {build.error}", hint=build.hint or "see the build's events")
+            return
+        self._set(launch_id, state="starting")
+        try:
+            container_id, url = await asyncio.to_thread(self._start_container, launch_id, build.image, build.repo)
+        except R2envError as error:
+            self._set(launch_id, state="failed", error=error.message, hint=error.hint)
+            return
+        if self.store.launch(launch_id).state != "starting":  # type: ignore[union-attr]
+            # Stopped while it was starting: the server came up for nobody.
+            await asyncio.to_thread(self.engine.stop_container, container_id)
+            return
+        self._set(launch_id, state="running", container_id=container_id, url=url, last_activity=time.time())
+
+    def _start_container(self, launch_id: str, image: str, source: str) -> tuple[str, str]:
+        options = replace(self.options, port=self.options.port or free_port(self.options.ip))
+        uid, gid = host_identity()
+        request = container_request(image, self.engine.image_config(image), options, token=new_token(), source=source,
+                                    cwd=Path.cwd(), uid=uid, gid=gid)
+        request = replace(request, labels=(*request.labels, (SERVE_LABEL, self.daemon_id), (SERVE_LAUNCH_LABEL, launch_id)))
+        ready: Ready | None = None
+        # Run to the end: a detached run keeps its container only when it finishes normally after Ready.
+        for event in run(self.engine, request, options):
+            if isinstance(event, Ready):
+                ready = event
+        if ready is None:
+            raise LaunchError("the server stopped before it answered", "see the daemon's log")
+        return ready.container_id, ready.url
+
+    def stop(self, launch_id: str, reason: str) -> Launch:
+        launch = self.store.launch(launch_id)
+        assert launch is not None
+        if launch.state not in LAUNCH_ACTIVE:
+            return launch
+        if launch.state == "waiting" and launch_id in self._tasks:
+            self._tasks[launch_id].cancel()
+        launch = self._set(launch_id, state="stopped", stopped_reason=reason)
+        if launch.container_id:
+            asyncio.get_running_loop().run_in_executor(None, self.engine.stop_container, launch.container_id)
+        return launch
+
+    def _set(self, launch_id: str, **fields: object) -> Launch:
+        launch = self.store.set_launch(launch_id, **fields)
+        self.changes.fire()
+        return launch
+
+    # culling and restarts
+
+    async def cull_forever(self) -> None:
+        interval = min(60.0, max(1.0, self.serve.cull_idle_timeout / 4)) if self.serve.cull_idle_timeout else 60.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_running()
+            except Exception as error:  # an engine hiccup must not end culling for good
+                self.log(f"checking notebook servers failed: {type(error).__name__}: {error}")
+
+    async def check_running(self) -> None:
+        """Each running server: gone or exited → stopped; idle longer than the cull timeout → stopped and removed."""
+        for launch in self.store.launches(limit=1_000_000, states=("running",)):
+            try:
+                info = await asyncio.to_thread(self.engine.container, launch.container_id)
+            except LaunchError:
+                self._set(launch.id, state="stopped", stopped_reason="its container is gone")
+                continue
+            if info.status != "running":
+                await asyncio.to_thread(self.engine.stop_container, launch.container_id)
+                self._set(launch.id, state="stopped", stopped_reason=f"the server exited with code {info.exit_code}")
+                continue
+            activity = await asyncio.to_thread(last_activity, launch.url)
+            if activity and activity > (launch.last_activity or 0):
+                launch = self._set(launch.id, last_activity=activity)
+            idle = time.time() - (launch.last_activity or launch.created)
+            if self.serve.cull_idle_timeout and idle > self.serve.cull_idle_timeout:
+                self.log(f"culling {launch.id}: idle for {idle:.0f} s")
+                await asyncio.to_thread(self.engine.stop_container, launch.container_id)
+                self._set(launch.id, state="stopped", stopped_reason=f"culled after {idle:.0f} s without activity")
+
+    def recover(self) -> None:
+        """After a restart (the store has already failed launches that were starting): running servers that survived
+        are kept; every other container labelled with this daemon's id is an orphan and is removed."""
+        tracked = {launch.container_id: launch for launch in self.store.launches(limit=1_000_000, states=("running",))}
+        alive: set[str] = set()
+        for info in self.engine.containers(f"{SERVE_LABEL}={self.daemon_id}"):
+            if info.id in tracked and info.status == "running":
+                alive.add(info.id)
+            else:
+                self.log(f"removing orphan container {info.id[:12]} ({info.labels.get(SERVE_LAUNCH_LABEL, '?')})")
+                self.engine.stop_container(info.id)
+        for container_id, launch in tracked.items():
+            if container_id not in alive:
+                self.store.set_launch(launch.id, state="stopped", stopped_reason=f"its container did not survive the restart ({INTERRUPTED})")
+
+    def counts(self) -> dict[str, int]:
+        return {state: len(self.store.launches(limit=1_000_000, states=(state,))) for state in LAUNCH_ACTIVE}
+
+
+def last_activity(url: str) -> float | None:
+    """When the Jupyter server last saw a user (its /api/status; asking does not count as activity)."""
+    parts = urllib.parse.urlsplit(url)
+    token = urllib.parse.parse_qs(parts.query).get("token", [""])[0]
+    request = urllib.request.Request(f"{parts.scheme}://{parts.netloc}/api/status", headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            stamp = json.load(response).get("last_activity")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else None
+    except ValueError:
+        return None
