@@ -78,8 +78,9 @@ def _presented_token(request: web.Request) -> str:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    # EventSource cannot send headers: event streams may carry the token in the query instead.
-    if request.method == "GET" and (request.path.endswith("/events") or request.path.startswith("/build/")):
+    # BinderHub front-ends follow /build/ with EventSource, which cannot send headers: there the token may be
+    # in the query. Nowhere else: URLs end up in histories and proxies' logs.
+    if request.method == "GET" and request.path.startswith("/build/"):
         return request.query.get("token", "")
     return ""
 
@@ -218,7 +219,7 @@ async def create_launch(request: web.Request) -> web.Response:
     else:
         build, _ = await request.app[BUILDS].submit(body["repo"], body.get("ref", ""))
         build_id = build.id
-    return web.json_response(request.app[LAUNCHES].submit(build_id).to_json(), status=202)
+    return web.json_response(request.app[LAUNCHES].record(request.app[LAUNCHES].submit(build_id), request.url.host), status=202)
 
 
 def _launch_id(request: web.Request) -> str:
@@ -229,18 +230,19 @@ def _launch_id(request: web.Request) -> str:
 
 
 async def list_launches(request: web.Request) -> web.Response:
-    return web.json_response([launch.to_json() for launch in request.app[STORE].launches(limit=100)])
+    launches = request.app[LAUNCHES]
+    return web.json_response([launches.record(launch, request.url.host) for launch in request.app[STORE].launches(limit=100)])
 
 
 async def get_launch(request: web.Request) -> web.Response:
     launch = request.app[STORE].launch(_launch_id(request))
     assert launch is not None
-    return web.json_response(launch.to_json())
+    return web.json_response(request.app[LAUNCHES].record(launch, request.url.host))
 
 
 async def stop_launch(request: web.Request) -> web.Response:
     launch = request.app[LAUNCHES].stop(_launch_id(request), "stopped on request")
-    return web.json_response(launch.to_json(), status=202)
+    return web.json_response(request.app[LAUNCHES].record(launch, request.url.host), status=202)
 
 
 # BinderHub's build-and-launch stream
@@ -282,7 +284,8 @@ async def binderhub_build(request: web.Request) -> web.StreamResponse:
         current = store.launch(launch.id)
         assert current is not None
         if current.state == "running":
-            await send(binderhub.ready(current.url, build.image, build.repo, build.commit, provider, raw_spec))
+            url = str(request.app[LAUNCHES].record(current, request.url.host)["url"])
+            await send(binderhub.ready(url, build.image, build.repo, build.commit, provider, raw_spec))
             return response
         if current.state in ("failed", "stopped"):
             await send(binderhub.failed(current.error or current.stopped_reason))
@@ -313,14 +316,15 @@ def page_text() -> str:
     return resources.files("r2env.serve").joinpath("page.html").read_text(encoding="utf-8")
 
 
+def _inline_hashes(page: str, tag: str) -> str:
+    found = re.findall(rf"<{tag}>(.*?)</{tag}>", page, re.DOTALL)
+    return " ".join("'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'" for text in found) or "'none'"
+
+
 def content_security_policy(page: str) -> str:
-    """Only the page's own inline script runs (pinned by its hash); it may talk to this server and nothing else."""
-    hashes = " ".join(
-        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
-        for script in re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
-    )
-    return (f"default-src 'none'; script-src {hashes or chr(39) + 'none' + chr(39)}; style-src 'unsafe-inline'; connect-src 'self'; "
-            "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+    """Only the page's own inline script and style apply (pinned by their hashes); it talks to this server only."""
+    return (f"default-src 'none'; script-src {_inline_hashes(page, 'script')}; style-src {_inline_hashes(page, 'style')}; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 async def page(request: web.Request) -> web.Response:

@@ -165,6 +165,16 @@ class Launches:
             if container_id not in alive:
                 self.store.set_launch(launch.id, state="stopped", stopped_reason=f"its container did not survive the restart ({INTERRUPTED})")
 
+    def record(self, launch: Launch, request_host: str | None) -> dict[str, object]:
+        """The launch as a client sees it. A server published on every interface is reached at the host name the
+        client used for the daemon (the stored URL names 127.0.0.1, which is only right on this machine)."""
+        record = launch.to_json()
+        if launch.url and request_host and self.options.ip in ("0.0.0.0", "::", ""):
+            parts = urllib.parse.urlsplit(launch.url)
+            host = f"[{request_host}]" if ":" in request_host else request_host
+            record["url"] = urllib.parse.urlunsplit(parts._replace(netloc=f"{host}:{parts.port}"))
+        return record
+
     def counts(self) -> dict[str, int]:
         return {state: len(self.store.launches(limit=1_000_000, states=(state,))) for state in LAUNCH_ACTIVE}
 
