@@ -82,7 +82,9 @@ def test_the_page_is_self_contained_and_fits_a_strict_content_security_policy(pa
     scripts = [attrs for tag, attrs in parsed.elements if tag == "script"]
     assert scripts == [{}], "exactly one inline script, no src"
     assert [tag for tag, _ in parsed.elements].count("style") == 1
-    assert [tag for tag, _ in parsed.elements if tag in ("link", "iframe", "object", "embed", "base")] == []
+    assert [tag for tag, _ in parsed.elements if tag in ("iframe", "object", "embed", "base")] == []
+    # The one link is the empty icon that saves the browser a /favicon.ico request the daemon would answer with 404.
+    assert [attrs for tag, attrs in parsed.elements if tag == "link"] == [{"rel": "icon", "href": "data:,"}]
 
 
 def test_the_script_never_parses_strings_as_markup_or_code(parsed: PageParser) -> None:

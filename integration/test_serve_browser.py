@@ -1,0 +1,61 @@
+"""The daemon's web page in Debian's headless Chromium against a real `r2env serve` and a real engine: enter the
+token, submit a repository, watch build log lines arrive, follow the notebook link into JupyterLab."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from serve_support import EXAMPLES, Daemon, GitServer
+from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
+from test_serve_api import shut_down
+
+
+def test_the_page_builds_a_repository_and_links_to_its_notebook(tmp_path: Path, engine: docker.DockerClient) -> None:
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
+    git_server = GitServer(tmp_path / "git").start()
+    daemon = Daemon(tmp_path / "state").start()
+    try:
+        (tmp_path / "work").mkdir()
+        # A new commit: the page must show a build really running, not a cached result.
+        git_server.publish("browser", EXAMPLES / "requirements", tmp_path / "work", {"browser.txt": uuid.uuid4().hex})
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=CHROMIUM, args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 900},
+            )
+            try:
+                page = context.new_page()
+                problems: list[str] = []
+                page.on("pageerror", lambda error: problems.append(str(error)))
+                page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+                page.goto(daemon.url + "/")
+                page.fill("#token", daemon.token)
+                page.fill("#repo", git_server.url("browser"))
+                page.click("#launch")
+                # Log lines arrive while the build runs, then the link to the running notebook.
+                expect(page.locator("#log")).to_contain_text("[inspect] repository git://127.0.0.1", timeout=120_000)
+                expect(page.locator("#log")).to_contain_text("RUN pip install -r requirements.txt", timeout=300_000)
+                link = page.locator("#notebook-link")
+                expect(link).to_be_visible(timeout=300_000)
+                href = link.get_attribute("href") or ""
+                assert href.startswith("http://127.0.0.1:") and "?token=" in href
+                page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
+                with context.expect_page() as opened:
+                    link.click()
+                lab = opened.value
+                lab.wait_for_selector(".jp-Launcher", timeout=60_000)
+                lab.wait_for_selector(".jp-DirListing-item[title*='analysis.ipynb']", timeout=30_000)
+                lab.screenshot(path=str(ARTIFACTS / "serve-jupyterlab.png"))
+                assert problems == []
+            finally:
+                context.close()
+    finally:
+        shut_down(daemon)
+        git_server.stop()
