@@ -5,8 +5,6 @@ strict Content-Security-Policy the daemon is to send (the inline script and styl
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import re
 import threading
@@ -18,6 +16,8 @@ from typing import Any, Awaitable, Callable, Iterator
 import pytest
 from aiohttp import web
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from r2env.serve.app import content_security_policy
 
 PAGE = Path(__file__).resolve().parent.parent / "r2env" / "serve" / "page.html"
 CHROMIUM = "/usr/bin/chromium"
@@ -95,13 +95,6 @@ def test_the_script_never_parses_strings_as_markup_or_code(parsed: PageParser) -
         assert sink not in script
 
 
-def csp_hash(tag: str) -> str:
-    """The CSP source expression allowing an inline element's exact text (CSP 3, hash-source)."""
-    match = re.search(rf"<{tag}>(.*?)</{tag}>", PAGE.read_text(encoding="utf-8"), re.DOTALL)
-    assert match
-    return "'sha256-" + base64.b64encode(hashlib.sha256(match.group(1).encode()).digest()).decode() + "'"
-
-
 # --- a fake daemon ---------------------------------------------------------------------------------------------------
 
 def sse(event: str, data: dict[str, Any], seq: int | None = None) -> bytes:
@@ -143,8 +136,8 @@ class FakeApi:
         return await handler(request)
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        policy = (f"default-src 'self'; script-src {csp_hash('script')}; style-src {csp_hash('style')}; base-uri 'none'; "
-                  "form-action 'none'; frame-ancestors 'none'")
+        # The daemon's own policy, so a page change it would block fails here.
+        policy = content_security_policy(PAGE.read_text(encoding="utf-8"))
         return web.FileResponse(PAGE, headers={"Content-Security-Policy": policy, "Content-Type": "text/html; charset=utf-8"})
 
     async def launch(self, request: web.Request) -> web.StreamResponse:
