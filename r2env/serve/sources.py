@@ -50,7 +50,7 @@ _KEPT_GIT_VARIABLES = ("GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "GIT_PROXY_SSL_CAINFO
 # Unicode control, format (zero-width, bidi overrides), separator, private-use, surrogate and unassigned characters.
 _INVISIBLE = ("Cc", "Cf", "Zs", "Zl", "Zp", "Co", "Cs", "Cn")
 _EXAMPLE = "give a git URL such as https://github.com/owner/repo"
-_ALLOW_LOCAL = "give an https:// URL; an administrator can allow local repositories with c.Serve.allow_local"
+_ALLOW_LOCAL = "give an https:// URL; an administrator can allow local repositories with c.Serve.allow_local_repos"
 _EXISTING_REF = "give a branch, tag or commit that exists in the repository"
 
 
@@ -74,7 +74,7 @@ class SourcePolicy:
             if scheme.lower() not in _NETWORK_SCHEMES:
                 raise UsageError(
                     f"c.Serve.allowed_schemes: {scheme!r} is not a scheme r2env serve can allow",
-                    "choose from https, http, ssh, git (local repositories: c.Serve.allow_local)",
+                    "choose from https, http, ssh, git (local repositories: c.Serve.allow_local_repos)",
                 )
         for pattern in self.hosts:
             if pattern != "*" and _normal_host(pattern.removeprefix("*.")) is None:
