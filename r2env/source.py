@@ -71,13 +71,15 @@ def _clone(url: str, ref: str, cache_dir: Path, git: Runner) -> Checkout:
             raise SourceError(f"{url}: git fetch failed: {_last_line(fetched.stderr)}", "check the URL and your network")
     else:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        cloned = git(["clone", "--quiet", "--no-checkout", url, str(destination)])
+        # After "--" git reads the URL as a URL even when it starts with '-' ("-u<command>@host:x" is otherwise
+        # -u, that is --upload-pack=<command>): see gitcli(7).
+        cloned = git(["clone", "--quiet", "--no-checkout", "--", url, str(destination)])
         if cloned.returncode != 0:
             raise SourceError(f"{url}: git clone failed: {_last_line(cloned.stderr)}", "check the URL and that you can access it")
     target = ref or "HEAD"
     commit = ""
     for candidate in (f"origin/{target}", target) if ref else ("origin/HEAD", "HEAD"):
-        resolved = git(["-C", str(destination), "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"])
+        resolved = git(["-C", str(destination), "rev-parse", "--verify", "--quiet", "--end-of-options", f"{candidate}^{{commit}}"])
         if resolved.returncode == 0:
             commit = resolved.stdout.strip()
             break

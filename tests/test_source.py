@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
 from r2env.errors import SourceError
-from r2env.source import fetch
+from r2env.source import fetch, run_git
 
 
 @pytest.fixture(autouse=True)
@@ -135,3 +136,19 @@ def test_file_instead_of_directory_is_a_source_error(tmp_path: Path, cache: Path
 def test_clone_failure_is_a_source_error(tmp_path: Path, cache: Path) -> None:
     with pytest.raises(SourceError, match="git clone failed"):
         fetch((tmp_path / "nowhere.git").as_uri(), "", cache)
+
+
+def test_a_url_is_never_read_as_an_option(cache: Path) -> None:
+    """A source that looks like `-u<command>` (git clone's --upload-pack) reaches git after "--", as a URL: git
+    then refuses the host name instead of running the command."""
+    calls: list[list[str]] = []
+
+    def recording(argv: Sequence[str]) -> "subprocess.CompletedProcess[str]":
+        calls.append(list(argv))
+        return run_git(argv)
+
+    source = "-ush@host:repo"  # user@host:path to is_remote
+    with pytest.raises(SourceError, match="git clone failed: .*strange hostname"):
+        fetch(source, "", cache, git=recording)
+    clone = next(argv for argv in calls if argv[0] == "clone")
+    assert clone[clone.index("--") + 1 :] == [source, str(clone[-1])]
