@@ -180,6 +180,13 @@ def test_an_unknown_ref_or_repository_is_a_clear_error(daemon: Daemon, git_serve
     assert answer.status_code == 422 and "unknown ref 'no-such-branch'" in answer.json()["error"], answer.text
     answer = daemon.api("POST", "/api/v1/builds", {"repo": git_server.url("does-not-exist")})
     assert answer.status_code == 422 and "does-not-exist" in answer.json()["error"], answer.text
+    # A link to a file of the daemon's host: refused before anything reads it.
+    git_server.publish("linked", EXAMPLES / "requirements", work)
+    (work / "linked" / "apt.txt").symlink_to("/etc/passwd")
+    git_server.publish("linked", EXAMPLES / "requirements", work)
+    answer = daemon.api("POST", "/api/v1/builds", {"repo": git_server.url("linked")})
+    assert answer.status_code == 422 and "apt.txt is a symbolic link out of the repository" in answer.json()["error"], answer.text
+    assert "root:" not in answer.text
 
 
 def test_every_api_call_needs_the_token(daemon: Daemon) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Protocol
 
+from r2env.errors import SpecError
+
 
 class RepoView(Protocol):
     """What the inspector may ask of a repository. Paths are POSIX, relative to the repo root."""
@@ -31,7 +33,14 @@ class DiskRepo:
     root: Path
 
     def _path(self, path: str) -> Path:
-        return self.root.joinpath(*_relative(path).parts)
+        full = self.root.joinpath(*_relative(path).parts)
+        # The image gets the link, not what it points at (Docker never follows links out of the context); reading
+        # the target here would plan from a file the image does not have, or show a host file in an error.
+        target = full.resolve()
+        if not target.is_relative_to(self.root.resolve()):
+            raise SpecError(f"{path} is a symbolic link to {target}, outside the repository",
+                            "commit the file itself: the image cannot see what the link points at")
+        return full
 
     def is_file(self, path: str) -> bool:
         return self._path(path).is_file()

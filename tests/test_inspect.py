@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from r2env.errors import SpecError
 from r2env.inspect import PythonRequest, inspect
-from r2env.repo import MemoryRepo
+from r2env.repo import DiskRepo, MemoryRepo
 
 
 def test_binder_folder_takes_precedence_over_root_files() -> None:
@@ -111,3 +113,23 @@ def test_python_request_comes_from_the_first_file_that_asks(files: dict[str, str
 def test_non_executable_scripts_are_recorded(executables: frozenset[str], expected: set[str]) -> None:
     repo = MemoryRepo({"postBuild": "#!/bin/sh\n", "start": '#!/bin/sh\nexec "$@"\n'}, executables)
     assert inspect(repo).not_executable == expected
+
+
+@pytest.mark.parametrize("link", ["requirements.txt", "binder"])
+def test_a_declaration_file_linked_from_outside_the_repository_is_refused(tmp_path: Path, link: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "requirements.txt").write_text("secret-token-from-the-host\n")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / link).symlink_to(outside / "requirements.txt" if link == "requirements.txt" else outside)
+    with pytest.raises(SpecError, match=r"is a symbolic link to \S+, outside the repository") as raised:
+        inspect(DiskRepo(repo))
+    assert "secret-token" not in str(raised.value)
+
+
+def test_a_link_inside_the_repository_is_read(tmp_path: Path) -> None:
+    (tmp_path / "deps").mkdir()
+    (tmp_path / "deps" / "requirements.txt").write_text("pyparsing==3.1.2\n")
+    (tmp_path / "requirements.txt").symlink_to("deps/requirements.txt")
+    assert inspect(DiskRepo(tmp_path)).has("requirements.txt")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from r2env.config import PublishSettings, Settings
+from r2env.errors import SpecError
 from r2env.pipeline import plan_checkout
 from r2env.serve.config import ServeSettings
 from r2env.serve.sources import Mirrors, validate_ref, validate_repo
@@ -28,6 +29,18 @@ from r2env.serve.worker import Job
 from r2env.source import Checkout
 
 KILL_GRACE_SECONDS = 5.0
+
+
+def link_out_of(root: Path) -> str:
+    """The first symbolic link under `root` (outside .git) that points outside it; "" when none does."""
+    top = root.resolve()
+    for directory, folders, files in os.walk(root):
+        folders[:] = [name for name in folders if name != ".git"]
+        for name in (*folders, *files):
+            path = Path(directory) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(top):
+                return path.relative_to(root).as_posix()
+    return ""
 
 
 class Changes:
@@ -131,6 +144,11 @@ class Builds:
     async def _export(self, url: str, commit: str) -> Path:
         directory = self.checkouts / secrets.token_hex(8)
         await asyncio.to_thread(self.mirrors.export, url, commit, directory)
+        escaping = link_out_of(directory)
+        if escaping:
+            shutil.rmtree(directory, ignore_errors=True)
+            # A client's repository must not make the daemon read (and echo in an error) a file of its host.
+            raise SpecError(f"{url}: {escaping} is a symbolic link out of the repository", "this server builds only repositories whose links stay inside them")
         return directory
 
     def cancel(self, build_id: str) -> Build:
