@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from r2env.errors import SourceError, UsageError
-from r2env.serve.sources import Mirrors, RefusedSource, SourcePolicy, binderhub_spec, git_environment, validate_ref, validate_repo
+from r2env.serve.mirrors import Mirrors, git_environment
+from r2env.serve.sources import RefusedSource, SourcePolicy, binderhub_spec, validate_ref, validate_repo
 
 DEFAULT = SourcePolicy()
 SSH = SourcePolicy(schemes=("https", "ssh"))

@@ -23,7 +23,8 @@ from r2env.config import PublishSettings, Settings
 from r2env.errors import SpecError
 from r2env.pipeline import plan_checkout
 from r2env.serve.config import ServeSettings
-from r2env.serve.sources import Mirrors, validate_ref, validate_repo
+from r2env.serve.mirrors import Mirrors
+from r2env.serve.sources import validate_ref, validate_repo
 from r2env.serve.store import BUILD_ACTIVE, Build, Store
 from r2env.serve.worker import Job
 from r2env.source import Checkout
