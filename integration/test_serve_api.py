@@ -14,7 +14,7 @@ import docker
 import pytest
 import requests
 
-from serve_support import EXAMPLES, Daemon, GitServer, parse_sse, serve_containers
+from serve_support import EXAMPLES, Daemon, GitServer, parse_sse
 
 # A postBuild that runs until stopped; its unique sleep shows whether BuildKit really stopped the step.
 SLOW_POSTBUILD = "#!/bin/sh\necho r2env-slow-step-started-{marker}\nexec sleep {seconds}\n"
@@ -124,10 +124,7 @@ def test_a_launch_serves_jupyterlab_with_its_token_until_stopped(daemon: Daemon,
     assert daemon.api("DELETE", f"/api/v1/launches/{launch['id']}").status_code == 202
     stopped = daemon.wait_launch(launch["id"], ("stopped",))
     assert stopped["stopped_reason"] == "stopped on request"
-    deadline = time.monotonic() + 30
-    while running["container_id"] in {c.id for c in engine.containers.list(all=True)} and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert running["container_id"] not in {c.id for c in engine.containers.list(all=True)}
+    assert _gone(engine, running["container_id"])
 
 
 def test_the_binderhub_stream_builds_launches_and_says_ready(daemon: Daemon, git_server: GitServer, work: Path) -> None:
@@ -251,10 +248,7 @@ def test_idle_servers_are_culled(tmp_path: Path, git_server: GitServer, work: Pa
         assert running["state"] == "running", running
         culled = daemon.wait_launch(launch["id"], ("stopped",), timeout=60)
         assert culled["stopped_reason"].startswith("culled after "), culled
-        deadline = time.monotonic() + 30
-        while serve_containers() and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert running["container_id"] not in {c.id for c in engine.containers.list(all=True)}
+        assert _gone(engine, running["container_id"])
     finally:
         shut_down(daemon)
 
@@ -281,6 +275,16 @@ def test_the_token_is_printed_once_and_can_be_replaced(tmp_path: Path) -> None:
     assert not any("a-configured-token" in line for line in configured.output)
     assert configured.api("GET", "/api/v1/builds").status_code == 200
     configured.stop()
+
+
+def _gone(engine: docker.DockerClient, container_id: str, timeout: float = 30) -> bool:
+    """Whether the container is removed (within `timeout`: stopping takes Jupyter a moment)."""
+    deadline = time.monotonic() + timeout
+    while container_id in {c.id for c in engine.containers.list(all=True)}:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True
 
 
 def _processes_sleeping(seconds: int, timeout: float = 20) -> list[str]:
