@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -257,6 +258,12 @@ def test_the_token_is_printed_once_and_can_be_replaced(tmp_path: Path) -> None:
     first = Daemon(tmp_path / "state").start()
     token = first.token
     assert token and any(token in line for line in first.output)
+    # One daemon per state directory: a second would take the first's builds for interrupted ones.
+    second_daemon = subprocess.run([sys.executable, "-m", "r2env.cli", "serve", "--port", "0", "--state-dir", str(tmp_path / "state")],
+                                   capture_output=True, text=True, timeout=60)
+    assert second_daemon.returncode == 2
+    assert second_daemon.stderr == (f"r2env: error: another r2env serve (pid {first.process.pid if first.process else 0}) uses the state "
+                                    f"directory {tmp_path / 'state'}: stop it first, or give this one its own --state-dir\n")
     first.stop()
     second = Daemon(tmp_path / "state").start()
     assert not any(token in line for line in second.output)

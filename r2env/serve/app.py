@@ -20,7 +20,7 @@ from r2env.serve.builds import Builds, Changes
 from r2env.serve.launches import DaemonEngine, Launches
 from r2env.serve import binderhub
 from r2env.serve.sources import binderhub_spec
-from r2env.serve.store import BUILD_ENDED, Build, Store
+from r2env.serve.store import BUILD_ENDED, LAUNCH_ACTIVE, Build, Store
 
 KEEPALIVE_SECONDS = 15.0
 MAX_BODY_BYTES = 64 * 1024
@@ -241,7 +241,11 @@ async def get_launch(request: web.Request) -> web.Response:
 
 
 async def stop_launch(request: web.Request) -> web.Response:
-    launch = request.app[LAUNCHES].stop(_launch_id(request), "stopped on request")
+    current = request.app[STORE].launch(_launch_id(request))
+    assert current is not None
+    if current.state not in LAUNCH_ACTIVE:
+        raise Conflict(f"launch {current.id} has already {current.state}", "only a waiting, starting or running launch can be stopped")
+    launch = request.app[LAUNCHES].stop(current.id, "stopped on request")
     return web.json_response(request.app[LAUNCHES].record(launch, request.url.host), status=202)
 
 

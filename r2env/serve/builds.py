@@ -15,6 +15,7 @@ import secrets
 import shutil
 import signal
 import sys
+import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -181,6 +182,9 @@ class Builds:
                 self.store.set_build(build.id, state="building")
                 self._event(build.id, "fetch", "info", f"building {build.repo} at commit {build.commit[:12]} as {build.image}")
                 await self._work(build)
+        except Exception as error:  # a bug must fail the build, not leave it "building" for ever
+            self.log(f"build {queued.id}: {traceback.format_exc()}")
+            self._fail(queued.id, f"internal error: {type(error).__name__}: {error}", "see the daemon's log; please report it")
         finally:
             shutil.rmtree(queued.checkout, ignore_errors=True)
             self.changes.fire()

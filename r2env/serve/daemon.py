@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import signal
+import sqlite3
 import sys
 from datetime import datetime
-from typing import TextIO
+from pathlib import Path
+from typing import IO, TextIO
 
 from aiohttp import web
 
@@ -46,16 +50,45 @@ def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = F
     from r2env.engine import DockerEngine
 
     engine = DockerEngine.connect(prefer_classic=settings.builder == "classic")  # unreachable: exit 7, before listening
-    store = Store(serve_settings.state_dir / DATABASE)
+    path = serve_settings.state_dir / DATABASE
+    lock = _lock_state(serve_settings.state_dir)
     try:
-        announce_token(store, serve_settings, new_token, out)
-        asyncio.run(_run(store, engine, settings, serve_settings, out))
+        store = Store(path)
+    except (OSError, sqlite3.Error) as error:
+        raise UsageError(f"{path}: cannot open the daemon's state ({error})",
+                         "give a writable --state-dir; a damaged database can be moved away (its builds are forgotten)") from None
+    try:
+        asyncio.run(_run(store, engine, settings, serve_settings, new_token, out))
     finally:
         store.close()
+        lock.close()
     return 0
 
 
-async def _run(store: Store, engine: DaemonEngine, settings: Settings, serve: ServeSettings, out: TextIO) -> None:
+def _lock_state(state_dir: Path) -> IO[str]:
+    """One daemon per state directory: a second one would take the first's running builds for interrupted ones
+    and remove its servers. The lock goes with the process, however it ends (kill -9 included)."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(state_dir / "r2env-serve.lock", "a+", encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"{state_dir}: cannot use it as the daemon's state directory ({error.strerror or error})", "give a writable --state-dir") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        owner = lock.read().strip() or "?"
+        lock.close()
+        raise UsageError(f"another r2env serve (pid {owner}) uses the state directory {state_dir}",
+                         "stop it first, or give this one its own --state-dir") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+async def _run(store: Store, engine: DaemonEngine, settings: Settings, serve: ServeSettings, new_token: bool, out: TextIO) -> None:
     changes = Changes()
     builds = Builds(store, settings, serve, lambda image: bool(engine.image_id(image)), changes, _log)
     launches = Launches(store, engine, settings, serve, store.daemon_id(), changes, _log)
@@ -71,6 +104,8 @@ async def _run(store: Store, engine: DaemonEngine, settings: Settings, serve: Se
         await runner.cleanup()
         raise UsageError(f"cannot listen on {serve.host}:{serve.port}: {error.strerror or error}",
                          "choose another --port, or stop what uses it") from None
+    # Only now, with the port taken: a token printed by a daemon that then could not listen would be lost in the noise.
+    announce_token(store, serve, new_token, out)
     port = runner.addresses[0][1] if runner.addresses else serve.port
     host = f"[{serve.host}]" if ":" in serve.host else serve.host
     print(f"r2env serve: listening on http://{host}:{port}/ (state in {serve.state_dir})", file=out, flush=True)

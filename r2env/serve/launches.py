@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -79,6 +80,11 @@ class Launches:
             container_id, url = await asyncio.to_thread(self._start_container, launch_id, build.image, build.repo)
         except R2envError as error:
             self._set(launch_id, state="failed", error=error.message, hint=error.hint)
+            return
+        except Exception as error:  # the engine's own errors, or a bug: the launch fails instead of starting for ever
+            self.log(f"launch {launch_id}: {traceback.format_exc()}")
+            self._set(launch_id, state="failed", error=f"the server could not be started: {type(error).__name__}: {error}",
+                      hint="see the daemon's log")
             return
         if self.store.launch(launch_id).state != "starting":  # type: ignore[union-attr]
             # Stopped while it was starting: the server came up for nobody.
