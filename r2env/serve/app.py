@@ -157,6 +157,18 @@ def _sse(event: str | None, data: object, event_id: int | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
+def stream(handler: Handler) -> Handler:
+    """An event stream ends when its client goes away: that is not an error worth a traceback in the log."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one
+            return web.StreamResponse()
+
+    return handle
+
+
 async def _open_stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
@@ -188,6 +200,7 @@ async def _follow_build(request: web.Request, build_id: str, after: int,
             await keepalive()
 
 
+@stream
 async def build_events(request: web.Request) -> web.StreamResponse:
     build = _build(request)
     text = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
@@ -251,6 +264,7 @@ async def stop_launch(request: web.Request) -> web.Response:
 
 # BinderHub's build-and-launch stream
 
+@stream
 async def binderhub_build(request: web.Request) -> web.StreamResponse:
     """GET /build/<provider>/<spec>: build, launch and report as BinderHub does (data-only events with a phase)."""
     provider = request.match_info["provider"]
