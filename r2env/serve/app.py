@@ -104,7 +104,7 @@ async def _body(request: web.Request, fields: dict[str, type]) -> dict[str, Any]
     """A JSON object with only the given fields, each of its type; anything else is refused, not ignored."""
     try:
         body = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than json can parse
         raise UsageError("the request body is not JSON", "send a JSON object, e.g. {\"repo\": \"https://github.com/org/repo\"}") from None
     if not isinstance(body, dict):
         raise UsageError("the request body is not a JSON object", "send a JSON object")
@@ -204,7 +204,9 @@ async def _follow_build(request: web.Request, build_id: str, after: int,
 async def build_events(request: web.Request) -> web.StreamResponse:
     build = _build(request)
     text = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
-    if not text.isdigit():
+    # ASCII digits only (str.isdigit() accepts '²', which int() refuses), and few enough for SQLite's 64-bit
+    # integers: checked before the stream opens, since an error after that can only cut the stream.
+    if not re.fullmatch(r"[0-9]{1,18}", text):
         raise UsageError(f"Last-Event-ID {text!r} is not an event number", "give the id of the last event received")
     response = await _open_stream(request)
 

@@ -54,10 +54,17 @@ def ready(url_with_token: str, image: str, repo_url: str, commit: str, provider:
         "binder_ref_url": repo_url,
         "binder_launch_host": "",
         "binder_request": request,
-        # The persistent request names the resolved commit, as BinderHub's does.
-        "binder_persistent_request": request.rsplit("/", 1)[0] + f"/{commit}",
+        # The persistent request names the resolved commit, as BinderHub's does (its get_resolved_spec).
+        "binder_persistent_request": f"v2/{provider}/{_resolved_spec(provider, raw_spec, commit)}",
         "resolved_ref": commit,
     }
+
+
+def _resolved_spec(provider: str, raw_spec: str, commit: str) -> str:
+    """The spec with its whole ref replaced by the commit. The ref may contain '/' (feature/x), so what is kept is
+    counted from the front: gh specs are owner/repo/ref, gl and git ones escaped-namespace-or-URL/ref."""
+    kept = 2 if provider == "gh" else 1
+    return "/".join([*raw_spec.split("/", kept)[:kept], commit])
 
 
 def failed(message: str) -> dict[str, Any]:

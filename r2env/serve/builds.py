@@ -40,7 +40,8 @@ def link_out_of(root: Path) -> str:
         folders[:] = [name for name in folders if name != ".git"]
         for name in (*folders, *files):
             path = Path(directory) / name
-            if path.is_symlink() and not path.resolve().is_relative_to(top):
+            # os.path.realpath, not Path.resolve: before Python 3.13 that raises RuntimeError on a loop of links.
+            if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(top):
                 return path.relative_to(root).as_posix()
     return ""
 
@@ -62,7 +63,8 @@ class Changes:
 
 def image_name(url: str, commit: str, spec_digest: str) -> str:
     name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git").lower()
-    slug = re.sub(r"[^a-z0-9._-]+", "-", name).strip("-._")[:60] or "repo"
+    # Docker allows one separator between alphanumerics ('.', '_', '__' or dashes): runs like '..' or '_.' become '-'.
+    slug = re.sub(r"[._-]{2,}", "-", re.sub(r"[^a-z0-9._-]+", "-", name))[:60].strip("-._") or "repo"
     return f"r2env-serve/{slug}:{commit[:12] or 'nocommit'}-{spec_digest.removeprefix('sha256:')[:12]}"
 
 

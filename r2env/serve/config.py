@@ -55,7 +55,7 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
         if values[name] < 1:
             raise UsageError(f"{name} {values[name]} is not allowed", "give 1 or more")
     for name in ("build_timeout", "resolve_timeout"):
-        if values[name] <= 0:
+        if not values[name] > 0:  # not `<= 0`: NaN compares false with everything (wait_for(nan) times out at once)
             raise UsageError(f"{name} {values[name]:g} is not allowed", "give a number of seconds above 0")
     if not 0 <= values["port"] <= 65535:
         raise UsageError(f"--port {values['port']} is not a port", "give 1-65535 (0: any free port)")
