@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Protocol
@@ -36,8 +37,9 @@ class DiskRepo:
         full = self.root.joinpath(*_relative(path).parts)
         # The image gets the link, not what it points at (Docker never follows links out of the context); reading
         # the target here would plan from a file the image does not have, or show a host file in an error.
-        target = full.resolve()
-        if not target.is_relative_to(self.root.resolve()):
+        # realpath, not resolve(): before Python 3.13 resolve() raises on a loop of links; a loop stays inside.
+        target = Path(os.path.realpath(full))
+        if not target.is_relative_to(os.path.realpath(self.root)):
             raise SpecError(f"{path} is a symbolic link to {target}, outside the repository",
                             "commit the file itself: the image cannot see what the link points at")
         return full

@@ -133,3 +133,9 @@ def test_a_link_inside_the_repository_is_read(tmp_path: Path) -> None:
     (tmp_path / "deps" / "requirements.txt").write_text("pyparsing==3.1.2\n")
     (tmp_path / "requirements.txt").symlink_to("deps/requirements.txt")
     assert inspect(DiskRepo(tmp_path)).has("requirements.txt")
+
+
+def test_a_loop_of_links_is_not_followed_out_of_the_repository(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").symlink_to("requirements.txt")
+    facts = inspect(DiskRepo(tmp_path))  # a loop is not a file: nothing is declared, and nothing escapes
+    assert not facts.has("requirements.txt")
