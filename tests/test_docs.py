@@ -1,13 +1,20 @@
 """The documentation stays true: its r2env commands parse (and the plan/dockerfile ones run), its option
-and exit-code tables match the code, its links resolve, and the README's test command is the one CI runs."""
+and exit-code tables match the code, its links resolve, the README's test command is the one CI runs, and
+the daemon's page names only routes, fields and options `r2env serve` really has."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect as source_code
+import json
+import posixpath
 import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,8 +34,10 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 MARKDOWN = [README, *DOCS]
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 USER_GUIDE = ROOT / "docs" / "user-guide.md"
+SERVE = ROOT / "docs" / "serve.md"
 
 SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console"}
+UNIT_LANGUAGES = {"ini", "systemd"}  # systemd units: their ExecStart= lines are commands too
 SEPARATORS = {"&&", "||", "|", ";", "&", "(", ")"}
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z_]{2,}$|[<>…]|\.\.\.")
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -111,10 +120,24 @@ def _without_environment(words: list[str]) -> list[str]:
     return words
 
 
+def _unit_commands(block: Block) -> list[Command]:
+    """`ExecStart=/usr/local/bin/r2env …` in a systemd unit, as the command `r2env …`."""
+    found: list[Command] = []
+    for offset, line in _logical_lines(block.text):
+        key, _, value = line.strip().partition("=")
+        words = shlex.split(value) if key.strip() in ("ExecStart", "ExecStartPre", "ExecStop") else []
+        if words and posixpath.basename(words[0].lstrip("-@:+!")) == "r2env":
+            found.append(Command(block.path, block.line + offset, ("r2env", *words[1:])))
+    return found
+
+
 def r2env_commands(path: Path) -> list[Command]:
-    """Every `r2env …` command in the file's shell code blocks, also after `&&`, `|`, `;` or VAR=value."""
+    """Every `r2env …` command in the file's shell code blocks, also after `&&`, `|`, `;` or VAR=value, and in
+    the ExecStart= lines of its systemd units."""
     found: list[Command] = []
     for block in fenced_blocks(path):
+        if block.language in UNIT_LANGUAGES:
+            found.extend(_unit_commands(block))
         if block.language not in SHELL_LANGUAGES:
             continue
         for offset, line in _logical_lines(block.text):
@@ -149,8 +172,11 @@ RUNNABLE = [
 
 def test_the_docs_show_r2env_commands() -> None:
     documented = {path.name for path in (c.path for c in COMMANDS)}
-    assert {"README.md", "index.md", "user-guide.md", "configuration.md"} <= documented
+    assert {"README.md", "index.md", "user-guide.md", "configuration.md", "serve.md"} <= documented
     assert len(RUNNABLE) >= 5
+    serving = [c for c in COMMANDS if "serve" in c.words]
+    assert {"README.md", "serve.md"} <= {c.path.name for c in serving}
+    assert any(c.words[:3] == ("r2env", "--config", "/etc/r2env/r2env_config.py") for c in serving), "the systemd unit's ExecStart"
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=str)
@@ -339,3 +365,155 @@ def test_user_guide_buildpack_example_works() -> None:
     stages = [(step.buildpack, step.stage) for step in spec.steps]
     assert (buildpack.name, Stage.SERVER) in stages
     assert stages.index((buildpack.name, Stage.SERVER)) == stages.index(("python", Stage.SERVER)) + 1
+
+
+# --- r2env serve: options, routes and the curl examples in docs/serve.md --------------------------------
+
+
+def _shown_default(value: object) -> str:
+    """A trait's default as the options table writes it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return "`" + ",".join(str(item) for item in value) + "`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    return f"`{value}`"
+
+
+def test_serve_page_lists_exactly_the_serve_options_with_their_defaults() -> None:
+    from r2env.serve.config import Serve
+
+    rows = re.findall(r"^\| (`--[\w-]+`|\(configuration only\)) \| (`c\.Serve\.\w+`|\(command line only\)) \| ([^|]*?) \|",
+                      _section(SERVE, "Options"), re.MULTILINE)
+    flags = {flag.strip("`") for flag, _, _ in rows if flag.startswith("`")}
+    assert sorted(flags - _long_flags(_subcommand("serve"))) == [], "in docs/serve.md but not in `r2env serve --help`"
+    assert sorted(_long_flags(_subcommand("serve")) - flags) == [], "in `r2env serve --help` but missing from docs/serve.md"
+    traits = Serve.class_traits(config=True)
+    defaults = Serve()  # no configuration: every option at its default
+    documented: set[str] = set()
+    for flag, setting, default in rows:
+        if not setting.startswith("`"):
+            assert flag == "`--new-token`", f"{flag}: only --new-token has no c.Serve setting"
+            continue
+        name = setting.strip("`").removeprefix("c.Serve.")
+        assert name in traits, f"{setting} is not an option of r2env serve"
+        documented.add(name)
+        if flag.startswith("`"):
+            assert flag.strip("`") == "--" + name.replace("_", "-"), f"{flag} is set as c.Serve.{flag.strip('`')[2:].replace('-', '_')}"
+            shown = _shown_default(getattr(defaults, name))
+            assert default == shown, f"{flag}: the default is {shown}"
+        else:
+            assert name == "token", f"{setting} has a flag: name it"  # the token is never a flag
+    assert documented == set(traits)
+
+
+def _serve_app() -> Any:
+    from r2env.serve.app import make_app
+
+    # The routing table only: no handler runs, so the daemon's objects are not needed.
+    return make_app(None, None, None, None, None)  # type: ignore[arg-type]
+
+
+def test_serve_page_documents_every_route() -> None:
+    text = SERVE.read_text(encoding="utf-8")
+    routes = {(route.method, route.resource.canonical) for route in _serve_app().router.routes() if route.method != "HEAD"}
+    assert routes
+    missing = sorted(f"{method} {path}" for method, path in routes if f"`{method} {path}`" not in text)
+    assert missing == [], "routes of r2env/serve/app.py that docs/serve.md does not describe"
+
+
+@dataclass(frozen=True)
+class Curl:
+    path: Path
+    line: int
+    method: str
+    url: str
+    body: str | None
+
+    def __str__(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}: {self.method} {self.url}"
+
+
+_CURL_VALUE_OPTIONS = {"-H", "--header", "-o", "--output", "-w", "--write-out", "-u", "--user", "--resolve", "-A", "--user-agent"}
+_CURL_DATA_OPTIONS = {"-d", "--data", "--data-raw", "--data-binary", "--json"}
+
+
+def _curl(path: Path, line: int, words: list[str]) -> Curl:
+    method, url, body = "", "", None
+    rest = iter(words[1:])
+    for word in rest:
+        if word in ("-X", "--request"):
+            method = next(rest)
+        elif word in _CURL_DATA_OPTIONS:
+            body = next(rest)
+        elif word in ("-I", "--head"):
+            method = method or "HEAD"
+        elif word in _CURL_VALUE_OPTIONS:
+            next(rest)
+        elif re.match(r"^https?://", word):
+            url = word
+    return Curl(path, line, method or ("POST" if body is not None else "GET"), url, body)
+
+
+def curl_examples(path: Path) -> list[Curl]:
+    """Every curl command in the file's shell code blocks: the docs use curl only to talk to `r2env serve`."""
+    found: list[Curl] = []
+    for block in fenced_blocks(path):
+        if block.language not in SHELL_LANGUAGES:
+            continue
+        for offset, line in _logical_lines(block.text):
+            if "curl" not in line:
+                continue
+            segment: list[str] = []
+            for word in [*_shell_words(line), ";"]:
+                if word in SEPARATORS:
+                    if segment and segment[0] == "curl":
+                        found.append(_curl(path, block.line + offset, segment))
+                    segment = []
+                else:
+                    segment.append(word)
+    return found
+
+
+CURLS = [curl for path in MARKDOWN for curl in curl_examples(path)]
+
+
+def _with_sample_values(text: str) -> str:
+    """Shell variables ($BUILD, ${LAUNCH}) as a client would have filled them in."""
+    return re.sub(r"\$\{?[A-Za-z_]\w*\}?", "b-0123456789ab", text)
+
+
+def _route(curl: Curl) -> Any:
+    """aiohttp's match for the example's method and path, on the daemon's real routing table."""
+    from aiohttp.test_utils import make_mocked_request
+
+    assert curl.url, f"{curl}: no http(s) URL"
+    parts = urlsplit(_with_sample_values(curl.url))
+    app = _serve_app()
+
+    async def resolve() -> Any:
+        request = make_mocked_request(curl.method, parts.path + (f"?{parts.query}" if parts.query else ""), app=app)
+        return await app.router.resolve(request)
+
+    return asyncio.run(resolve())
+
+
+def test_serve_page_shows_curl_for_builds_events_launches_and_stopping() -> None:
+    shown = {(curl.method, match.route.resource.canonical) for curl in CURLS
+             if curl.path == SERVE and (match := _route(curl)).http_exception is None}
+    assert {("POST", "/api/v1/builds"), ("GET", "/api/v1/builds/{build_id}/events"), ("POST", "/api/v1/launches"),
+            ("DELETE", "/api/v1/launches/{launch_id}"), ("GET", "/build/{provider}/{spec}")} <= shown
+
+
+@pytest.mark.parametrize("curl", CURLS, ids=str)
+def test_curl_example_calls_a_route_the_daemon_has(curl: Curl) -> None:
+    match = _route(curl)
+    assert match.http_exception is None, f"{curl}: the daemon answers {match.http_exception.status} (no such route)"
+    if curl.body is not None:
+        body = json.loads(_with_sample_values(curl.body))
+        assert isinstance(body, dict), f"{curl}: the body must be a JSON object"
+        declared = re.search(r"_body\(request, \{(.*?)\}\)", source_code.getsource(match.handler))
+        assert declared, f"{curl}: {match.handler.__name__} takes no body"
+        fields = set(re.findall(r"\"(\w+)\":", declared.group(1)))
+        assert set(body) <= fields, f"{curl}: {sorted(set(body) - fields)} not among the fields {sorted(fields)}"
