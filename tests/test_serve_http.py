@@ -281,7 +281,7 @@ def test_cancelling_a_queued_build_ends_it_and_cancelling_it_again_is_a_409(daem
     assert (first_status, cancelled["state"], cancelled["error"]) == (202, "cancelled", "the build was cancelled")
     assert [event.message for event in daemon.store.events(build.id)] == ["build cancelled"]
     assert second_status == 409
-    assert refused["error"] == f"build {build.id} has already cancelled"
+    assert refused["error"] == f"build {build.id} has ended (cancelled)"
 
 
 @pytest.mark.parametrize(
@@ -338,7 +338,7 @@ def test_a_launch_over_the_limit_is_a_429(daemon_with: Callable[..., Daemon]) ->
     status, error = daemon.run(scenario)
     launches = daemon.store.launches()
     assert status == 429
-    assert "1 notebook servers are running or starting" in error["error"] and "DELETE /api/v1/launches/ID" in error["hint"]
+    assert "1 notebook server is running or starting" in error["error"] and "DELETE /api/v1/launches/ID" in error["hint"]
     assert len(launches) == 1
 
 

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import re
 from importlib import resources
 from typing import Any, Awaitable, Callable
@@ -64,6 +65,7 @@ def error_body(error: R2envError) -> dict[str, str]:
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error answer is one JSON line {error, hint}: r2env's, aiohttp's own (404, 405, 413) and bugs' (500)."""
     try:
         return await handler(request)
     except R2envError as error:
@@ -71,6 +73,16 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if isinstance(error, Unauthorized):
             response.headers["WWW-Authenticate"] = 'Bearer realm="r2env"'
         return response
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        hint = {404: "see docs/serve.md for the API", 405: "see docs/serve.md for the methods each route takes",
+                413: f"send at most {MAX_BODY_BYTES // 1024} KiB"}.get(error.status, "see docs/serve.md")
+        return web.json_response({"error": error.reason.lower(), "hint": hint}, status=error.status,
+                                 headers={key: value for key, value in error.headers.items() if key == "Allow"})
+    except Exception as error:
+        logging.getLogger("r2env.serve").exception("%s %s failed", request.method, request.path)
+        return web.json_response({"error": f"internal error: {type(error).__name__}", "hint": "see the daemon's log; please report it"}, status=500)
 
 
 def _presented_token(request: web.Request) -> str:
@@ -145,7 +157,7 @@ async def get_build(request: web.Request) -> web.Response:
 async def cancel_build(request: web.Request) -> web.Response:
     build = _build(request)
     if build.state in BUILD_ENDED:
-        raise Conflict(f"build {build.id} has already {build.state}", "only a queued or running build can be cancelled")
+        raise Conflict(f"build {build.id} has ended ({build.state})", "only a queued or running build can be cancelled")
     return web.json_response(request.app[BUILDS].cancel(build.id).to_json(), status=202)
 
 
@@ -225,8 +237,9 @@ async def build_events(request: web.Request) -> web.StreamResponse:
 
 async def create_launch(request: web.Request) -> web.Response:
     body = await _body(request, {"build": str, "repo": str, "ref": str})
-    if bool(body.get("build")) == bool(body.get("repo")):
+    if bool(body.get("build")) == bool(body.get("repo")) or ("build" in body and "ref" in body):
         raise UsageError("give either 'build' (a build id) or 'repo' (and 'ref')", "e.g. {\"repo\": \"https://github.com/org/repo\"}")
+    request.app[LAUNCHES].check_room()  # a full server refuses before building anything
     if body.get("build"):
         if request.app[STORE].build(body["build"]) is None:
             raise NotFound(f"no build {body['build']!r}", "see GET /api/v1/builds")
@@ -259,7 +272,7 @@ async def stop_launch(request: web.Request) -> web.Response:
     current = request.app[STORE].launch(_launch_id(request))
     assert current is not None
     if current.state not in LAUNCH_ACTIVE:
-        raise Conflict(f"launch {current.id} has already {current.state}", "only a waiting, starting or running launch can be stopped")
+        raise Conflict(f"launch {current.id} has ended ({current.state})", "only a waiting, starting or running launch can be stopped")
     launch = request.app[LAUNCHES].stop(current.id, "stopped on request")
     return web.json_response(request.app[LAUNCHES].record(launch, request.url.host), status=202)
 
@@ -282,6 +295,7 @@ async def binderhub_build(request: web.Request) -> web.StreamResponse:
     await send(binderhub.waiting())
     try:
         repo, ref = binderhub_spec(provider, raw_spec)
+        request.app[LAUNCHES].check_room()
         build, _ = await request.app[BUILDS].submit(repo, ref)
         launch = request.app[LAUNCHES].submit(build.id)
     except R2envError as error:
@@ -372,11 +386,12 @@ def make_app(store: Store, builds: Builds, launches: Launches, changes: Changes,
     app.router.add_get("/api/v1/builds", list_builds)
     app.router.add_get("/api/v1/builds/{build_id}", get_build)
     app.router.add_delete("/api/v1/builds/{build_id}", cancel_build)
-    app.router.add_get("/api/v1/builds/{build_id}/events", build_events)
+    # No HEAD twins for the streams: a HEAD of /build/... would start a build and a server.
+    app.router.add_get("/api/v1/builds/{build_id}/events", build_events, allow_head=False)
     app.router.add_post("/api/v1/launches", create_launch)
     app.router.add_get("/api/v1/launches", list_launches)
     app.router.add_get("/api/v1/launches/{launch_id}", get_launch)
     app.router.add_delete("/api/v1/launches/{launch_id}", stop_launch)
-    app.router.add_get("/build/{provider}/{spec:.+}", binderhub_build)
+    app.router.add_get("/build/{provider}/{spec:.+}", binderhub_build, allow_head=False)
     return app
 

@@ -188,7 +188,10 @@ class Builds:
             self.log(f"build {queued.id}: {traceback.format_exc()}")
             self._fail(queued.id, f"internal error: {type(error).__name__}: {error}", "see the daemon's log; please report it")
         finally:
-            shutil.rmtree(queued.checkout, ignore_errors=True)
+            # A build still queued when the daemon stops keeps its checkout: it runs after the restart.
+            ended = self.store.build(queued.id)
+            if ended is None or ended.state not in ("queued",):
+                shutil.rmtree(queued.checkout, ignore_errors=True)
             self.changes.fire()
 
     async def _work(self, build: Build) -> None:
@@ -234,8 +237,11 @@ class Builds:
         return outcome
 
     def _fail(self, build_id: str, error: str, hint: str, details: str = "") -> None:
+        # A failed step's last lines (the details) were streamed as it ran: only what the log lacks is added.
+        logged = self.store.last_messages(build_id, 200)
         for line in details.splitlines():
-            self._event(build_id, "build", "log", line)
+            if line not in logged:
+                self._event(build_id, "build", "log", line)
         self._event(build_id, "done", "info", f"build failed: {error}" + (f": {hint}" if hint else ""))
         self.store.set_build(build_id, state="failed", error=error, hint=hint)
 
@@ -256,6 +262,7 @@ class Builds:
                 keep.add(build.checkout)
                 self._schedule(build)
             else:
+                self.log(f"build {build.id} was queued, but its checkout is gone: marked failed")
                 self._fail(build.id, "the build was interrupted by restart before it started, and its checkout is gone", "submit it again")
         for directory in self.checkouts.iterdir():
             if str(directory) not in keep:

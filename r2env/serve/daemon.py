@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TextIO
@@ -16,6 +17,7 @@ from typing import IO, TextIO
 from aiohttp import web
 
 from r2env.config import Settings
+from r2env.launch import container_request, host_identity
 from r2env.errors import UsageError
 from r2env.serve.app import AccessLog, make_app
 from r2env.serve.builds import Builds, Changes
@@ -49,11 +51,20 @@ def announce_token(store: Store, serve: ServeSettings, new_token: bool, out: Tex
 def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = False, out: TextIO = sys.stdout) -> int:
     from r2env.engine import DockerEngine
 
+    if settings.launch.port:
+        raise UsageError(f"c.R2env.port = {settings.launch.port} gives every notebook server the same port, and the daemon starts many",
+                         "remove it from the config file: each server gets a free port")
+    # The launch options of the config file (mounts, environment, limits) fail now, not at every launch.
+    uid, gid = host_identity()
+    container_request("", {}, replace(settings.launch, editable=False), token="", cwd=Path.cwd(), uid=uid, gid=gid, host_env=os.environ)
     engine = DockerEngine.connect(prefer_classic=settings.builder == "classic")  # unreachable: exit 7, before listening
     path = serve_settings.state_dir / DATABASE
     lock = _lock_state(serve_settings.state_dir)
     try:
         store = Store(path)
+        # The database holds notebook URLs with their tokens: for the daemon's user only (SQLite gives its
+        # -wal and -shm files the database's permissions).
+        path.chmod(0o600)
     except (OSError, sqlite3.Error) as error:
         raise UsageError(f"{path}: cannot open the daemon's state ({error})",
                          "give a writable --state-dir; a damaged database can be moved away (its builds are forgotten)") from None
@@ -69,7 +80,7 @@ def _lock_state(state_dir: Path) -> IO[str]:
     """One daemon per state directory: a second one would take the first's running builds for interrupted ones
     and remove its servers. The lock goes with the process, however it ends (kill -9 included)."""
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock = open(state_dir / "r2env-serve.lock", "a+", encoding="utf-8")
     except OSError as error:
         raise UsageError(f"{state_dir}: cannot use it as the daemon's state directory ({error.strerror or error})", "give a writable --state-dir") from None

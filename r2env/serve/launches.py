@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import traceback
 import urllib.error
@@ -50,11 +51,16 @@ class Launches:
         self.log = log
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def submit(self, build_id: str) -> Launch:
-        active = self.store.launches(limit=1_000_000, states=LAUNCH_ACTIVE)
-        if len(active) >= self.serve.max_launches:
-            raise TooManyLaunches(f"{len(active)} notebook servers are running or starting, the most this server allows",
+    def check_room(self) -> None:
+        """Before anything is built for a launch: a full server refuses at once."""
+        active = len(self.store.launches(limit=1_000_000, states=LAUNCH_ACTIVE))
+        if active >= self.serve.max_launches:
+            servers = "notebook server is" if active == 1 else "notebook servers are"
+            raise TooManyLaunches(f"{active} {servers} running or starting, the most this server allows",
                                   "stop one (DELETE /api/v1/launches/ID) or try again later")
+
+    def submit(self, build_id: str) -> Launch:
+        self.check_room()
         launch = self.store.add_launch(build_id)
         task = asyncio.create_task(self._start(launch.id))
         self._tasks[launch.id] = task
@@ -76,19 +82,22 @@ class Launches:
             self._set(launch_id, state="failed", error=f"its build {build.id} {build.state}: {build.error}", hint=build.hint or "see the build's events")
             return
         self._set(launch_id, state="starting")
+        failure: tuple[str, str] | None = None
         try:
             container_id, url = await asyncio.to_thread(self._start_container, launch_id, build.image, build.repo)
         except R2envError as error:
-            self._set(launch_id, state="failed", error=error.message, hint=error.hint)
-            return
+            failure = (error.message, error.hint)
         except Exception as error:  # the engine's own errors, or a bug: the launch fails instead of starting for ever
             self.log(f"launch {launch_id}: {traceback.format_exc()}")
-            self._set(launch_id, state="failed", error=f"the server could not be started: {type(error).__name__}: {error}",
-                      hint="see the daemon's log")
+            failure = (f"the server could not be started: {type(error).__name__}: {error}", "see the daemon's log")
+        current = self.store.launch(launch_id)
+        if current is None or current.state != "starting":
+            # Stopped while it was starting: its record says so already, and a server that came up is for nobody.
+            if failure is None:
+                await asyncio.to_thread(self.engine.stop_container, container_id)
             return
-        if self.store.launch(launch_id).state != "starting":  # type: ignore[union-attr]
-            # Stopped while it was starting: the server came up for nobody.
-            await asyncio.to_thread(self.engine.stop_container, container_id)
+        if failure is not None:
+            self._set(launch_id, state="failed", error=failure[0], hint=failure[1])
             return
         self._set(launch_id, state="running", container_id=container_id, url=url, last_activity=time.time())
 
@@ -96,7 +105,7 @@ class Launches:
         options = replace(self.options, port=self.options.port or free_port(self.options.ip))
         uid, gid = host_identity()
         request = container_request(image, self.engine.image_config(image), options, token=new_token(), source=source,
-                                    cwd=Path.cwd(), uid=uid, gid=gid)
+                                    cwd=Path.cwd(), uid=uid, gid=gid, host_env=os.environ)
         request = replace(request, labels=(*request.labels, (SERVE_LABEL, self.daemon_id), (SERVE_LAUNCH_LABEL, launch_id)))
         ready: Ready | None = None
         # Run to the end: a detached run keeps its container only when it finishes normally after Ready.

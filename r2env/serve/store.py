@@ -206,6 +206,10 @@ class Store:
         )
         return seq
 
+    def last_messages(self, build_id: str, count: int) -> set[str]:
+        rows = self._db.execute("SELECT message FROM events WHERE build_id = ? ORDER BY seq DESC LIMIT ?", (build_id, count))
+        return {str(row["message"]) for row in rows}
+
     def events(self, build_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = self._db.execute(
             "SELECT * FROM events WHERE build_id = ? AND seq > ? ORDER BY seq LIMIT ?", (build_id, after, limit)
@@ -234,6 +238,7 @@ class Store:
     def set_launch(self, launch_id: str, **fields: Any) -> Launch:
         if fields.get("state") in ("failed", "stopped"):
             fields.setdefault("finished", time.time())
+            fields.setdefault("url", "")  # the server is gone: its URL and token open nothing any more
         assignments = ", ".join(f"{name} = ?" for name in fields)
         self._db.execute(f"UPDATE launches SET {assignments} WHERE id = ?", (*fields.values(), launch_id))
         launch = self.launch(launch_id)
