@@ -79,3 +79,28 @@ def _crash_and_restart(tmp_path: Path, git_server: GitServer, work: Path, engine
         shut_down(restarted)
     assert serve_containers(daemon_id) == []
 
+
+
+def test_after_a_sigterm_queued_builds_run_and_running_ones_read_as_interrupted(tmp_path: Path, engine: docker.DockerClient) -> None:
+    git_server = GitServer(tmp_path / "git").start()
+    work = tmp_path / "work"
+    work.mkdir()
+    daemon = Daemon(tmp_path / "state", options=("--max-builds", "1")).start()
+    try:
+        postbuild, started, seconds = slow_postbuild()
+        git_server.publish("term-slow", EXAMPLES / "requirements", work, {"postBuild": postbuild})
+        git_server.publish("term-queued", EXAMPLES / "requirements", work, {"queued.txt": uuid.uuid4().hex})
+        slow = daemon.ok("POST", "/api/v1/builds", {"repo": git_server.url("term-slow")})
+        _wait_for_line(daemon, slow["id"], started)
+        queued = daemon.ok("POST", "/api/v1/builds", {"repo": git_server.url("term-queued")})
+        assert daemon.ok("GET", f"/api/v1/builds/{queued['id']}")["state"] == "queued"
+        assert daemon.stop() == 0  # SIGTERM, as systemctl stop sends
+        assert _processes_sleeping(seconds, timeout=30) == []
+        restarted = Daemon(tmp_path / "state", options=("--max-builds", "1")).start(token=daemon.token)
+        try:
+            assert restarted.ok("GET", f"/api/v1/builds/{slow['id']}")["error"] == "the build was interrupted by restart"
+            assert restarted.wait_build(queued["id"])["state"] == "built"
+        finally:
+            shut_down(restarted)
+    finally:
+        git_server.stop()

@@ -341,6 +341,14 @@ def test_a_launch_over_the_limit_is_a_429(daemon_with: Callable[..., Daemon]) ->
     assert "1 notebook server is running or starting" in error["error"] and "DELETE /api/v1/launches/ID" in error["hint"]
     assert len(launches) == 1
 
+    async def by_repository(client: Client) -> int:
+        response = await client.post("/api/v1/launches", json={"repo": REPO}, headers=AUTH)
+        return response.status
+
+    builds = len(daemon.store.builds())
+    assert daemon.run(by_repository) == 429
+    assert len(daemon.store.builds()) == builds  # refused before anything was built
+
 
 def test_a_server_on_every_interface_is_shown_at_the_host_the_client_used(daemon_with: Callable[..., Daemon]) -> None:
     daemon = daemon_with(ip="0.0.0.0")
