@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -15,18 +15,12 @@ from r2env.errors import SourceError, SpecError
 from r2env.serve.builds import image_name, link_out_of
 from r2env.serve.sources import RefusedSource
 from r2env.serve.store import Build
-from serve_fakes import COMMIT, REPO, Daemon, daemons
+from serve_fakes import COMMIT, REPO, Daemon
 
 # Docker's reference grammar (distribution/reference): path components joined by '/', each alphanumeric runs
 # joined by one separator ('.', '_', '__' or any number of '-'); then a tag.
 COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 DOCKER_REFERENCE = re.compile(rf"{COMPONENT}(?:/{COMPONENT})*:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
-    with daemons(tmp_path, monkeypatch) as make:
-        yield make()
 
 
 def test_concurrent_requests_for_one_repository_and_ref_share_one_resolution(daemon: Daemon) -> None:

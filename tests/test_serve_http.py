@@ -10,26 +10,13 @@ import hashlib
 import json
 import logging
 from html.parser import HTMLParser
-from pathlib import Path
-from typing import Any, Callable, Iterator, cast
+from typing import Any, Callable, cast
 
 import pytest
 
 from r2env import __version__
 from r2env.serve.app import AccessLog
-from serve_fakes import AUTH, COMMIT, NOTEBOOK_URL, REPO, TOKEN, Client, Daemon, daemons
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
-    with daemons(tmp_path, monkeypatch) as make:
-        yield make()
-
-
-@pytest.fixture
-def daemon_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Daemon]]:
-    with daemons(tmp_path, monkeypatch) as make:
-        yield make
+from serve_fakes import AUTH, COMMIT, NOTEBOOK_URL, REPO, TOKEN, Client, Daemon
 
 
 def stream_events(text: str) -> list[dict[str, str]]:

@@ -7,26 +7,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
 from r2env.serve import launches as launches_module
 from r2env.serve.launches import TooManyLaunches
-from serve_fakes import NOTEBOOK_URL, Daemon, daemons
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
-    with daemons(tmp_path, monkeypatch) as make:
-        yield make()
-
-
-@pytest.fixture
-def daemon_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Daemon]]:
-    with daemons(tmp_path, monkeypatch) as make:
-        yield make
+from serve_fakes import NOTEBOOK_URL, Daemon
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from git_repos import commit, git
 
 from r2env.errors import SourceError, UsageError
 from r2env.serve.mirrors import Mirrors, git_environment
@@ -353,28 +354,7 @@ def test_git_refuses_transports_outside_the_policy(tmp_path: Path) -> None:
 # --- Mirrors ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No system or user git config, and no repository above tmp_path, for the tests' git as well as the mirrors'."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for variable in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        monkeypatch.delenv(variable, raising=False)
-
-
-def git(*argv: str, cwd: Path | None = None) -> str:
-    identity = ["-c", "user.email=tests@example.org", "-c", "user.name=r2env tests", "-c", "init.defaultBranch=main"]
-    return subprocess.run(["git", *identity, *argv], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def commit(repo: Path, content: str) -> str:
-    (repo / "requirements.txt").write_text(content)
-    git("add", "requirements.txt", cwd=repo)
-    git("commit", "-q", "-m", content.strip(), cwd=repo)
-    return git("rev-parse", "HEAD", cwd=repo)
+pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 @dataclass(frozen=True)

@@ -8,33 +8,13 @@ from pathlib import Path
 from typing import Sequence
 
 import pytest
+from git_repos import commit, git
 
 from r2env.errors import SourceError
 from r2env.source import fetch, run_git
 
 
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No system or user git config, and no repository above tmp_path, for r2env's git as well as ours."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    for variable in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        monkeypatch.delenv(variable, raising=False)
-
-
-def git(*argv: str, cwd: Path | None = None) -> str:
-    identity = ["-c", "user.email=tests@example.org", "-c", "user.name=r2env tests", "-c", "init.defaultBranch=main"]
-    return subprocess.run(["git", *identity, *argv], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def commit(repo: Path, content: str) -> str:
-    (repo / "requirements.txt").write_text(content)
-    git("add", "requirements.txt", cwd=repo)
-    git("commit", "-q", "-m", content.strip(), cwd=repo)
-    return git("rev-parse", "HEAD", cwd=repo)
+pytestmark = pytest.mark.usefixtures("isolated_git")
 
 
 @dataclass(frozen=True)
