@@ -249,7 +249,7 @@ def run(
         if options.detach:
             keep = True
             return
-        for line in iter(lines.get, None):
+        for line in _lines(lines):
             yield BuildEvent(Phase.LAUNCH, Kind.LOG, line)
         yield Exited(engine.wait(container_id), container_id)
     finally:
@@ -269,6 +269,20 @@ def _pump(engine: ContainerEngine, container_id: str, lines: "queue.Queue[str | 
         pass
     finally:
         lines.put(None)
+
+
+def _lines(lines: "queue.Queue[str | None]") -> Iterator[str]:
+    """The pumped lines until the end marker. Never one blocking get: a signal (Ctrl-C, SIGTERM) that the kernel
+    hands to another thread only sets a flag, and the main thread runs its handler at its next bytecode, which a
+    get() waiting for a quiet server's next line would never reach."""
+    while True:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if line is None:
+            return
+        yield line
 
 
 def _drain(lines: "queue.Queue[str | None]") -> Iterator[BuildEvent]:
@@ -291,7 +305,7 @@ def _follow_command(
         yield BuildEvent(Phase.LAUNCH, Kind.INFO, f"port {SERVER_PORT} is published at {browser_host(info.host_ip)}:{info.host_port}")
     if options.detach:
         return
-    for line in iter(lines.get, None):
+    for line in _lines(lines):
         yield BuildEvent(Phase.LAUNCH, Kind.LOG, line)
     yield Exited(engine.wait(container_id), container_id)
 
