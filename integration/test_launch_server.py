@@ -123,8 +123,11 @@ def test_ps_lists_and_stop_removes(detached: tuple[str, str], engine: docker.Doc
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_attached_server_stops_and_is_removed_on_a_signal(image: str, engine: docker.DockerClient, signum: int) -> None:
     before = launched(engine)
+    # As from a terminal: a job started in the background by a non-interactive shell inherits an ignored SIGINT,
+    # which Python then leaves ignored (and which no shell in between can reset).
     process = subprocess.Popen([sys.executable, "-m", "r2env.cli", "launch", image], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+                               stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stdout is not None
     lines = []
     for line in process.stdout:
