@@ -36,6 +36,22 @@ def test_concurrent_requests_for_one_repository_and_ref_share_one_resolution(dae
     assert len(daemon.store.builds()) == 1 and daemon.scheduled == [answers[0][0].id]
 
 
+def test_concurrent_requests_for_other_refs_of_one_commit_make_one_build(daemon: Daemon) -> None:
+    """main, v1 and the default branch name the same commit: their resolutions run side by side, and only one may queue,
+    also when the commit's spec is known already (a failed build of it) and each request then waits for its checkout."""
+    failed, _ = asyncio.run(daemon.builds.submit(REPO, "main"))
+    daemon.store.set_build(failed.id, state="failed")
+    daemon.mirrors.delay = 0.05
+
+    async def scenario() -> list[tuple[Build, bool]]:
+        return await asyncio.gather(*(daemon.builds.submit(REPO, ref) for ref in ("main", "v1", "", "main", "v1")))
+
+    answers = asyncio.run(scenario())
+    assert len({build.id for build, _ in answers}) == 1
+    assert sum(created for _, created in answers) == 1
+    assert len(daemon.store.builds()) == 2  # the failed one and the new one
+
+
 def test_a_failed_resolution_fails_every_waiting_request_and_the_next_one_tries_again(daemon: Daemon) -> None:
     daemon.mirrors.delay = 0.05
 

@@ -130,12 +130,13 @@ class Builds:
                     existing = done
             if existing is not None:
                 return existing, False
-            # Another request may have queued the same commit while we looked for the image.
+            if directory is None:
+                directory = await self._export(url, commit)
+            # Looked at again after the last wait, with none before the build is added: a request for another ref of
+            # the same commit may have queued it meanwhile.
             existing = self.store.build_for(commit, spec_digest, BUILD_ACTIVE)
             if existing is not None:
                 return existing, False
-            if directory is None:
-                directory = await self._export(url, commit)
             build = self.store.add_build(url, ref, commit, spec_digest, image_name(url, commit, spec_digest), str(directory))
             directory = None  # the build owns it now
             self._event(build.id, "fetch", "info", f"queued {url}" + (f" at {ref}" if ref else "") + f" (commit {commit[:12]})")
