@@ -3,8 +3,12 @@ token, submit a repository, watch build log lines arrive, follow the notebook li
 
 from __future__ import annotations
 
+import functools
+import http.server
 import shutil
+import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -59,3 +63,58 @@ def test_the_page_builds_a_repository_and_links_to_its_notebook(tmp_path: Path, 
     finally:
         shut_down(daemon)
         git_server.stop()
+
+
+def test_a_page_on_a_listed_origin_may_call_the_api_and_others_may_not(tmp_path: Path, engine: docker.DockerClient) -> None:
+    """CORS in a real browser: a front-end served from another origin reads the daemon's answers only when that
+    origin is listed (c.Serve.allowed_origins)."""
+    listed, unlisted = _static_site(tmp_path / "listed"), _static_site(tmp_path / "unlisted")
+    daemon = Daemon(tmp_path / "state", options=("--allowed-origins", listed.origin)).start()
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                page = context.new_page()
+                outcomes = []
+                for site in (listed, unlisted):
+                    page.goto(site.origin + "/")
+                    outcomes.append(page.evaluate(CALL_THE_API, {"url": daemon.url + "/api/v1/builds", "token": daemon.token}))
+            finally:
+                context.close()
+    finally:
+        shut_down(daemon)
+        for site in (listed, unlisted):
+            site.server.shutdown()
+            site.server.server_close()
+    assert outcomes == ["200 []", "refused: TypeError"]
+
+
+# fetch() with the token header: a cross-origin request the browser preflights, then lets the page read (or not).
+CALL_THE_API = """async ({url, token}) => {
+  try {
+    const response = await fetch(url, {headers: {Authorization: `Bearer ${token}`}});
+    return `${response.status} ${await response.text()}`;
+  } catch (error) {
+    return `refused: ${error.name}`;
+  }
+}"""
+
+
+@dataclass
+class StaticSite:
+    origin: str
+    server: http.server.ThreadingHTTPServer
+
+
+def _static_site(root: Path) -> StaticSite:
+    root.mkdir()
+    (root / "index.html").write_text("<!doctype html><title>another front-end</title>")
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return StaticSite(f"http://127.0.0.1:{server.server_address[1]}", server)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass

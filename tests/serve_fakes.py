@@ -114,7 +114,8 @@ class Daemon:
 
     def run(self, scenario: Callable[[Client], Awaitable[T]], **server_options: Any) -> T:
         async def main() -> T:
-            server = TestServer(make_app(self.store, self.builds, self.launches, self.changes, cast(DaemonEngine, self.engine)))
+            server = TestServer(make_app(self.store, self.builds, self.launches, self.changes, cast(DaemonEngine, self.engine),
+                                         self.builds.serve.allowed_origins))
             await server.start_server(**server_options)
             async with TestClient(server) as client:
                 return await asyncio.wait_for(scenario(client), SCENARIO_SECONDS)  # a stream that never ends fails, fast

@@ -375,7 +375,7 @@ def _shown_default(value: object) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (list, tuple)):
-        return "`" + ",".join(str(item) for item in value) + "`"
+        return "`" + ",".join(str(item) for item in value) + "`" if value else "none"
     if isinstance(value, float):
         return f"`{value:g}`"
     return f"`{value}`"

@@ -60,6 +60,8 @@ def test_a_config_file_sets_the_allowed_hosts_in_normal_form(tmp_path: Path) -> 
         ({"port": "-1"}, "--port -1 is not a port", "1-65535"),
         ({"port": "http"}, "--port 'http'", "r2env --help"),
         ({"max_builds": "two"}, "--max-builds 'two'", "r2env --help"),
+        ({"allowed_origins": "binder.example.org"}, "allowed_origins: 'binder.example.org' is not a web origin", "scheme://host[:port]"),
+        ({"allowed_origins": "https://binder.example.org/path"}, "is not a web origin", "https://binder.example.org, or *"),
     ],
 )
 def test_invalid_values_are_usage_errors_that_say_what_to_give(overrides: dict[str, str], message: str, hint: str) -> None:
@@ -118,3 +120,8 @@ def test_a_token_on_the_command_line_is_refused(capsys: pytest.CaptureFixture[st
 def test_an_invalid_option_stops_serve_before_it_starts(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--max-builds", "0"]) == 2
     assert "max_builds 0 is not allowed" in capsys.readouterr().err
+
+
+def test_allowed_origins_are_kept_without_a_trailing_slash() -> None:
+    settings = load_serve_config(None, {"allowed_origins": "https://binder.example.org/,http://127.0.0.1:8080,*"}, {})
+    assert settings.allowed_origins == ("https://binder.example.org", "http://127.0.0.1:8080", "*")

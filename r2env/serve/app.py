@@ -19,7 +19,7 @@ from r2env import __version__
 from r2env.errors import EngineUnavailableError, LaunchError, R2envError, UsageError
 from r2env.serve.builds import Builds, Changes
 from r2env.serve.launches import DaemonEngine, Launches
-from r2env.serve import binderhub
+from r2env.serve import binderhub, cors
 from r2env.serve.sources import binderhub_spec
 from r2env.serve.store import BUILD_ENDED, LAUNCH_ACTIVE, Build, Store
 
@@ -377,8 +377,10 @@ class AccessLog(AbstractAccessLogger):
         self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time)
 
 
-def make_app(store: Store, builds: Builds, launches: Launches, changes: Changes, engine: DaemonEngine) -> web.Application:
-    app = web.Application(middlewares=[errors, authentication], client_max_size=MAX_BODY_BYTES)
+def make_app(store: Store, builds: Builds, launches: Launches, changes: Changes, engine: DaemonEngine,
+             allowed_origins: tuple[str, ...] = ()) -> web.Application:
+    app = web.Application(middlewares=[cors.preflight, errors, authentication], client_max_size=MAX_BODY_BYTES)
+    cors.enable(app, allowed_origins)
     app[STORE], app[BUILDS], app[LAUNCHES], app[CHANGES], app[ENGINE] = store, builds, launches, changes, engine
     app.router.add_get("/", page)
     app.router.add_get("/api/v1/health", health)

@@ -3,6 +3,7 @@ options stay `c.R2env.*`: the daemon builds and launches the way the CLI does wi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -13,6 +14,9 @@ from traitlets.config import Configurable
 from r2env.config import read_config_file, trait_values
 from r2env.errors import UsageError
 from r2env.serve.sources import SourcePolicy
+
+# What a browser sends as Origin: scheme://host[:port], nothing after it (RFC 6454).
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 class Serve(Configurable):
@@ -33,6 +37,7 @@ class Serve(Configurable):
         help="Hosts a requested repository may be on: names, *.example.org for subdomains, or * for any.",
     ).tag(config=True)
     allow_local_repos = Bool(False, help="Accept file:// URLs and absolute paths of repositories on the daemon's machine.").tag(config=True)
+    allowed_origins = List(Unicode(), [], help="Web origins (https://binder.example.org) whose pages may call the API from a browser; * for any; default none but the daemon's own.").tag(config=True)
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class ServeSettings:
     max_launches: int
     cull_idle_timeout: float
     sources: SourcePolicy
+    allowed_origins: tuple[str, ...] = ()
 
 
 def load_serve_config(config_file: str | None, overrides: Mapping[str, str | list[str]], environ: Mapping[str, str]) -> ServeSettings:
@@ -57,6 +63,10 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
     for name in ("build_timeout", "resolve_timeout"):
         if not values[name] > 0:  # not `<= 0`: NaN compares false with everything (wait_for(nan) times out at once)
             raise UsageError(f"{name} {values[name]:g} is not allowed", "give a number of seconds above 0")
+    origins = tuple(origin.strip().rstrip("/") for origin in values["allowed_origins"] if origin.strip())
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise UsageError(f"allowed_origins: {origin!r} is not a web origin", "give scheme://host[:port], e.g. https://binder.example.org, or *")
     if not 0 <= values["port"] <= 65535:
         raise UsageError(f"--port {values['port']} is not a port", "give 1-65535 (0: any free port)")
     return ServeSettings(
@@ -74,4 +84,5 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
             hosts=tuple(h.strip().lower() for h in values["allowed_hosts"] if h.strip()),
             allow_local=values["allow_local_repos"],
         ),
+        allowed_origins=origins,
     )

@@ -106,7 +106,7 @@ async def _run(store: Store, engine: DaemonEngine, settings: Settings, serve: Se
     builds.recover()
     await asyncio.to_thread(launches.recover)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    runner = web.AppRunner(make_app(store, builds, launches, changes, engine), access_log_class=AccessLog, handle_signals=False)
+    runner = web.AppRunner(make_app(store, builds, launches, changes, engine, serve.allowed_origins), access_log_class=AccessLog, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, serve.host, serve.port)
     try:
