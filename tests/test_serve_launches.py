@@ -12,8 +12,9 @@ from typing import Callable
 import pytest
 
 from r2env.serve import launches as launches_module
-from r2env.serve.launches import TooManyLaunches
-from serve_fakes import NOTEBOOK_URL, Daemon
+from r2env.errors import LaunchError
+from r2env.serve.launches import Launches, TooManyLaunches
+from serve_fakes import NOTEBOOK_URL, REPO, Daemon
 
 
 @pytest.mark.parametrize(
@@ -144,3 +145,9 @@ def test_a_launch_of_a_build_that_fails_fails_with_its_error(daemon: Daemon) -> 
     assert launch is not None and launch.state == "failed"
     assert (launch.error, launch.hint) == (f"its build {build.id} failed: pip failed", "fix requirements.txt")
     assert daemon.started == []
+
+
+def test_a_launch_of_a_build_whose_image_was_removed_says_how_to_get_it_back(daemon: Daemon) -> None:
+    with pytest.raises(LaunchError, match=r"the image r2env-serve/gone:1 was removed from the engine after its build") as raised:
+        Launches._start_container(daemon.launches, "l-1", "r2env-serve/gone:1", REPO)
+    assert raised.value.hint == "ask for the repository again: a build whose image is gone is built again"

@@ -102,6 +102,10 @@ class Launches:
         self._set(launch_id, state="running", container_id=container_id, url=url, last_activity=time.time())
 
     def _start_container(self, launch_id: str, image: str, source: str) -> tuple[str, str]:
+        if not self.engine.image_id(image):
+            # `docker rmi` or a prune since the build: the launch CLI's hint (`r2env build`) is not the daemon's.
+            raise LaunchError(f"the image {image} was removed from the engine after its build",
+                              "ask for the repository again: a build whose image is gone is built again")
         options = replace(self.options, port=self.options.port or free_port(self.options.ip))
         uid, gid = host_identity()
         request = container_request(image, self.engine.image_config(image), options, token=new_token(), source=source,
