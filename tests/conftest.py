@@ -7,6 +7,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from git_repos import Origin, make_origin
 from serve_fakes import Daemon, daemons
 
 
@@ -20,6 +21,11 @@ def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
     for variable in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         monkeypatch.delenv(variable, raising=False)
+
+
+@pytest.fixture
+def origin(tmp_path: Path, isolated_git: None) -> Origin:
+    return make_origin(tmp_path / "origin")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -17,3 +18,26 @@ def commit(repo: Path, content: str) -> str:
     git("add", "requirements.txt", cwd=repo)
     git("commit", "-q", "-m", content.strip(), cwd=repo)
     return git("rev-parse", "HEAD", cwd=repo)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A repository with a tag, a branch and a default branch, each a different requirements.txt."""
+
+    path: Path
+    url: str  # its file:// URL
+    tagged: str  # commit at the annotated tag v1 ("numpy==1")
+    feature: str  # tip of branch "feature" ("numpy==feature")
+    main: str  # tip of main ("numpy==2"), the default branch
+
+
+def make_origin(path: Path) -> Origin:
+    path.mkdir()
+    git("init", "-q", cwd=path)
+    tagged = commit(path, "numpy==1\n")
+    git("tag", "-a", "v1", "-m", "v1", cwd=path)
+    git("checkout", "-q", "-b", "feature", cwd=path)
+    feature = commit(path, "numpy==feature\n")
+    git("checkout", "-q", "main", cwd=path)
+    main = commit(path, "numpy==2\n")
+    return Origin(path, path.as_uri(), tagged, feature, main)

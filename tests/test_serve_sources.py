@@ -10,11 +10,10 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from git_repos import commit, git
+from git_repos import Origin, commit, git
 
 from r2env.errors import SourceError, UsageError
 from r2env.serve.mirrors import Mirrors, git_environment
@@ -355,29 +354,6 @@ def test_git_refuses_transports_outside_the_policy(tmp_path: Path) -> None:
 
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
-
-
-@dataclass(frozen=True)
-class Origin:
-    path: Path
-    url: str
-    tagged: str  # commit at tag v1 ("numpy==1")
-    feature: str  # tip of branch "feature" ("numpy==feature")
-    main: str  # tip of main ("numpy==2"), the default branch
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Origin:
-    path = tmp_path / "origin"
-    path.mkdir()
-    git("init", "-q", cwd=path)
-    tagged = commit(path, "numpy==1\n")
-    git("tag", "-a", "v1", "-m", "v1", cwd=path)
-    git("checkout", "-q", "-b", "feature", cwd=path)
-    feature = commit(path, "numpy==feature\n")
-    git("checkout", "-q", "main", cwd=path)
-    main = commit(path, "numpy==2\n")
-    return Origin(path, path.as_uri(), tagged, feature, main)
 
 
 @pytest.fixture

@@ -3,40 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import pytest
-from git_repos import commit, git
+from git_repos import Origin, commit, git
 
 from r2env.errors import SourceError
 from r2env.source import fetch, run_git
 
 
 pytestmark = pytest.mark.usefixtures("isolated_git")
-
-
-@dataclass(frozen=True)
-class Origin:
-    path: Path
-    tagged: str  # commit at tag v1 ("numpy==1")
-    feature: str  # tip of branch "feature" ("numpy==feature")
-    main: str  # tip of main ("numpy==2")
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Origin:
-    path = tmp_path / "origin"
-    path.mkdir()
-    git("init", "-q", cwd=path)
-    tagged = commit(path, "numpy==1\n")
-    git("tag", "v1", cwd=path)
-    git("checkout", "-q", "-b", "feature", cwd=path)
-    feature = commit(path, "numpy==feature\n")
-    git("checkout", "-q", "main", cwd=path)
-    main = commit(path, "numpy==2\n")
-    return Origin(path, tagged, feature, main)
 
 
 @pytest.fixture
