@@ -11,7 +11,7 @@ from typing import Iterator
 
 import docker
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import BrowserContext, Playwright, sync_playwright
 
 from support import EXAMPLES, ROOT, build_ok, r2env
 
@@ -20,6 +20,13 @@ ARTIFACTS = Path(os.environ.get("R2ENV_ARTIFACTS", ROOT / "test-artifacts"))
 # As root and on a closed network: no sandbox, and no background calls home that the network refuses.
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
+
+
+def fresh_chromium(playwright: Playwright, profile: Path, height: int = 720) -> BrowserContext:
+    """Debian's Chromium with a fresh profile (Playwright's persistent context is how it takes --user-data-dir)."""
+    return playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": height},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +46,7 @@ def lab_url(engine: docker.DockerClient) -> Iterator[str]:
 def test_the_printed_url_opens_jupyterlab_in_a_browser(lab_url: str, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        # A fresh profile each run (Playwright's persistent context is how it takes --user-data-dir).
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 720},
-        )
+        context = fresh_chromium(playwright, tmp_path / "profile")
         try:
             page = context.new_page()
             page.goto(lab_url)

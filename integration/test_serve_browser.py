@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from serve_support import EXAMPLES, Daemon, GitServer
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
+from test_browser import ARTIFACTS, CHROMIUM, fresh_chromium
 from test_serve_api import shut_down
 
 
@@ -31,9 +31,7 @@ def test_the_page_builds_a_repository_and_links_to_its_notebook(tmp_path: Path, 
         git_server.publish("browser", EXAMPLES / "requirements", tmp_path / "work", {"browser.txt": uuid.uuid4().hex})
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=CHROMIUM, args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 900},
-            )
+            context = fresh_chromium(playwright, tmp_path / "profile", height=900)
             try:
                 page = context.new_page()
                 problems: list[str] = []
@@ -72,7 +70,7 @@ def test_a_page_on_a_listed_origin_may_call_the_api_and_others_may_not(tmp_path:
     daemon = Daemon(tmp_path / "state", options=("--allowed-origins", listed.origin)).start()
     try:
         with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            context = fresh_chromium(playwright, tmp_path / "profile")
             try:
                 page = context.new_page()
                 outcomes = []
