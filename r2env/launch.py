@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +195,13 @@ def server_url(info: ContainerInfo) -> str:
     """The URL of a launched server, token included."""
     token = info.environment.get("JUPYTER_TOKEN", "")
     return f"http://{browser_host(info.host_ip)}:{info.host_port}/" + (f"?token={token}" if token else "")
+
+
+def split_server_url(url: str) -> tuple[str, str]:
+    """The inverse of server_url: (the server's base URL, ending in /; its token, "" when none)."""
+    parts = urllib.parse.urlsplit(url)
+    token = urllib.parse.parse_qs(parts.query).get("token", [""])[0]
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", "")), token
 
 
 def answers(url: str) -> bool:

@@ -5,8 +5,9 @@ terminal. Pure: r2env/serve/app.py sends them."""
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
+
+from r2env.launch import split_server_url
 
 # r2env's phases as BinderHub names them: getting the repository is "fetching", everything else "building".
 PHASES = {"fetch": "fetching", "inspect": "fetching"}
@@ -40,9 +41,7 @@ def launching() -> dict[str, Any]:
 
 def ready(url_with_token: str, image: str, repo_url: str, commit: str, provider: str, raw_spec: str) -> dict[str, Any]:
     """BinderHub gives the server's URL and its token apart; front-ends open url + "?token=" + token."""
-    parts = urllib.parse.urlsplit(url_with_token)
-    token = urllib.parse.parse_qs(parts.query).get("token", [""])[0]
-    url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+    url, token = split_server_url(url_with_token)
     request = f"v2/{provider}/{raw_spec}"
     return {
         "phase": "ready",

@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 from r2env.config import Settings
 from r2env.container import ContainerInfo
 from r2env.errors import LaunchError, R2envError, UsageError
-from r2env.launch import ContainerEngine, Ready, container_request, free_port, host_identity, new_token, run
+from r2env.launch import ContainerEngine, Ready, container_request, free_port, host_identity, new_token, run, split_server_url
 from r2env.serve.builds import Changes
 from r2env.serve.config import ServeSettings
 from r2env.serve.store import INTERRUPTED, LAUNCH_ACTIVE, Launch, Store
@@ -200,9 +200,8 @@ class Launches:
 
 def last_activity(url: str) -> float | None:
     """When the Jupyter server last saw a user (its /api/status; asking does not count as activity)."""
-    parts = urllib.parse.urlsplit(url)
-    token = urllib.parse.parse_qs(parts.query).get("token", [""])[0]
-    request = urllib.request.Request(f"{parts.scheme}://{parts.netloc}/api/status", headers={"Authorization": f"token {token}"})
+    base, token = split_server_url(url)
+    request = urllib.request.Request(f"{base}api/status", headers={"Authorization": f"token {token}"})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             stamp = json.load(response).get("last_activity")
