@@ -258,7 +258,7 @@ class Builds:
         for kind, item in self.store.interrupted():
             self.log(f"{kind} {item} was interrupted by the restart: marked failed")
         keep: set[str] = set()
-        for build in reversed(self.store.builds(limit=1_000_000, states=("queued",))):
+        for build in reversed(self.store.builds(states=("queued",))):
             if Path(build.checkout).is_dir():
                 keep.add(build.checkout)
                 self._schedule(build)
@@ -270,7 +270,8 @@ class Builds:
                 shutil.rmtree(directory, ignore_errors=True)
 
     def counts(self) -> dict[str, int]:
-        return {state: len(self.store.builds(limit=1_000_000, states=(state,))) for state in BUILD_ACTIVE}
+        counts = self.store.build_counts()
+        return {state: counts.get(state, 0) for state in BUILD_ACTIVE}
 
     async def close(self) -> None:
         """Daemon shutdown: running builds are stopped (and will read as interrupted after the restart)."""

@@ -53,7 +53,7 @@ class Launches:
 
     def check_room(self) -> None:
         """Before anything is built for a launch: a full server refuses at once."""
-        active = len(self.store.launches(limit=1_000_000, states=LAUNCH_ACTIVE))
+        active = sum(self.counts().values())
         if active >= self.serve.max_launches:
             servers = "notebook server is" if active == 1 else "notebook servers are"
             raise TooManyLaunches(f"{active} {servers} running or starting, the most this server allows",
@@ -150,7 +150,7 @@ class Launches:
 
     async def check_running(self) -> None:
         """Each running server: gone or exited → stopped; idle longer than the cull timeout → stopped and removed."""
-        for launch in self.store.launches(limit=1_000_000, states=("running",)):
+        for launch in self.store.launches(states=("running",)):
             try:
                 info = await asyncio.to_thread(self.engine.container, launch.container_id)
             except LaunchError:
@@ -172,7 +172,7 @@ class Launches:
     def recover(self) -> None:
         """After a restart (the store has already failed launches that were starting): running servers that survived
         are kept; every other container labelled with this daemon's id is an orphan and is removed."""
-        tracked = {launch.container_id: launch for launch in self.store.launches(limit=1_000_000, states=("running",))}
+        tracked = {launch.container_id: launch for launch in self.store.launches(states=("running",))}
         alive: set[str] = set()
         for info in self.engine.containers(f"{SERVE_LABEL}={self.daemon_id}"):
             if info.id in tracked and info.status == "running":
@@ -195,7 +195,8 @@ class Launches:
         return record
 
     def counts(self) -> dict[str, int]:
-        return {state: len(self.store.launches(limit=1_000_000, states=(state,))) for state in LAUNCH_ACTIVE}
+        counts = self.store.launch_counts()
+        return {state: counts.get(state, 0) for state in LAUNCH_ACTIVE}
 
 
 def last_activity(url: str) -> float | None:

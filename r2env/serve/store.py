@@ -169,10 +169,15 @@ class Store:
         row = self._db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
         return _build(row) if row else None
 
-    def builds(self, limit: int = 100, states: tuple[str, ...] = ()) -> list[Build]:
+    def builds(self, limit: int | None = None, states: tuple[str, ...] = ()) -> list[Build]:
+        """Newest first; all of them unless `limit`, in any state unless `states`."""
         where = f"WHERE state IN ({','.join('?' * len(states))})" if states else ""
-        rows = self._db.execute(f"SELECT * FROM builds {where} ORDER BY created DESC, rowid DESC LIMIT ?", (*states, limit))
+        rows = self._db.execute(f"SELECT * FROM builds {where} ORDER BY created DESC, rowid DESC LIMIT ?",
+                                (*states, -1 if limit is None else limit))  # SQLite: LIMIT -1 is no limit
         return [_build(row) for row in rows]
+
+    def build_counts(self) -> dict[str, int]:
+        return self._counts("builds")
 
     def build_for(self, commit: str, spec_digest: str, states: tuple[str, ...]) -> Build | None:
         """The newest build of this commit and spec in one of `states`."""
@@ -230,10 +235,15 @@ class Store:
         row = self._db.execute("SELECT * FROM launches WHERE id = ?", (launch_id,)).fetchone()
         return _launch(row) if row else None
 
-    def launches(self, limit: int = 100, states: tuple[str, ...] = ()) -> list[Launch]:
+    def launches(self, limit: int | None = None, states: tuple[str, ...] = ()) -> list[Launch]:
+        """Newest first; all of them unless `limit`, in any state unless `states`."""
         where = f"WHERE state IN ({','.join('?' * len(states))})" if states else ""
-        rows = self._db.execute(f"SELECT * FROM launches {where} ORDER BY created DESC, rowid DESC LIMIT ?", (*states, limit))
+        rows = self._db.execute(f"SELECT * FROM launches {where} ORDER BY created DESC, rowid DESC LIMIT ?",
+                                (*states, -1 if limit is None else limit))  # SQLite: LIMIT -1 is no limit
         return [_launch(row) for row in rows]
+
+    def launch_counts(self) -> dict[str, int]:
+        return self._counts("launches")
 
     def set_launch(self, launch_id: str, **fields: Any) -> Launch:
         if fields.get("state") in ("failed", "stopped"):
@@ -245,13 +255,17 @@ class Store:
         assert launch is not None
         return launch
 
+    def _counts(self, table: str) -> dict[str, int]:
+        """How many rows of `table` (builds or launches) are in each state."""
+        return {str(row["state"]): int(row["count"]) for row in self._db.execute(f"SELECT state, COUNT(*) AS count FROM {table} GROUP BY state")}
+
     def interrupted(self) -> Iterator[tuple[str, str]]:
         """After a restart: fail what was in progress when the daemon stopped. Yields (kind, id) of each."""
-        for build in self.builds(limit=1_000_000, states=("building",)):
+        for build in self.builds(states=("building",)):
             self.add_event(build.id, "done", "info", f"build failed: {INTERRUPTED}")
             self.set_build(build.id, state="failed", error=f"the build was {INTERRUPTED}", hint="submit it again")
             yield "build", build.id
-        for launch in self.launches(limit=1_000_000, states=("waiting", "starting")):
+        for launch in self.launches(states=("waiting", "starting")):
             self.set_launch(launch.id, state="failed", error=f"the launch was {INTERRUPTED}", hint="launch it again")
             yield "launch", launch.id
 
