@@ -29,6 +29,12 @@ def _relative(path: str) -> PurePosixPath:
     return pure
 
 
+def leads_outside(path: Path, root: Path) -> bool:
+    """Whether `path`, its links followed, ends outside `root`. realpath, not resolve(): before Python 3.13
+    resolve() raises on a loop of links, and a loop stays inside."""
+    return not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+
+
 @dataclass(frozen=True)
 class DiskRepo:
     root: Path
@@ -37,10 +43,8 @@ class DiskRepo:
         full = self.root.joinpath(*_relative(path).parts)
         # The image gets the link, not what it points at (Docker never follows links out of the context); reading
         # the target here would plan from a file the image does not have, or show a host file in an error.
-        # realpath, not resolve(): before Python 3.13 resolve() raises on a loop of links; a loop stays inside.
-        target = Path(os.path.realpath(full))
-        if not target.is_relative_to(os.path.realpath(self.root)):
-            raise SpecError(f"{path} is a symbolic link to {target}, outside the repository",
+        if leads_outside(full, self.root):
+            raise SpecError(f"{path} is a symbolic link to {os.path.realpath(full)}, outside the repository",
                             "commit the file itself: the image cannot see what the link points at")
         return full
 

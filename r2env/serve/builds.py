@@ -23,6 +23,7 @@ from typing import Any, Callable
 from r2env.config import PublishSettings, Settings
 from r2env.errors import SpecError
 from r2env.pipeline import plan_checkout
+from r2env.repo import leads_outside
 from r2env.serve.config import ServeSettings
 from r2env.serve.mirrors import Mirrors
 from r2env.serve.sources import validate_ref, validate_repo
@@ -35,13 +36,11 @@ KILL_GRACE_SECONDS = 5.0
 
 def link_out_of(root: Path) -> str:
     """The first symbolic link under `root` (outside .git) that points outside it; "" when none does."""
-    top = root.resolve()
     for directory, folders, files in os.walk(root):
         folders[:] = [name for name in folders if name != ".git"]
         for name in (*folders, *files):
             path = Path(directory) / name
-            # os.path.realpath, not Path.resolve: before Python 3.13 that raises RuntimeError on a loop of links.
-            if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(top):
+            if path.is_symlink() and leads_outside(path, root):
                 return path.relative_to(root).as_posix()
     return ""
 
