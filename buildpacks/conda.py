@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shlex
 
-from buildpacks.steps import apt_install, locked_install, python_foundation
+from buildpacks.steps import apt_install, ignored_note, locked_install, python_foundation
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.conda_packages import PACKAGES_DIR, package_image
 from r2env.inspect import RepoFacts
@@ -32,9 +32,9 @@ def detect(facts: RepoFacts) -> str | None:
     environment = facts.conda_environment
     if environment is None:
         return None
-    ignored = [facts.path(name) for name in ("requirements.txt", "runtime.txt") if facts.has(name)]
-    note = f" ({', '.join(ignored)} ignored, as in repo2docker)" if ignored else ""
-    return f"found {environment.path}{note}"
+    # repo2docker's conda buildpack reads environment.yml alone (its Python buildpack installs the rest).
+    unused = ("requirements.txt", "Pipfile", "Pipfile.lock", "setup.py", "pyproject.toml", "uv.lock", "poetry.lock")
+    return f"found {environment.path}{ignored_note(facts, unused)}"
 
 
 def _unlocked(path: str) -> Step:

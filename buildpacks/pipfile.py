@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import shlex
 
-from buildpacks.steps import locked_install, pip_install, python_foundation
+from buildpacks.steps import ignored_note, locked_install, pip_install, python_foundation
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
 from r2env.spec import Stage, Step
 
 
 def detect(facts: RepoFacts) -> str | None:
+    # repo2docker's Pipfile buildpack installs the Pipfile(.lock) alone: the repository only when the Pipfile names it.
+    note = ignored_note(facts, ("requirements.txt", "setup.py", "pyproject.toml", "uv.lock", "poetry.lock"))
     if facts.has("Pipfile.lock"):
-        return f"found {facts.path('Pipfile.lock')} (installed exactly)"
+        return f"found {facts.path('Pipfile.lock')} (installed exactly){note}"
     if facts.has("Pipfile"):
-        return f"found {facts.path('Pipfile')}"
+        return f"found {facts.path('Pipfile')}{note}"
     return None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from buildpacks.steps import copy_files, locked_install, pip_install, python_foundation, requirements_steps
+from buildpacks.steps import copy_files, ignored_note, locked_install, pip_install, python_foundation, requirements_steps
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
 from r2env.lock import LockedPackage
@@ -12,9 +12,9 @@ from r2env.spec import Stage, Step
 
 
 def detect(facts: RepoFacts) -> str:
-    found = [name for name in ("requirements.txt", "setup.py", "pyproject.toml") if facts.has(name)]
+    found = [name for name in ("requirements.txt", "setup.py", "pyproject.toml", "runtime.txt") if facts.has(name)]
     if found:
-        return "found " + ", ".join(facts.path(name) for name in found)
+        return "found " + ", ".join(facts.path(name) for name in found) + ignored_note(facts, ())
     return "no other environment declaration: a plain Python environment with the notebook server"
 
 
@@ -23,7 +23,8 @@ def _package_steps(facts: RepoFacts) -> tuple[Step, ...]:
     if facts.installs_repository:
         return ()
     if facts.has("setup.py"):
-        return (pip_install("-e .", Stage.REPO, "python", "install the repository (setup.py) in editable mode"),)
+        # Not editable, as repo2docker does it; a requirements.txt that says `-e .` gets what it asks for.
+        return (pip_install(".", Stage.REPO, "python", "install the repository (setup.py)"),)
     pyproject = facts.pyproject
     if not (pyproject and pyproject.installable):
         return ()
@@ -43,9 +44,7 @@ def _locked_steps(facts: RepoFacts, packages: tuple[LockedPackage, ...], source:
     if packages:
         steps += (locked_install(packages, Stage.DEPENDENCIES, "python", f"install the locked packages ({len(packages)}, from {source})"),)
     local = [ref for f in facts.requirements for ref in f.local_references]
-    if not facts.installs_repository and facts.has("setup.py"):
-        local.append("-e .")
-    elif not facts.installs_repository and facts.pyproject and facts.pyproject.installable:
+    if not facts.installs_repository and facts.installable:
         local.append(".")
     if local:
         arguments = " ".join(shlex.quote(word) for ref in local for word in shlex.split(ref))

@@ -6,6 +6,7 @@ import shlex
 from typing import Iterable, Mapping, Sequence
 
 from r2env.buildpack import PlanContext
+from r2env.inspect import RepoFacts
 from r2env.lock import LockedPackage
 from r2env.parsers.requirements import RequirementsFile
 from r2env.spec import Stage, Step, StepUser
@@ -17,6 +18,13 @@ _SYSTEM_PACKAGES = ("ca-certificates",)
 
 
 _APT_PREFERENCES = "/etc/apt/preferences.d/r2env-lock"
+
+
+def ignored_note(facts: RepoFacts, unused: Iterable[str]) -> str:
+    """" (A, B ignored, as in repo2docker)" for declaration files present that the chosen buildpack does not read,
+    so no file is ever ignored without a word."""
+    names = [facts.path(name) for name in unused if facts.has(name)] + list(facts.ignored)
+    return f" ({', '.join(names)} ignored, as in repo2docker)" if names else ""
 
 
 def apt_install(packages: Iterable[str], buildpack: str, description: str, pins: Mapping[str, str] | None = None) -> Step:

@@ -18,7 +18,7 @@ from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.launch import LaunchOptions
 from r2env.plan import DEFAULT_SERVER, PlanOptions
-from r2env.registry import check_tag
+from r2env.registry import check_tag, parse_reference
 from r2env.select import DEFAULT_PRIORITY
 
 DEFAULT_CONFIG_FILE = "r2env_config.py"
@@ -149,6 +149,8 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
     values = trait_values(R2env, read_config_file(config_file), overrides)
     if values["cuda"] and values["cuda"] not in CUDA_BASES:
         raise UsageError(f"--cuda {values['cuda']!r} is not a CUDA version r2env knows", f"choose one of {', '.join(CUDA_BASES)}")
+    if values["image_name"]:
+        parse_reference(values["image_name"])  # refused before anything runs, with the rule (docker's own error comes late)
     if values["user_id"] < 1:
         raise UsageError(f"user_id {values['user_id']} is not allowed", "the notebook user must be a non-root uid such as 1000")
     return Settings(

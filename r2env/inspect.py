@@ -5,23 +5,28 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
+from packaging.specifiers import SpecifierSet
+
 from r2env.errors import SpecError
 from r2env.lock import LockedPackage
 from r2env.parsers.apt import parse_apt
 from r2env.parsers.environment import CondaEnvironment, parse_environment
-from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock
+from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock, pipfile_lock_python
 from r2env.parsers.pyproject import Pyproject, parse_pyproject
 from r2env.parsers.requirements import RequirementsFile, parse_requirements
-from r2env.parsers.runtime import parse_runtime
+from r2env.parsers.runtime import Runtime, names_r, parse_runtime
 from r2env.repo import RepoView
 
 CONFIG_DIRS = ("binder", ".binder")
 DECLARATION_FILES = (
     "Dockerfile", "environment.yml", "environment.yaml", "Pipfile", "Pipfile.lock", "requirements.txt",
     "setup.py", "pyproject.toml", "uv.lock", "poetry.lock", "runtime.txt", "apt.txt", "postBuild", "start",
+    # Read by repo2docker's Julia, Nix and R buildpacks: r2env detects them so they are never ignored silently.
+    "Project.toml", "JuliaProject.toml", "REQUIRE", "default.nix", "DESCRIPTION",
 )
-# repo2docker installs the repository itself only when configuration lives at the root.
-_ROOT_ONLY = ("setup.py", "pyproject.toml")
+# repo2docker reads these only when configuration lives at the root (no binder/ folder): the repository is then
+# itself a package.
+_ROOT_ONLY = ("setup.py", "pyproject.toml", "DESCRIPTION")
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class RepoFacts:
     pipfile_lock: tuple[LockedPackage, ...] | None  # its pins, with hashes
     not_executable: frozenset[str]  # postBuild/start that lack the executable bit
     conda_environment: CondaEnvironment | None = None  # environment.yml (or .yaml)
+    runtime: Runtime | None = None  # runtime.txt where it applies (None where repo2docker ignores it)
+    ignored: tuple[str, ...] = ()  # declaration files present but ignored, each with why ("runtime.txt (…)")
 
     def has(self, name: str) -> bool:
         return name in self.files
@@ -91,13 +98,35 @@ def _read_requirements(repo: RepoView, path: str) -> tuple[RequirementsFile, ...
     return tuple(seen.values())
 
 
-def _python_request(
-    repo: RepoView, facts_path: str, pyproject: Pyproject | None, pipfile: Pipfile | None, has_runtime: bool
-) -> PythonRequest:
-    if has_runtime:
-        return PythonRequest(parse_runtime(repo.read_text(facts_path), facts_path), "", facts_path)
-    if pipfile and pipfile.python_version:
-        return PythonRequest(pipfile.python_version, "", "Pipfile [requires] python_version")
+def _runtime(repo: RepoView, path: str, files: frozenset[str], pipfile_python: str) -> tuple[Runtime | None, str]:
+    """runtime.txt where it applies, and why it is ignored where it does not (repo2docker: a Dockerfile is built
+    as-is, environment.yml pins Python itself, and a Pipfile's Python wins); ignored means not validated either."""
+    if "runtime.txt" not in files:
+        return None, ""
+    if "Dockerfile" in files:
+        return None, "the Dockerfile is built as-is"
+    text = repo.read_text(path)
+    if names_r(text):
+        return parse_runtime(text, path), ""
+    if "environment.yml" in files or "environment.yaml" in files:
+        return None, "environment.yml pins Python itself"
+    if pipfile_python:
+        return None, "the Pipfile's Python version wins"
+    return parse_runtime(text, path), ""
+
+
+def _python_request(runtime: Runtime | None, pyproject: Pyproject | None, pipfile_python: tuple[str, str]) -> PythonRequest:
+    version, source = pipfile_python
+    if version:
+        return PythonRequest(version, "", source)
+    if runtime is not None and runtime.name == "python":
+        request = PythonRequest(runtime.python, "", runtime.path)
+        if request.version and pyproject and pyproject.requires_python and request.version + ".0" not in SpecifierSet(pyproject.requires_python):
+            # repo2docker: "repo2docker MUST honor the user decision in runtime.txt", and refuses a contradiction.
+            raise SpecError(f"{runtime.path}: python-{runtime.version} is outside pyproject.toml's requires-python {pyproject.requires_python!r}",
+                            "make runtime.txt and requires-python agree")
+        if request.version or not (pyproject and pyproject.requires_python):
+            return request
     if pyproject and pyproject.requires_python:
         return PythonRequest("", pyproject.requires_python, "pyproject.toml requires-python")
     return PythonRequest("", "", "")
@@ -121,12 +150,20 @@ def inspect(repo: RepoView) -> RepoFacts:
         parse_pipfile_lock(repo.read_text(path("Pipfile.lock")), path("Pipfile.lock")) if "Pipfile.lock" in files else None
     )
     apt_packages = parse_apt(repo.read_text(path("apt.txt")), path("apt.txt")) if "apt.txt" in files else ()
-    python = _python_request(repo, path("runtime.txt"), pyproject, pipfile, "runtime.txt" in files)
+    pipfile_python = ("", "")
+    if "Pipfile.lock" in files and (locked := pipfile_lock_python(repo.read_text(path("Pipfile.lock")))):
+        pipfile_python = (locked, f"{path('Pipfile.lock')} _meta.requires")
+    elif pipfile and pipfile.python_version:
+        pipfile_python = (pipfile.python_version, f"{path('Pipfile')} [requires]")
+    runtime, runtime_ignored = _runtime(repo, path("runtime.txt"), files, pipfile_python[0])
+    python = _python_request(runtime, pyproject, pipfile_python)
+    ignored = (f"{path('runtime.txt')} ({runtime_ignored})",) if runtime_ignored else ()
     not_executable = frozenset(
         name for name in ("postBuild", "start") if name in files and not repo.is_executable(path(name))
     )
     environment_name = next((name for name in ("environment.yml", "environment.yaml") if name in files), "")
     conda_environment = parse_environment(repo.read_text(path(environment_name)), path(environment_name)) if environment_name else None
     return RepoFacts(
-        config_dir, files, python, requirements, apt_packages, pyproject, pipfile, pipfile_lock, not_executable, conda_environment
+        config_dir, files, python, requirements, apt_packages, pyproject, pipfile, pipfile_lock, not_executable, conda_environment,
+        runtime, ignored,
     )

@@ -48,4 +48,5 @@ def choose_interpreter(request: PythonRequest, default_suite: str = DEFAULT_SUIT
             raise SpecError(f"{request.source}: no known Python satisfies {request.specifier!r}", "widen requires-python")
         version = standalone[-1]
         return Interpreter(version, "uv", f"{request.source} {request.specifier!r} allows {version}"), default_suite
-    return Interpreter(default_version, "debian", f"no version requested: Debian {default_suite}'s Python"), default_suite
+    asked = f"{request.source} asks for Python 3" if request.source else "no version requested"
+    return Interpreter(default_version, "debian", f"{asked}: Debian {default_suite}'s Python"), default_suite

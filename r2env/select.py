@@ -10,7 +10,8 @@ from r2env.errors import UsageError
 from r2env.inspect import RepoFacts
 from r2env.spec import Detection
 
-DEFAULT_PRIORITY = ("dockerfile", "conda", "pipfile", "python")
+# repo2docker's order (repo2docker/app.py `buildpacks`): Julia, Nix and R come before conda, Pipfile and Python.
+DEFAULT_PRIORITY = ("dockerfile", "julia", "julia-require", "nix", "r", "conda", "pipfile", "python")
 
 
 @dataclass(frozen=True)

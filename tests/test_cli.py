@@ -100,3 +100,12 @@ def test_malformed_repository_fails_without_traceback_in_a_real_process(tmp_path
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1
     assert "requirements.txt line 2" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["UPPER", "a b", "x::y", "name:", "name:-tag"])
+def test_an_invalid_image_name_is_refused_before_anything_runs(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The source does not exist: the image name must be refused first, with the rule, exit 2.
+    assert main(["build", "/nonexistent/repository", "--image-name", name]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"r2env: error: image name {name!r} is not a valid reference") and "lower-case" in error
+    assert len(error.splitlines()) == 1

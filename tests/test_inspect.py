@@ -50,7 +50,11 @@ def test_root_package_files_are_ignored_when_binder_folder_exists() -> None:
 
 def test_root_package_files_make_the_repository_installable() -> None:
     assert inspect(MemoryRepo({"setup.py": ""})).installable
-    assert inspect(MemoryRepo({"pyproject.toml": '[project]\nname = "x"\n'})).installable
+    both = '[build-system]\nrequires = ["setuptools"]\n[project]\nname = "x"\n'
+    assert inspect(MemoryRepo({"pyproject.toml": both})).installable
+    # repo2docker installs a pyproject.toml project only when it has both tables.
+    assert not inspect(MemoryRepo({"pyproject.toml": '[project]\nname = "x"\n'})).installable
+    assert not inspect(MemoryRepo({"pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'})).installable
 
 
 def test_missing_include_names_the_including_file() -> None:
@@ -80,7 +84,7 @@ def test_include_outside_the_repository_is_a_spec_error() -> None:
         ({"binder/runtime.txt": "python-3.12\n"}, PythonRequest("3.12", "", "binder/runtime.txt")),
         (
             {"Pipfile": '[requires]\npython_version = "3.12"\n'},
-            PythonRequest("3.12", "", "Pipfile [requires] python_version"),
+            PythonRequest("3.12", "", "Pipfile [requires]"),
         ),
         (
             {"pyproject.toml": '[project]\nname = "x"\nrequires-python = ">=3.10"\n'},
@@ -88,15 +92,28 @@ def test_include_outside_the_repository_is_a_spec_error() -> None:
         ),
         (
             {"runtime.txt": "python-3.10\n", "Pipfile": '[requires]\npython_version = "3.12"\n'},
-            PythonRequest("3.10", "", "runtime.txt"),
+            PythonRequest("3.12", "", "Pipfile [requires]"),
         ),
         (
             {"Pipfile": '[requires]\npython_version = "3.12"\n', "pyproject.toml": '[project]\nrequires-python = ">=3.9"\n'},
-            PythonRequest("3.12", "", "Pipfile [requires] python_version"),
+            PythonRequest("3.12", "", "Pipfile [requires]"),
         ),
         ({"requirements.txt": "numpy\n"}, PythonRequest("", "", "")),
+        (
+            {"Pipfile": '[requires]\npython_version = "3.12"\n', "Pipfile.lock": '{"_meta": {"requires": {"python_version": "3.13"}}, "default": {}, "develop": {}}'},
+            PythonRequest("3.13", "", "Pipfile.lock _meta.requires"),
+        ),
+        ({"Pipfile": '[requires]\npython_full_version = "3.13.1"\npython_version = "3.12"\n'}, PythonRequest("3.13", "", "Pipfile [requires]")),
+        ({"Pipfile": "", "runtime.txt": "python-3.13\n"}, PythonRequest("3.13", "", "runtime.txt")),
+        ({"runtime.txt": "python-3\n"}, PythonRequest("", "", "runtime.txt")),
+        ({"runtime.txt": "python-3.12.1\n"}, PythonRequest("3.12", "", "runtime.txt")),
+        ({"runtime.txt": "python-3\n", "pyproject.toml": '[project]\nrequires-python = ">=3.12"\n'}, PythonRequest("", ">=3.12", "pyproject.toml requires-python")),
+        ({"environment.yml": "dependencies: [python=3.12]\n", "runtime.txt": "this is not read\n"}, PythonRequest("", "", "")),
+        ({"Dockerfile": "FROM scratch\n", "runtime.txt": "nor this\n"}, PythonRequest("", "", "")),
     ],
-    ids=["runtime.txt", "binder/runtime.txt", "Pipfile", "requires-python", "runtime beats Pipfile", "Pipfile beats pyproject", "none"],
+    ids=["runtime.txt", "binder/runtime.txt", "Pipfile", "requires-python", "Pipfile beats runtime", "Pipfile beats pyproject", "none",
+         "Pipfile.lock beats Pipfile", "python_full_version first", "Pipfile without version: runtime", "python-3 is the default",
+         "patch version", "python-3 leaves requires-python", "environment.yml: runtime.txt not read", "Dockerfile: runtime.txt not read"],
 )
 def test_python_request_comes_from_the_first_file_that_asks(files: dict[str, str], expected: PythonRequest) -> None:
     assert inspect(MemoryRepo(files)).python == expected

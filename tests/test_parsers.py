@@ -118,17 +118,34 @@ def test_requirement_with_quoted_environment_marker_is_valid(line: str) -> None:
         ("python-3.10\n", "3.10"),
         ("python-3.11.4\n", "3.11"),
         ("# which Python\n\npython-3.13\n", "3.13"),
+        ("python-3\n", ""),  # repo2docker: the default Python 3
+        ("python-2\n", "2.7"),
+        ("python-3.7-2020-01-01\n", "3.7"),  # a date is allowed and means nothing for Python
+        ("r-4.2-2023-01-05\n", ""),  # R: the default Python beside it
     ],
 )
 def test_runtime_txt_gives_major_minor(text: str, expected: str) -> None:
-    assert parse_runtime(text, "runtime.txt") == expected
+    assert parse_runtime(text, "runtime.txt").python == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "version", "date"),
+    [("r-4.2\n", "r", "4.2", ""), ("r-4.2-2023-01-05\n", "r", "4.2", "2023-01-05"), ("r-2023-01-05\n", "r", "", "2023-01-05")],
+)
+def test_runtime_txt_reads_repo2dockers_r_forms(text: str, name: str, version: str, date: str) -> None:
+    runtime = parse_runtime(text, "runtime.txt")
+    assert (runtime.name, runtime.version, runtime.date) == (name, version, date)
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("python3.11\n", "runtime.txt: 'python3.11' is not understood"),
-        ("r-4.1\n", "runtime.txt: R environments ('r-4.1') are not supported yet"),
+        ("r-4.1-2023-13-01\n", "runtime.txt: '2023-13-01' in 'r-4.1-2023-13-01' is not a date"),
+        ("python-4\n", "runtime.txt: 'python-4' is not understood"),
+        ("python-3.x\n", "runtime.txt: 'python-3.x' is not understood"),
+        ("julia-1.9\n", "runtime.txt: 'julia-1.9' is not understood"),
+        ("python-3-1\n", "runtime.txt: 'python-3-1' is not understood"),
         ("", "runtime.txt: expected one line"),
         ("python-3.10\npython-3.11\n", "runtime.txt: expected one line"),
     ],
@@ -162,9 +179,10 @@ def test_invalid_apt_package_name_names_file_and_line() -> None:
     [
         (
             '[project]\nname = "x"\nrequires-python = ">=3.10"\ndependencies = ["tomli==2.0.1"]\n',
-            Pyproject(True, ">=3.10", ("tomli==2.0.1",)),
+            Pyproject(False, ">=3.10", ("tomli==2.0.1",)),
         ),
-        ('[build-system]\nrequires = ["setuptools"]\n', Pyproject(True, "", ())),
+        ('[build-system]\nrequires = ["setuptools"]\n', Pyproject(False, "", ())),  # no [project]: not installed (repo2docker)
+        ('[build-system]\nrequires = ["setuptools"]\n[project]\nname = "x"\n', Pyproject(True, "", ())),
         ("[tool.black]\nline-length = 100\n", Pyproject(False, "", ())),
     ],
 )

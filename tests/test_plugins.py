@@ -14,7 +14,7 @@ from r2env.inspect import inspect
 from r2env.repo import MemoryRepo
 from r2env.select import select
 
-JULIA = Buildpack("julia", Role.PRIMARY, lambda facts: "found Project.toml", lambda facts, context: Contribution())
+HASKELL = Buildpack("haskell", Role.PRIMARY, lambda facts: "found stack.yaml", lambda facts, context: Contribution())
 NOT_A_BUILDPACK = object()
 CLASHING = Buildpack("python", Role.PRIMARY, lambda facts: None)
 
@@ -30,11 +30,11 @@ def _with_entry_points(monkeypatch: pytest.MonkeyPatch, *values: str) -> None:
 
 
 def test_a_registered_buildpack_joins_the_registry_and_can_be_prioritised(monkeypatch: pytest.MonkeyPatch) -> None:
-    _with_entry_points(monkeypatch, "tests.test_plugins:JULIA")
+    _with_entry_points(monkeypatch, "tests.test_plugins:HASKELL")
     registry = load_buildpacks()
-    assert registry["julia"].name == "julia" and registry["julia"].role is Role.PRIMARY
-    selection = select(inspect(MemoryRepo({"requirements.txt": "six\n"})), registry, ("julia", "python"))
-    assert selection.primary.name == "julia"
+    assert registry["haskell"].name == "haskell" and registry["haskell"].role is Role.PRIMARY
+    selection = select(inspect(MemoryRepo({"requirements.txt": "six\n"})), registry, ("haskell", "python"))
+    assert selection.primary.name == "haskell"
 
 
 def test_an_entry_point_that_is_not_a_buildpack_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -94,8 +94,8 @@ def test_priority_where_nothing_applies_is_a_usage_error() -> None:
 
 
 def test_unknown_buildpack_in_priority_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="unknown buildpack 'julia'"):
-        selection_for([], ("julia", "python"))
+    with pytest.raises(UsageError, match="unknown buildpack 'haskell'"):
+        selection_for([], ("haskell", "python"))
 
 
 def test_addon_in_priority_is_a_usage_error() -> None:

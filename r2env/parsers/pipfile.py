@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from packaging.utils import canonicalize_name
 
 from r2env.errors import SpecError
 from r2env.lock import LockedPackage
+from r2env.parsers.runtime import MAJOR_PYTHONS
 from r2env.parsers.toml import load_toml
 
 
@@ -54,11 +56,39 @@ def parse_pipfile(text: str, path: str) -> Pipfile:
         if not isinstance(packages, dict):
             raise SpecError(f"{path}: [{section}] must be a table", "see pipenv's Pipfile format")
         requirements += [_checked(_requirement(name, value, path), path) for name, value in packages.items()]
-    python_version = data.get("requires", {}).get("python_version", "")
-    if not isinstance(python_version, str):
-        # TOML reads python_version = 3.10 as the float 3.1.
-        raise SpecError(f"{path}: [requires] python_version must be a string", 'write it quoted, e.g. python_version = "3.10"')
-    return Pipfile(tuple(requirements), python_version)
+    requires = data.get("requires", {})
+    if not isinstance(requires, dict):
+        raise SpecError(f"{path}: [requires] must be a table", 'write e.g. [requires] python_version = "3.11"')
+    for key in ("python_full_version", "python_version"):
+        if not isinstance(requires.get(key, ""), str):
+            # TOML reads python_version = 3.10 as the float 3.1.
+            raise SpecError(f"{path}: [requires] {key} must be a string", f'write it quoted, e.g. {key} = "3.10"')
+    return Pipfile(tuple(requirements), _python_version(requires))
+
+
+_VERSION = re.compile(r"^\d+(?:\.\d+)*")
+
+
+def _python_version(requires: dict[str, Any]) -> str:
+    """X.Y from `python_full_version`, else `python_version` (the order repo2docker reads them in); "" when neither."""
+    for key in ("python_full_version", "python_version"):
+        match = _VERSION.match(str(requires.get(key) or "").strip())
+        if match:
+            parts = match.group().split(".")
+            return ".".join(parts[:2]) if len(parts) > 1 else MAJOR_PYTHONS.get(parts[0], "")
+    return ""
+
+
+def pipfile_lock_python(text: str) -> str:
+    """The Python a Pipfile.lock was made for (`_meta.requires`), "" when it does not say. Its packages are read
+    (and the file validated) by parse_pipfile_lock."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return ""
+    meta = data.get("_meta") if isinstance(data, dict) else None
+    requires = meta.get("requires") if isinstance(meta, dict) else None
+    return _python_version(requires) if isinstance(requires, dict) else ""
 
 
 def parse_pipfile_lock(text: str, path: str) -> tuple[LockedPackage, ...]:

@@ -12,7 +12,7 @@ from r2env.parsers.toml import load_toml
 
 @dataclass(frozen=True)
 class Pyproject:
-    installable: bool  # declares a [project] or a [build-system]
+    installable: bool  # declares both a [project] and a [build-system] (repo2docker's rule), and does not opt out
     requires_python: str  # PEP 440 specifier set, "" when absent
     dependencies: tuple[str, ...]
 
@@ -32,9 +32,12 @@ def parse_pyproject(text: str, path: str) -> Pyproject:
     dependencies = project.get("dependencies", [])
     if not isinstance(dependencies, list):
         raise SpecError(f"{path}: [project].dependencies must be a list of strings", "see PEP 621")
-    # A project opts out of being installed (as uv and Poetry read it): [tool.uv] package = false, or
-    # [tool.poetry] package-mode = false; a bare [project] with no build backend is then only a dependency list.
+    # repo2docker installs the repository only when pyproject.toml has both [project] and [build-system] (a bare
+    # [project] is a dependency list, as uv reads it too); a project may also opt out as uv and Poetry read it:
+    # [tool.uv] package = false, or [tool.poetry] package-mode = false.
     tool = data.get("tool", {}) if isinstance(data.get("tool"), dict) else {}
-    opted_out = tool.get("uv", {}).get("package") is False or tool.get("poetry", {}).get("package-mode") is False
-    installable = ("project" in data or "build-system" in data) and not opted_out
+    uv = tool.get("uv", {}) if isinstance(tool.get("uv"), dict) else {}
+    poetry = tool.get("poetry", {}) if isinstance(tool.get("poetry"), dict) else {}
+    opted_out = uv.get("package") is False or poetry.get("package-mode") is False
+    installable = "project" in data and "build-system" in data and not opted_out
     return Pyproject(installable, requires_python, tuple(str(d) for d in dependencies))

@@ -1,23 +1,63 @@
-"""runtime.txt, as repo2docker reads it: `python-X.Y` (a patch level is accepted and ignored)."""
+"""runtime.txt, as repo2docker reads it: `NAME-VERSION`, `NAME-VERSION-YYYY-MM-DD` or `NAME-YYYY-MM-DD`
+(repo2docker's `BuildPack.runtime`), where NAME is `python` or `r`."""
 
 from __future__ import annotations
 
+import datetime
 import re
+from dataclasses import dataclass
 
 from r2env.errors import SpecError
 
-_PYTHON = re.compile(r"^python-(\d+)\.(\d+)(?:\.\d+)?$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_PYTHON_VERSION = re.compile(r"^\d+(?:\.\d+){0,2}$")
+# repo2docker's default for a bare major version (its `major_pythons`); "3" means r2env's default Python 3.
+MAJOR_PYTHONS = {"2": "2.7"}
 
 
-def parse_runtime(text: str, path: str) -> str:
-    """Return the requested Python 'X.Y'."""
+@dataclass(frozen=True)
+class Runtime:
+    path: str
+    name: str  # "python" or "r"
+    version: str  # as written ("3", "3.7", "3.7.2", "4.2"); "" when only a date is given
+    date: str  # "YYYY-MM-DD" or ""
+
+    @property
+    def python(self) -> str:
+        """The Python this runtime asks for: "X.Y", or "" for the default Python 3 (also for R runtimes)."""
+        if self.name != "python":
+            return ""
+        parts = self.version.split(".")
+        if len(parts) == 1:
+            return MAJOR_PYTHONS.get(parts[0], "")
+        return ".".join(parts[:2])
+
+
+def names_r(text: str) -> bool:
+    """Whether runtime.txt asks for R: checked even where runtime.txt is otherwise ignored, because repo2docker's
+    R buildpack comes before conda and Pipfile in its order."""
+    return text.strip().startswith("r-")
+
+
+def parse_runtime(text: str, path: str) -> Runtime:
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     if len(lines) != 1:
         raise SpecError(f"{path}: expected one line such as 'python-3.11'", "write the Python version as python-X.Y")
     value = lines[0]
-    match = _PYTHON.match(value)
-    if match:
-        return f"{match.group(1)}.{match.group(2)}"
-    if value.startswith("r-"):
-        raise SpecError(f"{path}: R environments ({value!r}) are not supported yet", "remove runtime.txt or use Python")
-    raise SpecError(f"{path}: {value!r} is not understood", "write the Python version as python-X.Y, e.g. python-3.11")
+    excerpt = value if len(value) <= 60 else value[:57] + "..."
+    parts = value.split("-")
+    name = parts[0]
+    if len(parts) not in (2, 4, 5) or not all(parts) or name not in ("python", "r"):
+        raise SpecError(f"{path}: {excerpt!r} is not understood", "write python-X.Y (e.g. python-3.11), or r-X.Y-YYYY-MM-DD for R")
+    version = parts[1] if len(parts) in (2, 5) else ""
+    date = "-".join(parts[-3:]) if len(parts) in (4, 5) else ""
+    if date:
+        try:
+            if not _DATE.match(date):
+                raise ValueError(date)
+            datetime.date.fromisoformat(date)
+        except ValueError:
+            raise SpecError(f"{path}: {date!r} in {excerpt!r} is not a date", "write the date as YYYY-MM-DD") from None
+    if name == "python" and not (_PYTHON_VERSION.match(version) and ("." in version or version in ("2", "3"))):
+        raise SpecError(f"{path}: {excerpt!r} is not understood", "write the Python version as python-X.Y, e.g. python-3.11")
+    return Runtime(path, name, version, date)

@@ -1,0 +1,2 @@
+with import <nixpkgs> {};
+mkShell { buildInputs = [ python3 ]; }
