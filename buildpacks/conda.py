@@ -1,31 +1,41 @@
 """conda: environment.yml, installed exactly from its conda-lock.yml (no solve at build time).
 
-Layout (documented in docs/conda.md):
-- the notebook server stays in r2env's own Python environment (/srv/venv, JupyterLab locked like any repo's),
-  since conda channels need not carry it (the ones here do not);
-- the declared environment lives at /srv/conda/envs/notebook, first on PATH, and is the kernel the user sees:
-  its ipykernel (added, hash-locked, unless the environment declares one) is registered as the server's
-  `python3` kernel;
-- the environment is installed by py-rattler in a build stage; the image gets only the prefix (copied to the
-  same path, as conda prefixes are not relocatable), not the installer or its package cache.
-repo2docker's rules apply beside it: requirements.txt and runtime.txt are ignored (environment.yml pins
-Python itself), apt.txt, postBuild and start compose as with any primary buildpack."""
+Layout (documented in docs/conda.md), as repo2docker does it:
+- the declared environment lives at /srv/conda/envs/notebook, first on PATH, and the notebook server runs in it,
+  so Jupyter extensions the environment declares (voila, jupyter-server-proxy, ipywidgets…) are active and the
+  default `python3` kernel is the environment's. JupyterLab is added unless the environment declares it: its
+  closure is resolved for the environment's Python around the environment's own packages and hash-pinned in
+  r2env.lock (`conda.server`), since conda channels need not carry it;
+- an environment whose Python is too old for the server (below 3.9) is instead the kernel of a server in r2env's
+  own /srv/venv (Debian's Python), as repo2docker does below its cutoff; its ipykernel is added and registered;
+- the environment is installed by py-rattler in a build stage, the pip: packages and the server with pip there too;
+  the image gets only the prefix (copied to the same path, as conda prefixes are not relocatable), not the
+  installer or its package cache.
+repo2docker's rules apply beside it: requirements.txt and runtime.txt are ignored (environment.yml pins Python
+itself), apt.txt, postBuild and start compose as with any primary buildpack."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import shlex
 
-from buildpacks.steps import apt_install, ignored_note, locked_install, python_foundation
+from buildpacks.steps import apt_install, ignored_note, locked_install, python_foundation, system_steps
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
+from r2env.conda_locking import SERVER_MIN_PYTHON, hosts_server
 from r2env.conda_packages import PACKAGES_DIR, package_image
 from r2env.inspect import RepoFacts
-from r2env.spec import BuildStage, Stage, Step
+from r2env.interpreter import DEBIAN_PYTHON
+from r2env.parsers.conda_lock import CondaLockFile
+from r2env.spec import BuildStage, Interpreter, Stage, Step
 
 CONDA_DIR = "/srv/conda"
 CONDA_PREFIX = f"{CONDA_DIR}/envs/notebook"
+SERVER_PREFIX = "/srv/venv"  # r2env's own environment, for an environment too old to run the server
 BUILD_STAGE = "r2env-conda"
 _INSTALLER_VENV = "/opt/r2env-rattler"
 _KERNEL_NAME = "python3"  # replaces the server environment's own kernel: the user's environment is the one they see
+_MINIMUM = ".".join(map(str, SERVER_MIN_PYTHON))
 
 
 def detect(facts: RepoFacts) -> str | None:
@@ -37,6 +47,26 @@ def detect(facts: RepoFacts) -> str | None:
     return f"found {environment.path}{ignored_note(facts, unused)}"
 
 
+def _declared_python(spec: str) -> str:
+    """X.Y when environment.yml's python spec names one minor version (3.11, =3.11, 3.11.4, 3.11.*), else ""."""
+    match = re.fullmatch(r"=*\s*(\d+)\.(\d+)(?:\.[\d*]+)*", spec.strip())
+    return f"{match.group(1)}.{match.group(2)}" if match else ""
+
+
+def environment(facts: RepoFacts, conda: CondaLockFile | None) -> tuple[Interpreter, str]:
+    """The environment's Python (locked, or as environment.yml declares it) and where the server runs."""
+    declared = facts.conda_environment
+    assert declared is not None  # detect() matched
+    version = conda.python_version if conda else _declared_python(declared.python)
+    source = conda.path if conda else declared.path
+    if not version:
+        return Interpreter("", "conda", f"{declared.path} does not pin one Python version: the lock decides it; the notebook server runs in the environment"), CONDA_PREFIX
+    if hosts_server(version):
+        return Interpreter(version, "conda", f"{source} has python {version}; the notebook server runs in the environment"), CONDA_PREFIX
+    return Interpreter(version, "conda", f"{source} has python {version}, older than the notebook server needs ({_MINIMUM}): "
+                       f"the server runs in {SERVER_PREFIX} with Debian's Python, the environment is its kernel"), SERVER_PREFIX
+
+
 def _unlocked(path: str) -> Step:
     # A conda environment is built only from its lock; a Dockerfile rendered without one says so when built.
     message = f"r2env: {path} is built from its lock: run \\`r2env lock\\` first (or \\`r2env build --relock\\`)"
@@ -44,45 +74,63 @@ def _unlocked(path: str) -> Step:
                 script=f"echo \"{message}\" >&2 && exit 1")
 
 
-def _build_stage(context: PlanContext) -> BuildStage:
+def _build_stage(context: PlanContext, hosting: bool) -> BuildStage:
+    """py-rattler installs the locked conda packages; with the server in the environment, pip then installs the
+    pip: packages and the server into it here too (pip --python drives the environment's own interpreter)."""
     assert context.lock is not None and context.lock.conda is not None and context.conda is not None
-    image = package_image(context.conda)
+    conda, section = context.conda, context.lock.conda
+    image = package_image(conda)
     installer_python = f"{_INSTALLER_VENV}/bin/python"
-    return BuildStage(BUILD_STAGE, (
+    steps: list[Step] = [
         apt_install(("ca-certificates", "python3", "python3-venv"), "conda", "install Python for the conda installer", context.lock.apt),
         Step(kind="run", stage=Stage.SYSTEM, buildpack="conda", description=f"create {_INSTALLER_VENV} for py-rattler",
              script=f"python3 -m venv {_INSTALLER_VENV}"),
-        locked_install(context.lock.conda.installer, Stage.SYSTEM, "conda",
-                       f"install py-rattler ({len(context.lock.conda.installer)} locked packages)", pip=f"{_INSTALLER_VENV}/bin/pip", user="root"),
+        locked_install(section.installer, Stage.SYSTEM, "conda",
+                       f"install py-rattler ({len(section.installer)} locked packages)", pip=f"{_INSTALLER_VENV}/bin/pip", user="root"),
         Step(kind="copy", stage=Stage.DEPENDENCIES, buildpack="conda", description=f"the locked conda packages ({image})",
              inputs=(PACKAGES_DIR,), source=image, user="root"),
         Step(kind="run", stage=Stage.DEPENDENCIES, buildpack="conda",
-             description=f"install {len(context.conda.packages)} locked conda packages into {CONDA_PREFIX} (no solve; hashes checked)",
+             description=f"install {len(conda.packages)} locked conda packages into {CONDA_PREFIX} (no solve; hashes checked)",
              script=f"{installer_python} {PACKAGES_DIR}/conda_installer.py {PACKAGES_DIR} {CONDA_PREFIX}"),
-    ))
+    ]
+    if hosting:
+        pip = f"{_INSTALLER_VENV}/bin/pip --python {CONDA_PREFIX}/bin/python"
+        if conda.pip:
+            steps.append(locked_install(conda.pip, Stage.DEPENDENCIES, "conda",
+                                        f"install the pip: packages ({len(conda.pip)} locked, from {conda.path})", pip=pip, user="root"))
+        if section.server:
+            steps.append(locked_install(section.server, Stage.DEPENDENCIES, "conda",
+                                        f"install the notebook server into the environment ({context.server_requirement}, {len(section.server)} locked packages)",
+                                        pip=pip, user="root"))
+    return BuildStage(BUILD_STAGE, tuple(steps))
 
 
-def _environment_steps(facts: RepoFacts, context: PlanContext) -> tuple[Step, ...]:
+def _copy_environment(kernel_prefix: str) -> tuple[Step, ...]:
+    return (
+        Step(kind="copy", stage=Stage.DEPENDENCIES, buildpack="conda", description=f"the conda environment ({CONDA_PREFIX})",
+             inputs=(CONDA_DIR,), source=BUILD_STAGE, user="user"),
+        Step(kind="env", stage=Stage.DEPENDENCIES, buildpack="conda", description="the conda environment comes first on PATH",
+             env=(("CONDA_DIR", CONDA_DIR), ("CONDA_PREFIX", CONDA_PREFIX), ("KERNEL_PYTHON_PREFIX", kernel_prefix),
+                  ("PATH", f"{CONDA_PREFIX}/bin:$PATH"))),
+    )
+
+
+def _kernel_steps(facts: RepoFacts, context: PlanContext) -> tuple[Step, ...]:
+    """An environment too old to run the server: its pip: packages and ipykernel, installed with the server
+    environment's pip driving the environment's Python, and the environment registered as the `python3` kernel."""
     assert context.lock is not None and context.lock.conda is not None and context.conda is not None
     environment = facts.conda_environment
     assert environment is not None
     conda = context.conda
-    # The environment's own Python runs pip, with the server environment's pip (a conda env need not have one).
     pip = f"{context.env_prefix}/bin/python -m pip --python {CONDA_PREFIX}/bin/python"
-    steps: list[Step] = [
-        Step(kind="copy", stage=Stage.DEPENDENCIES, buildpack="conda", description=f"the conda environment ({CONDA_PREFIX})",
-             inputs=(CONDA_DIR,), source=BUILD_STAGE, user="user"),
-        Step(kind="env", stage=Stage.DEPENDENCIES, buildpack="conda", description="the conda environment comes first on PATH",
-             env=(("CONDA_DIR", CONDA_DIR), ("CONDA_PREFIX", CONDA_PREFIX), ("KERNEL_PYTHON_PREFIX", CONDA_PREFIX),
-                  ("PATH", f"{CONDA_PREFIX}/bin:$PATH"))),
-    ]
+    steps = list(_copy_environment(CONDA_PREFIX))
     if conda.pip:
         steps.append(locked_install(conda.pip, Stage.DEPENDENCIES, "conda",
                                     f"install the pip: packages of {environment.path} ({len(conda.pip)} locked, from {conda.path})", pip=pip))
     kernel = context.lock.conda.kernel
     if kernel:
         steps.append(locked_install(kernel, Stage.DEPENDENCIES, "conda", f"install ipykernel into the environment ({len(kernel)} locked packages)", pip=pip))
-    if conda.python_version and (kernel or environment.declares("ipykernel")):
+    if kernel or environment.declares("ipykernel"):
         display = shlex.quote(f"Python {conda.python_version} ({environment.name or 'environment.yml'})")
         steps.append(Step(
             kind="run", stage=Stage.DEPENDENCIES, buildpack="conda", description="register the environment as the server's python3 kernel",
@@ -95,11 +143,18 @@ def _environment_steps(facts: RepoFacts, context: PlanContext) -> tuple[Step, ..
 def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
     environment = facts.conda_environment
     assert environment is not None  # detect() matched
-    steps = python_foundation(context, "conda")
+    hosting = context.env_prefix == CONDA_PREFIX
+    if hosting:
+        steps = system_steps(context, "conda", debian_python=False)
+    else:
+        # The server's own environment gets Debian's Python, whatever the environment's is.
+        debian = Interpreter(DEBIAN_PYTHON.get(context.suite, "3.11"), "debian", "the notebook server's own environment")
+        steps = python_foundation(dataclasses.replace(context, interpreter=debian), "conda")
     declared = (("conda", environment.dependencies),) + ((("conda-pip", environment.pip),) if environment.pip else ())
     if context.lock is None or context.lock.conda is None or context.conda is None:
         return Contribution(steps=steps + (_unlocked(environment.path),), packages=declared)
-    return Contribution(steps=steps + _environment_steps(facts, context), packages=declared, build_stages=(_build_stage(context),))
+    steps += _copy_environment(context.env_prefix) if hosting else _kernel_steps(facts, context)
+    return Contribution(steps=steps, packages=declared, build_stages=(_build_stage(context, hosting),))
 
 
-BUILDPACK = Buildpack("conda", Role.PRIMARY, detect, contribute)
+BUILDPACK = Buildpack("conda", Role.PRIMARY, detect, contribute, environment)

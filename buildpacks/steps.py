@@ -72,9 +72,10 @@ def locked_install(
     )
 
 
-def system_steps(context: PlanContext, buildpack: str, needs_git: bool = False) -> tuple[Step, ...]:
-    # A uv-managed CPython still needs Debian's python3 once, to install uv itself.
-    packages = _SYSTEM_PACKAGES + _DEBIAN_PYTHON + (("git",) if needs_git else ())
+def system_steps(context: PlanContext, buildpack: str, needs_git: bool = False, debian_python: bool = True) -> tuple[Step, ...]:
+    # A uv-managed CPython still needs Debian's python3 once, to install uv itself; an environment that brings
+    # its own Python (conda) needs none.
+    packages = _SYSTEM_PACKAGES + (_DEBIAN_PYTHON if debian_python else ()) + (("git",) if needs_git else ())
     pins = context.lock.apt if context.lock else None
     user = shlex.quote(context.user_name)
     uid = context.user_id

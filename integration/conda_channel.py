@@ -124,6 +124,15 @@ def example_packages(python: str = "/usr/bin/python3.11") -> list[Package]:
         Package("pyhello", "0.1.0", "pyh0_0", "noarch", {
             "site-packages/pyhello/__init__.py": "import sys\n__version__ = '0.1.0'\n\ndef main():\n    print('pyhello', __version__, 'in', sys.prefix)\n",
         }, ("python >=3.8",), noarch="python", entry_points=("pyhello = pyhello:main",)),
+        # A Jupyter server extension as conda-forge ships them (jupyter-server-proxy, voila…): a module plus the
+        # jupyter_server_config.d file that enables it. Declared in environment.yml, it must be loaded by the server.
+        Package("hello-server-ext", "0.1.0", "pyh0_0", "noarch", {
+            "site-packages/hello_server_ext/__init__.py": (
+                "def _jupyter_server_extension_points():\n    return [{'module': 'hello_server_ext'}]\n\n\n"
+                "def _load_jupyter_server_extension(serverapp):\n    serverapp.log.info('hello_server_ext loaded')\n"
+            ),
+            "etc/jupyter/jupyter_server_config.d/hello_server_ext.json": '{"ServerApp": {"jpserver_extensions": {"hello_server_ext": true}}}\n',
+        }, ("python >=3.8",), noarch="python"),
         # conda-lock adds `pip` to the specs of an environment with a pip: section; r2env installs pip
         # packages with the server environment's pip, so an empty stand-in is enough.
         Package("pip", "23.0.1", "pyh0_0", "noarch", {}, ("python >=3.7",), noarch="python"),

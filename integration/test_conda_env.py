@@ -1,6 +1,7 @@
 """conda for real: the real conda-lock CLI locks examples/environment-yml from a local channel the tests build
 (served over loopback http), r2env builds exactly that lock from an air-gapped copy (--channel-map), and the
-image has the locked packages, the pip: section, the kernel, apt.txt and postBuild."""
+image has the locked packages, the pip: section, the notebook server and the environment's server extension in the
+environment, its kernel, apt.txt and postBuild."""
 
 from __future__ import annotations
 
@@ -68,9 +69,17 @@ def lock(repo: Path, channel_url: str, env: dict[str, str], *extra: str) -> Resu
 def locked_repo(tmp_path_factory: pytest.TempPathFactory, served: str, conda_env: dict[str, str]) -> Path:
     repo = tmp_path_factory.mktemp("conda-repo") / "environment-yml"
     shutil.copytree(EXAMPLES / "environment-yml", repo)
+    with_debian_python(repo)
     result = lock(repo, served, conda_env)
     assert result.returncode == 0, result.stdout + result.stderr
     return repo
+
+
+def with_debian_python(repo: Path) -> None:
+    """The test channel's `python` is a stand-in that links to Debian's python3.11 (no real CPython conda package
+    can be had here), so the test's copy of the example asks apt for it; a real environment needs no such line."""
+    apt = repo / "binder" / "apt.txt"
+    apt.write_text(apt.read_text() + "python3\n")
 
 
 def _conda_lock(repo: Path) -> dict[str, object]:
@@ -107,7 +116,7 @@ def test_an_air_gapped_build_installs_exactly_the_lock(engine: docker.DockerClie
 
 
 def test_the_kernel_the_server_starts_runs_in_the_environment(engine: docker.DockerClient, locked_repo: Path) -> None:
-    output = run_in(engine, IMAGE, ["/srv/venv/bin/python", "-c", KERNEL_CHECK])
+    output = run_in(engine, IMAGE, ["python", "-c", KERNEL_CHECK])
     assert "kernel: /srv/conda/envs/notebook 0.1.0" in output, output
 
 

@@ -29,13 +29,14 @@ class PlanContext:
     user_name: str
     user_id: int
     repo_dir: str
-    env_prefix: str  # the Python environment every buildpack installs into
+    env_prefix: str  # the Python environment every buildpack installs into (and the notebook server runs from)
     interpreter: Interpreter
     server_requirement: str  # e.g. "jupyterlab==4.4.1"
     lock: Lock | None = None  # when present, every package is installed exactly as locked
     pins: tuple[LockedPackage, ...] = ()  # the repository's own lock (uv.lock, poetry.lock), installed exactly
     pins_source: str = ""
     conda: CondaLockFile | None = None  # the conda-lock.yml r2env.lock refers to, read for its platform
+    suite: str = "bookworm"  # Debian suite of the base image
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class Buildpack:
     contribute: Callable[[RepoFacts, PlanContext], Contribution] = field(
         default=lambda facts, context: Contribution()
     )
+    # A primary that brings its own Python (a conda environment): the interpreter the plan shows, and the prefix
+    # the notebook server runs from. None: the plan chooses a Python for the repository.
+    environment: Callable[[RepoFacts, CondaLockFile | None], tuple[Interpreter, str]] | None = None
 
 
 def load_buildpacks() -> dict[str, Buildpack]:

@@ -25,7 +25,18 @@ LOCK_NAME = "conda-lock.yml"
 CONDA_LOCK = (sys.executable, "-m", "conda_lock")
 # The py-rattler the build stage installs with (the version r2env is tested with).
 RATTLER_REQUIREMENT = "py-rattler==0.28.0"
+# The notebook server r2env installs (JupyterLab 4) needs Python 3.9 or newer; an environment with an older Python
+# is the kernel of a server in r2env's own /srv/venv instead, as repo2docker does below its cutoff (3.7).
+SERVER_MIN_PYTHON = (3, 9)
 _SOLVERS = (("micromamba", "--micromamba"), ("mamba", "--mamba"), ("conda", "--no-mamba"))
+
+
+def hosts_server(python_version: str) -> bool:
+    """Whether an environment with this Python ("X.Y"; "" = not known yet, so a current one) runs the notebook server."""
+    if not python_version:
+        return True
+    major, _, minor = python_version.partition(".")
+    return (int(major), int(minor or 0)) >= SERVER_MIN_PYTHON
 
 
 def conda_platform(machine: str = "") -> str:

@@ -50,7 +50,8 @@ class CondaSection:
     digest: str  # sha256 of its text: a hand-edited conda-lock.yml makes r2env.lock stale
     platform: str  # the conda subdir installed, e.g. linux-64
     installer: tuple[LockedPackage, ...]  # py-rattler and its needs, for the build stage's Python
-    kernel: tuple[LockedPackage, ...]  # ipykernel's closure for the environment's Python (empty: none added)
+    kernel: tuple[LockedPackage, ...]  # ipykernel's closure, for an environment too old to host the server (empty: none added)
+    server: tuple[LockedPackage, ...] = ()  # the notebook server's closure installed into the environment (empty: it declares one)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def dump_lock(lock: Lock) -> str:
             "platform": lock.conda.platform,
             "installer": _packages_data(lock.conda.installer),
             "kernel": _packages_data(lock.conda.kernel),
+            "server": _packages_data(lock.conda.server),
         }
     stream = io.StringIO()
     stream.write(HEADER.format(version=lock.r2env_version))
@@ -159,6 +161,8 @@ def _conda_section(data: Any, path: str) -> CondaSection:
         platform=_require(data, "platform", str, path, "conda."),
         installer=_packages(data.get("installer"), path, "conda.installer"),
         kernel=_packages(data.get("kernel", []), path, "conda.kernel"),
+        # Required: a lock made before the server moved into the environment must be made again.
+        server=_packages(data.get("server"), path, "conda.server"),
     )
 
 

@@ -44,8 +44,10 @@ def diff_locks(old: Lock, new: Lock) -> list[Change]:
     ]
     if old.conda is not None or new.conda is not None:
         # conda-lock.yml holds the conda packages; r2env.lock only its digest, and what r2env adds to it.
-        before_conda = {("conda-kernel", p.name): p.version for p in (old.conda.kernel if old.conda else ())}
-        after_conda = {("conda-kernel", p.name): p.version for p in (new.conda.kernel if new.conda else ())}
+        before_conda = {(f"conda-{part}", p.name): p.version for part in ("kernel", "server")
+                        for p in (getattr(old.conda, part) if old.conda else ())}
+        after_conda = {(f"conda-{part}", p.name): p.version for part in ("kernel", "server")
+                       for p in (getattr(new.conda, part) if new.conda else ())}
         changes += [
             Change(kind, name, before_conda.get((kind, name), ""), after_conda.get((kind, name), ""))
             for kind, name in sorted(set(before_conda) | set(after_conda))

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Iterator
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from r2env import __version__
 from r2env.errors import LockError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.inspect import RepoFacts
 from r2env.conda_locking import LOCK_NAME as CONDA_LOCK_NAME
-from r2env.conda_locking import RATTLER_REQUIREMENT, channels_for, conda_platform, lock_environment
+from r2env.conda_locking import RATTLER_REQUIREMENT, channels_for, conda_platform, hosts_server, lock_environment
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.lock import LOCK_FILE, CondaSection, Lock, LockedBase, LockedPackage, file_digest, parse_lock, stale_inputs
 from r2env.parsers.conda_lock import CondaLockFile, parse_conda_lock
@@ -174,7 +175,7 @@ def make_lock(
         platform = conda_platform()
         yield BuildEvent(Phase.PLAN, Kind.INFO, f"locking {environment.path} for {platform} with conda-lock (channels: {', '.join(channels)})")
         conda_text, conda_file = lock_environment(root, environment, channels, platform, runner, conda_pypi_lookup)
-        conda = _conda_section(root, facts, spec, conda_file, conda_text, index_url, extra_index_url, runner)
+        conda = _conda_section(root, facts, spec, conda_file, conda_text, options.server_requirement, index_url, extra_index_url, runner)
         conda_counts = f", {len(conda_file.packages)} conda and {len(conda_file.pip)} pip packages ({conda.lockfile})"
     direct = [r for f in facts.requirements for r in f.requirements if "://" in r or r.startswith(("git+", "hg+", "svn+", "bzr+"))]
     if direct:
@@ -188,8 +189,22 @@ def make_lock(
     labels = engine.image_labels(spec.base_image)
     apt_packages = list(dict.fromkeys(p for step in spec.steps if "apt" in step.caches for p in step.packages))
     yield BuildEvent(Phase.PLAN, Kind.INFO, f"resolving {len(apt_packages)} Debian packages in {spec.base_image}")
+    if environment is not None:
+        # Whether the server needs r2env's own Python is known only now that the environment's Python is locked.
+        apt_packages += [p for p in ("python3", "python3-venv") if p not in apt_packages]
     apt = resolve_apt(engine, spec.base_image, apt_packages)
     python = spec.interpreter.version
+    if conda is not None:
+        python = conda_python = conda_file.python_version
+        if hosts_server(conda_python):
+            # The environment runs the server (conda.server): r2env's own Python environment is not in the image.
+            lock = Lock(__version__, current_inputs(root, facts, options),
+                        LockedBase(spec.base_image, base_id, spec.suite, labels.get("org.r2env.base.mirror", "")),
+                        python, (), (), apt, "r2env", conda=conda)
+            counts = f"{len(conda.server)} server, {len(apt)} Debian packages{conda_counts}"
+            yield LockResult(Phase.PLAN, Kind.RESULT, counts, lock=lock, conda_lock=conda_text)
+            return
+        python = DEBIAN_PYTHON.get(spec.suite, "3.11")  # the server's own environment, beside the environment
     # A conda environment's packages are in conda-lock.yml: r2env's own resolution is the server's only.
     pins = user_pins(root, facts, runner) if environment is None else None
     requirements = [options.server_requirement]
@@ -228,18 +243,55 @@ def make_lock(
 
 
 def _conda_section(
-    root: Path, facts: RepoFacts, spec: ImageSpec, conda_file: CondaLockFile, text: str,
+    root: Path, facts: RepoFacts, spec: ImageSpec, conda_file: CondaLockFile, text: str, server_requirement: str,
     index_url: str, extra_index_url: str, runner: Runner,
 ) -> CondaSection:
-    """What r2env adds to conda-lock's lock: the in-image installer and, for a Python environment, its kernel."""
+    """What r2env adds to conda-lock's lock: the in-image installer, and the notebook server the environment runs
+    (or, for a Python too old to run it, the ipykernel that makes the environment the server's kernel)."""
     environment = facts.conda_environment
     assert environment is not None
+    python = conda_file.python_version
+    if not python:
+        raise LockError(f"{environment.path}: the environment has no python package, and the notebook server runs in it",
+                        "add python to its dependencies, e.g. `- python=3.12`")
     installer_python = DEBIAN_PYTHON.get(spec.suite, "3.11")
     installer = resolve_python([RATTLER_REQUIREMENT], root, installer_python, spec.suite, index_url, extra_index_url, runner).packages
     kernel: tuple[LockedPackage, ...] = ()
-    if conda_file.python_version and not environment.declares("ipykernel"):
-        kernel = resolve_python(["ipykernel"], root, conda_file.python_version, spec.suite, index_url, extra_index_url, runner).packages
-    return CondaSection(facts.path(CONDA_LOCK_NAME), file_digest(text), conda_file.platform, installer, kernel)
+    server: tuple[LockedPackage, ...] = ()
+    if not hosts_server(python):
+        if not environment.declares("ipykernel"):
+            kernel = resolve_python(["ipykernel"], root, python, spec.suite, index_url, extra_index_url, runner).packages
+    elif not environment.declares(canonicalize_name(Requirement(server_requirement).name)):
+        server = _environment_server(root, conda_file, server_requirement, spec.suite, index_url, extra_index_url, runner)
+    return CondaSection(facts.path(CONDA_LOCK_NAME), file_digest(text), conda_file.platform, installer, kernel, server)
+
+
+def _environment_server(
+    root: Path, conda_file: CondaLockFile, server_requirement: str, suite: str, index_url: str, extra_index_url: str, runner: Runner,
+) -> tuple[LockedPackage, ...]:
+    """The server's closure for the environment's Python, resolved around what the environment already has (its conda
+    packages and pip: pins are constraints, so the server never replaces them) and without what it already has."""
+    present: dict[str, str] = {}
+    for package in conda_file.packages:
+        try:
+            present[canonicalize_name(package.name)] = str(Version(package.version))
+        except InvalidVersion:
+            continue  # not a Python package version (constraints only matter for packages the server needs)
+    present |= {p.name: p.version for p in conda_file.pip}
+    present.pop("python", None)
+    with tempfile.TemporaryDirectory(prefix="r2env-lock-") as scratch:
+        constraints = Path(scratch) / "environment-constraints.txt"
+        constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(present.items())), encoding="utf-8")
+        try:
+            resolution = resolve_python([server_requirement, f"-c {constraints}"], root, conda_file.python_version, suite,
+                                        index_url, extra_index_url, runner)
+        except LockError as error:
+            raise LockError(
+                f"{conda_file.path}: the notebook server ({server_requirement}) cannot be installed beside the environment's packages: "
+                + error.message.removeprefix("cannot resolve the Python packages: "),
+                "add jupyterlab to environment.yml, so the conda solver picks one that fits",
+            ) from None
+    return tuple(p for p in resolution.packages if p.name not in present)
 
 
 @dataclass(frozen=True)

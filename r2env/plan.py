@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from r2env import __version__
 from r2env.buildpack import Contribution, PlanContext, Role
 from r2env.cuda import DRIVER_ENV, choose_cuda
+from r2env.errors import SpecError
 from r2env.inspect import RepoFacts
 from r2env.lock import Lock, LockedPackage
 from r2env.parsers.conda_lock import CondaLockFile
@@ -35,7 +36,7 @@ def _home(user_name: str) -> str:
     return f"/home/{user_name}"
 
 
-def _common_env(options: PlanOptions, repo_dir: str) -> tuple[tuple[str, str], ...]:
+def _common_env(options: PlanOptions, repo_dir: str, env_prefix: str) -> tuple[tuple[str, str], ...]:
     # Names follow repo2docker's so existing postBuild/start scripts keep working.
     return (
         ("DEBIAN_FRONTEND", "noninteractive"),
@@ -47,11 +48,11 @@ def _common_env(options: PlanOptions, repo_dir: str) -> tuple[tuple[str, str], .
         ("USER", options.user_name),
         ("HOME", _home(options.user_name)),
         ("REPO_DIR", repo_dir),
-        ("NB_PYTHON_PREFIX", ENV_PREFIX),
-        ("KERNEL_PYTHON_PREFIX", ENV_PREFIX),
+        ("NB_PYTHON_PREFIX", env_prefix),
+        ("KERNEL_PYTHON_PREFIX", env_prefix),
         ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
         ("PYTHONUNBUFFERED", "1"),
-        ("PATH", f"{ENV_PREFIX}/bin:{_home(options.user_name)}/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("PATH", f"{env_prefix}/bin:{_home(options.user_name)}/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
     )
 
 
@@ -95,12 +96,20 @@ def plan(
             build_args=(("NB_USER", options.user_name), ("NB_UID", str(options.user_id))),
         )
     default_suite = options.base_suite if options.base_suite in DEBIAN_PYTHON else "bookworm"
-    interpreter, suite = choose_interpreter(facts.python, default_suite)
+    env_prefix = ENV_PREFIX
+    if selection.primary.environment is not None:
+        interpreter, env_prefix = selection.primary.environment(facts, conda)
+        suite = default_suite
+    else:
+        interpreter, suite = choose_interpreter(facts.python, default_suite)
     if options.base_image and suite != options.base_suite:
         # A chosen base keeps its suite: a Python its suite does not ship comes from a standalone build.
         suite = options.base_suite
         reason = f"{interpreter.reason}; the base image {options.base_image} is Debian {suite}"
-        interpreter = Interpreter(interpreter.version, "uv", reason)
+        interpreter = Interpreter(interpreter.version, "conda" if interpreter.source == "conda" else "uv", reason)
+    if options.cuda and selection.primary.environment is not None:
+        raise SpecError(f"--gpu/--cuda do not apply to a {selection.primary.name} environment yet",
+                        "declare the CUDA packages in the environment itself, and build without --gpu")
     cuda = choose_cuda(declared_requirements(facts), options.cuda) if options.cuda else None
     cuda_env: tuple[tuple[str, str], ...] = ()
     if cuda:
@@ -115,20 +124,21 @@ def plan(
         user_name=options.user_name,
         user_id=options.user_id,
         repo_dir=repo_dir,
-        env_prefix=ENV_PREFIX,
+        env_prefix=env_prefix,
         interpreter=interpreter,
         server_requirement=options.server_requirement,
         lock=lock,
         pins=pins,
         pins_source=pins_source,
         conda=conda,
+        suite=suite,
     )
     contributions: list[Contribution] = [b.contribute(facts, context) for b in selection.buildpacks]
     steps = [step for c in contributions for step in c.steps]
     # Stable sort: stage order first, contribution order within a stage (the primary's steps come first).
     steps.sort(key=lambda step: step.stage)
     packages = tuple(p for c in contributions for p in c.packages)
-    env = _common_env(options, repo_dir) + cuda_env + tuple(e for c in contributions for e in c.env)
+    env = _common_env(options, repo_dir, env_prefix) + cuda_env + tuple(e for c in contributions for e in c.env)
     return ImageSpec(
         base_image=options.base_image or (cuda.base_image if cuda else f"debian:{suite}"),
         suite=suite,

@@ -75,7 +75,7 @@ def _script(step: Step, spec: ImageSpec, options: RenderOptions) -> str:
         script = ("rm -f /etc/apt/apt.conf.d/docker-clean && " if options.buildkit else "") + script
         if not options.buildkit:
             script += " && rm -rf /var/lib/apt/lists/*"
-    if step.user == "user":
+    if step.user == "user" or "pip" in step.caches:
         # With SOURCE_DATE_EPOCH set, pip and ensurepip write checked-hash .pyc files (PEP 552), whose bytes do
         # not depend on when the build ran: the environment tree is then byte-identical across rebuilds.
         script = f"export SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH} && " + script

@@ -62,8 +62,8 @@ class Detection:
 
 @dataclass(frozen=True)
 class Interpreter:
-    version: str  # "X.Y"
-    source: Literal["debian", "uv"]  # Debian's python3 or a uv-managed standalone build
+    version: str  # "X.Y" ("" for a conda environment whose Python is chosen when it is locked)
+    source: Literal["debian", "uv", "conda"]  # Debian's python3, a uv-managed standalone build, or a conda environment's
     reason: str
 
 

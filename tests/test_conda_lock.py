@@ -104,12 +104,52 @@ def test_lock_runs_conda_lock_with_the_solver_the_channels_and_the_lookup(repo: 
     assert lock.conda == CondaSection(
         "binder/conda-lock.yml", file_digest(CONDA_LOCK), "linux-64",
         (LockedPackage("py-rattler", "0.28.0", ("sha256:" + "1" * 64,)),),
-        (LockedPackage("ipykernel", "7.4.0", ("sha256:" + "1" * 64,)), LockedPackage("comm", "0.2.3", ("sha256:" + "1" * 64,))),
+        (),
+        lock.conda.server,
     )
-    # The environment's packages are conda-lock's: r2env resolves only the server, and requirements.txt is ignored.
-    assert lock.packages == () and "jupyter-core" in [p.name for p in lock.server]
-    compiled_inputs = [Path(argv[3]).name for argv in tools.calls if argv[:3] == ["uv", "pip", "compile"]]
-    assert len(compiled_inputs) == 3
+    # The environment's packages are conda-lock's: r2env resolves only the server the environment runs (for its
+    # Python, around its packages), nothing for a /srv/venv the image does not have, and requirements.txt is ignored.
+    assert "jupyter-core" in [p.name for p in lock.conda.server]
+    assert lock.packages == () and lock.server == () and lock.python == "3.11"
+    compiled = [Path(argv[3]).read_text() if Path(argv[3]).exists() else "" for argv in tools.calls if argv[:3] == ["uv", "pip", "compile"]]
+    assert len(compiled) == 2
+    server_call = next(argv for argv in tools.calls if argv[:3] == ["uv", "pip", "compile"] and "3.11" in argv and "--python-version" in argv and argv != tools.calls[0])
+    assert server_call[server_call.index("--python-version") + 1] == "3.11"
+
+
+def test_the_server_is_resolved_around_the_environments_own_packages(repo: Path) -> None:
+    seen: list[str] = []
+
+    class Recording(FakeTools):
+        def __call__(self, argv: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+            if list(argv[:3]) == ["uv", "pip", "compile"]:
+                wanted = Path(argv[3]).read_text()
+                seen.append(wanted)
+                constraint = next((line[3:] for line in wanted.splitlines() if line.startswith("-c ")), "")
+                if constraint:
+                    seen.append(Path(constraint).read_text())
+            return super().__call__(argv, cwd)
+
+    lock, _, _ = lock_repo(repo, Recording())
+    constraints = next(text for text in seen if "tabulate==0.9.0" in text and not text.startswith(SERVER))
+    # Conda packages and the pip: pins hold the server's resolution; python itself is not a constraint.
+    assert "libgreet==1.0.0" in constraints and "pyhello==0.1.0" in constraints and "python==" not in constraints
+    assert lock.conda is not None and not {"tabulate", "libgreet"} & {p.name for p in lock.conda.server}
+
+
+def test_an_environment_too_old_for_the_server_is_its_kernel(repo: Path) -> None:
+    old = CONDA_LOCK.replace("version: 3.11.2", "version: 3.8.10")
+    lock, _, _ = lock_repo(repo, FakeTools(conda_lock=old))
+    assert lock.conda is not None and lock.conda.server == ()
+    assert [p.name for p in lock.conda.kernel] == ["ipykernel", "comm"]
+    # The server's own environment (/srv/venv) is Debian's Python, resolved as for any repository.
+    assert lock.python == "3.11" and "jupyter-core" in [p.name for p in lock.server]
+
+
+def test_an_environment_without_python_is_refused_at_lock_time(repo: Path) -> None:
+    without = CONDA_LOCK.replace("- name: python\n", "- name: notpython\n", 1)
+    with pytest.raises(LockError, match=r"binder/environment.yml: the environment has no python package"):
+        lock_repo(repo, FakeTools(conda_lock=without))
 
 
 def test_the_environments_channels_are_used_without_an_override(repo: Path) -> None:
@@ -118,11 +158,12 @@ def test_the_environments_channels_are_used_without_an_override(repo: Path) -> N
     assert conda_call[conda_call.index("-c") + 1] == "conda-forge"
 
 
-def test_an_environment_that_declares_ipykernel_gets_none_added(repo: Path) -> None:
+def test_an_environment_that_declares_jupyterlab_gets_no_server_added(repo: Path) -> None:
     environment = repo / "binder" / "environment.yml"
-    environment.write_text(environment.read_text().replace("  - tinytool\n", "  - tinytool\n  - ipykernel\n"))
-    lock, _, _ = lock_repo(repo)
-    assert lock.conda is not None and lock.conda.kernel == ()
+    environment.write_text(environment.read_text().replace("  - tinytool\n", "  - tinytool\n  - jupyter_core\n"))  # the tests' server requirement
+    lock, _, tools = lock_repo(repo)
+    assert lock.conda is not None and lock.conda.server == () and lock.conda.kernel == ()
+    assert len([argv for argv in tools.calls if argv[:3] == ["uv", "pip", "compile"]]) == 1  # py-rattler only
 
 
 def test_an_unsatisfiable_environment_is_one_lock_error_with_the_solvers_explanation(repo: Path) -> None:
@@ -292,24 +333,29 @@ def test_the_locked_plan_installs_in_a_build_stage_and_copies_only_the_prefix(re
     assert "py-rattler==0.28.0" in build_stage and "py-rattler" not in final
     assert 'COPY --from=r2env-conda --chown=1000:1000 ["/srv/conda", "/srv/conda"]' in final
     assert 'PATH="/srv/conda/envs/notebook/bin:$PATH"' in final
-    assert "--python /srv/conda/envs/notebook/bin/python install --require-hashes --no-deps" in final
-    assert "tabulate==0.9.0 --hash=sha256:024ca478" in final
-    assert "-m ipykernel install --prefix /srv/venv --name python3" in final
+    # pip: packages and the server go into the environment in the build stage; the image has no /srv/venv.
+    assert "/opt/r2env-rattler/bin/pip --python /srv/conda/envs/notebook/bin/python install --require-hashes --no-deps" in build_stage
+    assert "tabulate==0.9.0 --hash=sha256:024ca478" in build_stage and "jupyter-core==5.7.2" in build_stage
+    assert "/srv/venv" not in final and "ipykernel install" not in dockerfile
+    installs = [line.split("--no-install-recommends ", 1)[1] for line in final.splitlines() if "--no-install-recommends" in line]
+    assert installs == ["ca-certificates=20230311+deb12u1 && rm /etc/apt/preferences.d/r2env-lock", "jq=1.6-2.1 && rm /etc/apt/preferences.d/r2env-lock"]
+    assert spec.interpreter is not None and (spec.interpreter.version, spec.interpreter.source) == ("3.11", "conda")
+    assert ("NB_PYTHON_PREFIX", "/srv/conda/envs/notebook") in spec.env
     # No solve anywhere: the records come from the lock, the pip steps are --no-deps.
     assert "solve" not in dockerfile.replace("no solve", "")
     lines = final.splitlines()
     assert lines.index('COPY --from=r2env-conda --chown=1000:1000 ["/srv/conda", "/srv/conda"]') < lines.index("COPY --chown=1000:1000 . /home/jovyan/")
 
 
-def test_the_lock_diff_names_a_changed_conda_lock_and_kernel(repo: Path) -> None:
+def test_the_lock_diff_names_a_changed_conda_lock_and_server(repo: Path) -> None:
     from r2env.lockdiff import diff_locks, format_diff
 
     old, _, _ = lock_repo(repo)
-    assert old.conda is not None
-    new = replace(old, conda=replace(old.conda, digest=file_digest("other"), kernel=old.conda.kernel[:1]))
+    assert old.conda is not None and len(old.conda.server) > 1
+    new = replace(old, conda=replace(old.conda, digest=file_digest("other"), server=old.conda.server[:1]))
     text = format_diff(diff_locks(old, new))
     assert f"changed  conda         binder/conda-lock.yml  {old.conda.digest[:19]}" in text
-    assert "removed  conda-kernel  comm" in text
+    assert f"removed  conda-server  {old.conda.server[1].name}" in text
     assert format_diff(diff_locks(old, old)) == "no changes"
 
 
@@ -334,3 +380,18 @@ def test_a_build_makes_the_package_image_first_and_reuses_it(repo: Path, channel
     messages = [event.message for event in pipeline.build(str(repo), settings, lambda: engine)]
     assert [request.tag for request in engine.requests][2:] == ["r2env-it/conda-fake"]
     assert f"conda packages: {package_image(conda)} is present (6 packages)" in messages
+
+
+def test_an_old_environment_is_the_kernel_of_a_server_in_srv_venv(repo: Path) -> None:
+    old = CONDA_LOCK.replace("version: 3.11.2", "version: 3.8.10")
+    lock, text, _ = lock_repo(repo, FakeTools(conda_lock=old))
+    (repo / "binder" / "conda-lock.yml").write_text(text)
+    facts = inspect(DiskRepo(repo))
+    spec = plan(facts, select(facts, load_buildpacks()), PlanOptions(server_requirement=SERVER), lock, conda=read_conda_lock(repo, lock))
+    build_stage, final = render_dockerfile(spec).split("\nFROM debian:bookworm\n")
+    assert spec.interpreter is not None and (spec.interpreter.version, spec.interpreter.source) == ("3.8", "conda")
+    assert "older than the notebook server needs (3.9)" in spec.interpreter.reason
+    assert ("NB_PYTHON_PREFIX", "/srv/venv") in spec.env and "python3 -m venv /srv/venv" in final
+    assert "/srv/venv/bin/python -m pip --python /srv/conda/envs/notebook/bin/python install --require-hashes" in final
+    assert "/srv/conda/envs/notebook/bin/python -m ipykernel install --prefix /srv/venv --name python3" in final
+    assert "jupyter-core==5.7.2" in final and "jupyter-core" not in build_stage

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from packaging.utils import canonicalize_name
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -36,8 +37,9 @@ class CondaEnvironment:
     def declares(self, name: str) -> bool:
         """Whether the environment asks for a package, as a conda spec or a pip requirement."""
         names = {_spec_name(spec) for spec in self.dependencies}
-        names |= {re.split(r"[\s\[=<>!~;@]", line.strip(), maxsplit=1)[0].lower().replace("_", "-") for line in self.pip}
-        return name in names
+        names |= {re.split(r"[\s\[=<>!~;@]", line.strip(), maxsplit=1)[0] for line in self.pip}
+        # conda-forge writes jupyter_core where PyPI says jupyter-core: compare names as PEP 503 does.
+        return canonicalize_name(name) in {canonicalize_name(n) for n in names if n}
 
 
 def _spec_name(spec: str) -> str:

@@ -9,27 +9,21 @@ ENV DEBIAN_FRONTEND="noninteractive" \
     USER="jovyan" \
     HOME="/home/jovyan" \
     REPO_DIR="/home/jovyan" \
-    NB_PYTHON_PREFIX="/srv/venv" \
-    KERNEL_PYTHON_PREFIX="/srv/venv" \
+    NB_PYTHON_PREFIX="/srv/conda/envs/notebook" \
+    KERNEL_PYTHON_PREFIX="/srv/conda/envs/notebook" \
     PIP_DISABLE_PIP_VERSION_CHECK="1" \
     PYTHONUNBUFFERED="1" \
-    PATH="/srv/venv/bin:/home/jovyan/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    PATH="/srv/conda/envs/notebook/bin:/home/jovyan/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # [system] conda: install system packages
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates python3 python3-venv
+RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates
 # [system] conda: create user jovyan (1000)
-RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/venv /home/jovyan
+RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/conda/envs/notebook /home/jovyan
 # [system] apt: install binder/apt.txt packages
 RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends jq
 # [system] r2env's entrypoint: runs the repository's start script around every command
 RUN printf '%b\n' '#!/bin/sh\n# Written by r2env: runs the repository'"'"'s start script (if any) around every command.\nif [ -n "${R2ENV_START:-}" ] && [ -f "$R2ENV_START" ]; then exec "$R2ENV_START" "$@"; fi\nexec "$@"' > /usr/local/bin/r2env-entrypoint && chmod 0755 /usr/local/bin/r2env-entrypoint
 WORKDIR /home/jovyan
-USER jovyan
-# [interpreter] conda: create the Python 3.11 environment at /srv/venv
-RUN export SOURCE_DATE_EPOCH=1704067200 && python3 -m venv /srv/venv && /srv/venv/bin/python -c 'import sys; assert sys.version.startswith("3.11."), sys.version'
-# [server] conda: install the notebook server (jupyterlab==4.6.6)
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export SOURCE_DATE_EPOCH=1704067200 && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install jupyterlab==4.6.6
-USER root
 # [dependencies] conda: install binder/environment.yml (needs r2env lock)
 RUN echo "r2env: binder/environment.yml is built from its lock: run \`r2env lock\` first (or \`r2env build --relock\`)" >&2 && exit 1
 # [repo] the repository's contents
