@@ -43,6 +43,10 @@ def detect(facts: RepoFacts) -> str | None:
     if environment is None:
         return None
     # repo2docker's conda buildpack reads environment.yml alone (its Python buildpack installs the rest).
+    if environment.synthesized:
+        pip = f" and {facts.path('requirements.txt')} as its pip: packages" if facts.has("requirements.txt") else ""
+        return (f"found {environment.path} asking for Python {environment.python}, which only conda provides: a conda environment "
+                f"with {', '.join(environment.dependencies)}{pip}, as repo2docker builds it{ignored_note(facts, ('setup.py', 'pyproject.toml'))}")
     unused = ("requirements.txt", "Pipfile", "Pipfile.lock", "setup.py", "pyproject.toml", "uv.lock", "poetry.lock")
     return f"found {environment.path}{ignored_note(facts, unused)}"
 
@@ -122,7 +126,10 @@ def _kernel_steps(facts: RepoFacts, context: PlanContext) -> tuple[Step, ...]:
     environment = facts.conda_environment
     assert environment is not None
     conda = context.conda
-    pip = f"{context.env_prefix}/bin/python -m pip --python {CONDA_PREFIX}/bin/python"
+    # The environment's own pip when it has one (a pip that still runs on Python 2.7 or 3.6); else the server
+    # environment's pip drives the environment's interpreter (pip --python).
+    pip = (f"$(test -x {CONDA_PREFIX}/bin/pip && echo {CONDA_PREFIX}/bin/pip "
+           f"|| echo {context.env_prefix}/bin/python -m pip --python {CONDA_PREFIX}/bin/python)")
     steps = list(_copy_environment(CONDA_PREFIX))
     if conda.pip:
         steps.append(locked_install(conda.pip, Stage.DEPENDENCIES, "conda",

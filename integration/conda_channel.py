@@ -6,12 +6,17 @@ and has_prefix) plus the payload; a channel is `<subdir>/repodata.json` beside t
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import http.server
 import io
 import json
 import tarfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"  # conda's prefix placeholder, rewritten at install
 _MTIME = 1700000000
@@ -137,3 +142,55 @@ def example_packages(python: str = "/usr/bin/python3.11") -> list[Package]:
         # packages with the server environment's pip, so an empty stand-in is enough.
         Package("pip", "23.0.1", "pyh0_0", "noarch", {}, ("python >=3.7",), noarch="python"),
     ]
+
+
+def old_python_packages(python: str = "/usr/bin/python3.11") -> list[Package]:
+    """Stand-ins for a Python only conda provides (3.6, as runtime.txt `python-3.6` asks): no real CPython 3.6 conda
+    package can be had here, so `python 3.6.15` wraps Debian's interpreter like the example's stand-in, and a .pth
+    file maps conda's python3.6 site-packages (where noarch: python packages go for a 3.6 record) into it. The
+    `ipykernel` stand-in only does what the build asks of it, `python -m ipykernel install` (it writes the
+    kernelspec); it cannot run a kernel. `pip 20.3.4` stands for the last pips that still ran on old Pythons."""
+    minor = python.rsplit("python", 1)[1]
+    install = (
+        "import json, os, sys\n\n"
+        "def main(argv):\n"
+        "    assert argv[0] == 'install', argv\n"
+        "    options = dict(zip(argv[1::2], argv[2::2]))\n"
+        "    folder = os.path.join(options['--prefix'], 'share', 'jupyter', 'kernels', options['--name'])\n"
+        "    os.makedirs(folder, exist_ok=True)\n"
+        "    spec = {'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}'],\n"
+        "            'display_name': options['--display-name'], 'language': 'python'}\n"
+        "    with open(os.path.join(folder, 'kernel.json'), 'w') as stream:\n"
+        "        json.dump(spec, stream)\n\n"
+        "main(sys.argv[1:])\n"
+    )
+    return [
+        Package("python", "3.6.15", "0_r2env_test", "linux-64", {
+            "pyvenv.cfg": f"home = {Path(python).parent}\ninclude-system-site-packages = false\nversion = {minor}.2\n",
+            "bin/python3.6": f"->{python}", "bin/python3": "->python3.6", "bin/python": "->python3.6",
+            f"lib/python{minor}/site-packages/r2env-python36.pth": f"{PLACEHOLDER}/lib/python3.6/site-packages\n",
+        }),
+        Package("pip", "20.3.4", "pyh0_0", "noarch", {}, ("python >=2.7",), noarch="python"),
+        Package("ipykernel", "4.10.1", "pyh0_0", "noarch", {
+            "site-packages/ipykernel/__init__.py": "__version__ = '4.10.1'\n",
+            "site-packages/ipykernel/__main__.py": install,
+        }, ("python >=2.7",), noarch="python"),
+    ]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path) -> Iterator[str]:
+    """A channel on a loopback http server, as a site's private mirror would be; yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,11 +5,8 @@ environment, its kernel, apt.txt and postBuild."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import shutil
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +14,7 @@ import docker
 import pytest
 from ruamel.yaml import YAML
 
-from conda_channel import example_packages, write_channel
+from conda_channel import example_packages, serve_directory, write_channel
 from support import EXAMPLES, ROOT, Result, build_ok, r2env, run_in
 
 IMAGE = "r2env-it/conda-example"
@@ -39,19 +36,8 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(channel: Path) -> Iterator[str]:
-    """The channel on a loopback http server, as a site's private mirror would be."""
-    handler = functools.partial(_QuietHandler, directory=str(channel))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-        pass
+    with serve_directory(channel) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +86,9 @@ def test_the_lock_is_conda_locks_own_file_with_hashes_and_r2env_lock_refers_to_i
     r2env_lock = YAML(typ="safe").load((locked_repo / "binder" / "r2env.lock").read_text())
     assert r2env_lock["conda"]["lockfile"] == "binder/conda-lock.yml"
     assert [p["name"] for p in r2env_lock["conda"]["installer"]] == ["py-rattler"]
-    assert "ipykernel" in [p["name"] for p in r2env_lock["conda"]["kernel"]]
+    server = [p["name"] for p in r2env_lock["conda"]["server"]]
+    assert "jupyterlab" in server and "ipykernel" in server and r2env_lock["conda"]["kernel"] == []
+    assert "tabulate" not in server  # the environment's own pip: package is not the server's
 
 
 def test_an_air_gapped_build_installs_exactly_the_lock(engine: docker.DockerClient, locked_repo: Path, channel: Path, served: str) -> None:

@@ -104,7 +104,11 @@ def lock_environment(
     solver = solver_arguments(which)
     with tempfile.TemporaryDirectory(prefix="r2env-conda-lock-") as scratch:
         lockfile = Path(scratch) / LOCK_NAME
-        argv = conda_lock_argv(root / environment.path, lockfile, platform, channels, solver, pypi_lookup)
+        source = root / environment.path
+        if environment.synthesized:
+            source = Path(scratch) / "environment.yml"
+            source.write_text(environment.to_yaml(), encoding="utf-8")
+        argv = conda_lock_argv(source, lockfile, platform, channels, solver, pypi_lookup)
         try:
             result = runner(argv, root)
         except FileNotFoundError:

@@ -14,7 +14,7 @@ from r2env.parsers.environment import CondaEnvironment, parse_environment
 from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock, pipfile_lock_python
 from r2env.parsers.pyproject import Pyproject, parse_pyproject
 from r2env.parsers.requirements import RequirementsFile, parse_requirements
-from r2env.parsers.runtime import Runtime, names_r, parse_runtime
+from r2env.parsers.runtime import CONDA_ONLY_VERSIONS, Runtime, names_r, parse_runtime
 from r2env.repo import RepoView
 
 CONFIG_DIRS = ("binder", ".binder")
@@ -132,6 +132,22 @@ def _python_request(runtime: Runtime | None, pyproject: Pyproject | None, pipfil
     return PythonRequest("", "", "")
 
 
+def old_python_environment(runtime: Runtime, requirements: tuple[RequirementsFile, ...]) -> CondaEnvironment:
+    """A Python only conda provides (python-2.7 … 3.7), as repo2docker builds it: a conda environment with that
+    Python, pip and ipykernel, requirements.txt as its pip: packages (locked by conda-lock), the kernel of a
+    notebook server that runs on a current Python."""
+    local = [ref for f in requirements for ref in f.local_references]
+    if local:
+        raise SpecError(f"{requirements[0].path}: {local[0]!r} cannot be installed into a Python {runtime.python} conda environment yet",
+                        "list released packages only (NAME==VERSION) for an old Python")
+    options = [o for f in requirements for o in f.options]
+    if options or any(f.constraints for f in requirements):
+        raise SpecError(f"{requirements[0].path}: options and constraints files ({(options or ['-c'])[0]}) are not supported for a Python "
+                        f"{runtime.python} conda environment yet", "list the packages alone, one per line")
+    pip = tuple(r for f in requirements for r in f.requirements)
+    return CondaEnvironment(runtime.path, f"python-{runtime.python}", (), (f"python={runtime.python}", "pip", "ipykernel"), pip, runtime.python)
+
+
 def inspect(repo: RepoView) -> RepoFacts:
     config_dir = find_config_dir(repo)
 
@@ -163,6 +179,9 @@ def inspect(repo: RepoView) -> RepoFacts:
     )
     environment_name = next((name for name in ("environment.yml", "environment.yaml") if name in files), "")
     conda_environment = parse_environment(repo.read_text(path(environment_name)), path(environment_name)) if environment_name else None
+    if conda_environment is None and runtime is not None and runtime.python in CONDA_ONLY_VERSIONS and not pipfile_python[0] \
+            and "Pipfile" not in files and "Pipfile.lock" not in files:
+        conda_environment = old_python_environment(runtime, requirements)
     return RepoFacts(
         config_dir, files, python, requirements, apt_packages, pyproject, pipfile, pipfile_lock, not_executable, conda_environment,
         runtime, ignored,

@@ -7,6 +7,7 @@ from packaging.version import Version
 
 from r2env.errors import SpecError
 from r2env.inspect import PythonRequest
+from r2env.parsers.runtime import CONDA_ONLY_VERSIONS
 from r2env.spec import Interpreter
 
 # Debian suites r2env can bootstrap, and the python3 each ships.
@@ -27,6 +28,12 @@ def choose_interpreter(request: PythonRequest, default_suite: str = DEFAULT_SUIT
         suite = suite_for(request.version)
         if suite:
             return Interpreter(request.version, "debian", f"{request.source} asks for {request.version}; Debian {suite} ships it"), suite
+        if request.version in CONDA_ONLY_VERSIONS:
+            raise SpecError(
+                f"{request.source}: Python {request.version} comes only from conda, and r2env builds it from runtime.txt with "
+                "requirements.txt (not with a Pipfile or pyproject.toml yet)",
+                "ask for python-X.Y in runtime.txt beside requirements.txt, or for Python 3.8 or newer",
+            )
         if request.version not in STANDALONE_VERSIONS:
             raise SpecError(
                 f"{request.source}: Python {request.version} is not a version r2env knows",

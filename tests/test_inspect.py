@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
+
+from r2env.select import select
+
+from r2env.buildpack import load_buildpacks
+
+from r2env.interpreter import choose_interpreter
 
 from r2env.errors import SpecError
 from r2env.inspect import PythonRequest, inspect
@@ -156,3 +164,68 @@ def test_a_loop_of_links_is_not_followed_out_of_the_repository(tmp_path: Path) -
     (tmp_path / "requirements.txt").symlink_to("requirements.txt")
     facts = inspect(DiskRepo(tmp_path))  # a loop is not a file: nothing is declared, and nothing escapes
     assert not facts.has("requirements.txt")
+
+
+@pytest.mark.parametrize("version", ["2.7", "3.5", "3.6", "3.7"])
+def test_a_python_only_conda_provides_becomes_a_conda_environment(version: str) -> None:
+    facts = inspect(MemoryRepo({"runtime.txt": f"python-{version}\n", "requirements.txt": "six==1.16.0\n"}))
+    environment = facts.conda_environment
+    assert environment is not None and environment.synthesized and environment.path == "runtime.txt"
+    assert environment.dependencies == (f"python={version}", "pip", "ipykernel") and environment.pip == ("six==1.16.0",)
+    assert environment.to_yaml() == (
+        f"channels:\n  - conda-forge\ndependencies:\n  - python={version}\n  - pip\n  - ipykernel\n  - pip:\n      - \"six==1.16.0\"\n"
+        "pip-repositories:\n  - \"https://pypi.org/simple\"\nallow-pypi-requests: false\n"
+    )
+
+
+def test_python_2_means_2_7_from_conda() -> None:
+    environment = inspect(MemoryRepo({"runtime.txt": "python-2\n"})).conda_environment
+    assert environment is not None and environment.dependencies[0] == "python=2.7" and environment.pip == ()
+
+
+@pytest.mark.parametrize(("files", "message"), [
+    ({"runtime.txt": "python-3.6\n", "requirements.txt": "-e .\n"}, "requirements.txt: '-e .' cannot be installed into a Python 3.6 conda environment yet"),
+    ({"runtime.txt": "python-3.6\n", "requirements.txt": "--index-url https://x.example/simple\nsix\n"}, "requirements.txt: options and constraints files"),
+])
+def test_what_an_old_python_environment_cannot_hold_is_one_spec_error(files: dict[str, str], message: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        inspect(MemoryRepo(files))
+
+
+def test_an_old_python_beside_a_pipfile_is_refused_with_what_works() -> None:
+    facts = inspect(MemoryRepo({"Pipfile": '[requires]\npython_version = "3.6"\n'}))
+    assert facts.conda_environment is None
+    with pytest.raises(SpecError, match="Python 3.6 comes only from conda, and r2env builds it from runtime.txt with requirements.txt"):
+        choose_interpreter(facts.python)
+
+
+@pytest.mark.parametrize(("files", "ignored"), [
+    ({"environment.yml": "dependencies: [python=3.12]\n", "runtime.txt": "python-3.10\n"}, ("runtime.txt (environment.yml pins Python itself)",)),
+    ({"Dockerfile": "FROM scratch\n", "runtime.txt": "python-3.10\n"}, ("runtime.txt (the Dockerfile is built as-is)",)),
+    ({"Pipfile": '[requires]\npython_version = "3.11"\n', "runtime.txt": "python-3.10\n"}, ("runtime.txt (the Pipfile's Python version wins)",)),
+    ({"requirements.txt": "six\n", "runtime.txt": "python-3.10\n"}, ()),
+])
+def test_an_ignored_runtime_txt_is_recorded_with_why(files: dict[str, str], ignored: tuple[str, ...]) -> None:
+    facts = inspect(MemoryRepo(files))
+    assert facts.ignored == ignored and (facts.runtime is None) == bool(ignored)
+
+
+def test_runtime_txt_outside_requires_python_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"runtime.txt: python-3.10 is outside pyproject.toml's requires-python '>=3.12'"):
+        inspect(MemoryRepo({"runtime.txt": "python-3.10\n", "pyproject.toml": '[project]\nrequires-python = ">=3.12"\n'}))
+
+
+@pytest.mark.parametrize(("files", "found"), [
+    ({"Project.toml": "", "requirements.txt": "six\n"}, "julia"),
+    ({"binder/JuliaProject.toml": "", "binder/environment.yml": "dependencies: [python]\n"}, "julia"),
+    ({"REQUIRE": "julia 0.6\n"}, "julia-require"),
+    ({"REQUIRE": "julia 0.6\n", "Project.toml": ""}, "julia"),
+    ({"default.nix": "", "environment.yml": "dependencies: [python]\n"}, "nix"),
+    ({"DESCRIPTION": "Package: x\n", "requirements.txt": "six\n"}, "r"),
+    ({"runtime.txt": "r-2023-01-05\n", "environment.yml": "dependencies: [python]\n"}, "r"),
+    ({"binder/requirements.txt": "six\n", "DESCRIPTION": "Package: x\n"}, "python"),  # repo2docker reads DESCRIPTION only without binder/
+    ({"Dockerfile": "FROM scratch\n", "Project.toml": ""}, "dockerfile"),
+])
+def test_declarations_r2env_cannot_build_are_detected_in_repo2dockers_order(files: dict[str, str], found: str) -> None:
+    facts = inspect(MemoryRepo(files))
+    assert select(facts, load_buildpacks()).primary.name == found

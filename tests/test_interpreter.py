@@ -40,7 +40,8 @@ def test_default_suite_changes_the_unrequested_python() -> None:
     [
         (PythonRequest("", "<3.0", "pyproject.toml requires-python"), "pyproject.toml requires-python: no known Python satisfies '<3.0'"),
         (PythonRequest("", ">=3.99", "pyproject.toml requires-python"), "pyproject.toml requires-python: no known Python satisfies '>=3.99'"),
-        (PythonRequest("2.7", "", "runtime.txt"), "runtime.txt: Python 2.7 is not a version r2env knows"),
+        (PythonRequest("2.7", "", "runtime.txt"), "runtime.txt: Python 2.7 comes only from conda"),
+        (PythonRequest("3.4", "", "runtime.txt"), "runtime.txt: Python 3.4 is not a version r2env knows"),
     ],
 )
 def test_unsatisfiable_request_is_a_spec_error(request_: PythonRequest, message: str) -> None:

@@ -4,6 +4,7 @@ Errors name the file, line and column (ruamel.yaml keeps node positions), so a u
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,22 @@ class CondaEnvironment:
     dependencies: tuple[str, ...]  # conda match specs, as written
     pip: tuple[str, ...]  # the `pip:` subsection's requirement lines
     python: str  # the python spec's version part ("3.11", ">=3.10"), "*" when unversioned, "" when absent
+    index_url: str = ""  # for an environment r2env writes itself: the simple index conda-lock resolves `pip:` from
+
+    @property
+    def synthesized(self) -> bool:
+        """Written by r2env (an old Python from runtime.txt), not read from an environment.yml."""
+        return not self.path.endswith((".yml", ".yaml"))
+
+    def to_yaml(self) -> str:
+        """The environment as conda-lock reads it (for one r2env writes). `pip-repositories` names a simple index,
+        which every index serves, instead of PyPI's JSON API, which proxies and mirrors often do not."""
+        lines = ["channels:", *(f"  - {channel}" for channel in self.channels or DEFAULT_CHANNELS), "dependencies:"]
+        lines += [f"  - {spec}" for spec in self.dependencies]
+        if self.pip:
+            lines += ["  - pip:", *(f"      - {json.dumps(line)}" for line in self.pip)]
+            lines += ["pip-repositories:", f"  - {json.dumps(self.index_url or 'https://pypi.org/simple')}", "allow-pypi-requests: false"]
+        return "\n".join(lines) + "\n"
 
     def declares(self, name: str) -> bool:
         """Whether the environment asks for a package, as a conda spec or a pip requirement."""

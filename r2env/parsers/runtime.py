@@ -13,6 +13,9 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PYTHON_VERSION = re.compile(r"^\d+(?:\.\d+){0,2}$")
 # repo2docker's default for a bare major version (its `major_pythons`); "3" means r2env's default Python 3.
 MAJOR_PYTHONS = {"2": "2.7"}
+# Older Pythons real Binder repositories still ask for, which neither Debian nor a standalone build provides: only
+# conda channels do (repo2docker serves them from conda-forge), so r2env builds them as a conda environment.
+CONDA_ONLY_VERSIONS = ("2.7", "3.5", "3.6", "3.7")
 
 
 @dataclass(frozen=True)
