@@ -55,7 +55,7 @@ def test_a_conda_repository_plans_with_the_environment_and_what_it_ignores(capsy
     assert main(["plan", example("environment-yml")]) == 0
     out = capsys.readouterr().out
     assert "conda      primary   found binder/environment.yml (binder/requirements.txt ignored, as in repo2docker)" in out
-    assert "conda packages: python=3.11, hello-cli, libgreet=1.0.0, pyhello, tinytool, pip" in out
+    assert "conda packages: python=3.11, hello-cli, libgreet=1.0.0, pyhello, tinytool, hello-server-ext, pip" in out
 
 
 def test_invalid_environment_yml_exits_4_with_file_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -392,6 +392,7 @@ def test_an_old_environment_is_the_kernel_of_a_server_in_srv_venv(repo: Path) ->
     assert spec.interpreter is not None and (spec.interpreter.version, spec.interpreter.source) == ("3.8", "conda")
     assert "older than the notebook server needs (3.9)" in spec.interpreter.reason
     assert ("NB_PYTHON_PREFIX", "/srv/venv") in spec.env and "python3 -m venv /srv/venv" in final
-    assert "/srv/venv/bin/python -m pip --python /srv/conda/envs/notebook/bin/python install --require-hashes" in final
+    assert "/srv/venv/bin/python -m pip --python /srv/conda/envs/notebook/bin/python) install --require-hashes" in final
+    assert "$(test -x /srv/conda/envs/notebook/bin/pip && echo /srv/conda/envs/notebook/bin/pip" in final  # the environment's own pip first
     assert "/srv/conda/envs/notebook/bin/python -m ipykernel install --prefix /srv/venv --name python3" in final
     assert "jupyter-core==5.7.2" in final and "jupyter-core" not in build_stage
