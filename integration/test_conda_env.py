@@ -151,6 +151,7 @@ def test_an_unknown_local_channel_is_one_line(conda_env: dict[str, str], tmp_pat
 def test_build_relock_locks_a_conda_repository_without_a_lock(engine: docker.DockerClient, channel: Path, conda_env: dict[str, str], tmp_path: Path) -> None:
     repo = tmp_path / "environment-yml"
     shutil.copytree(EXAMPLES / "environment-yml", repo)
+    with_debian_python(repo)
     result = r2env("build", str(repo), "--relock", "--conda-channel", channel.as_uri(), "--conda-pypi-lookup", conda_env["R2ENV_TEST_LOOKUP"],
                    "--image-name", f"{IMAGE}-relocked", env=conda_env)
     assert result.returncode == 0, result.stdout + result.stderr
