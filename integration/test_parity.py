@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from support import ROOT, build_ok, run_in
+from support import ROOT, build_ok, r2env, run_in
 
 PARITY = ROOT / "integration" / "parity"
 BUILDS = sorted(p.name for p in PARITY.iterdir() if (p / "verify").is_file())
@@ -40,7 +40,7 @@ def _base_trusting_the_host_ca(engine: docker.DockerClient, scratch: Path) -> st
         (Path(value) for value in (os.environ.get(name, "") for name in _NO_CA) if value and Path(value).is_file()),
         Path("/etc/ssl/certs/ca-certificates.crt"),
     )
-    build_ok(str(PARITY / "dockerignore-binder-dir"), "--image-name", "r2env-it/parity-dockerignore-binder-dir")  # makes debian:bookworm present
+    assert r2env("base", "bootstrap", "--suite", "bookworm").returncode == 0  # debian:bookworm, when it is missing
     shutil.copyfile(bundle, scratch / "ca.pem")
     (scratch / "Dockerfile").write_text(
         "FROM debian:bookworm\nCOPY ca.pem /usr/local/share/r2env-test/ca.pem\n"
