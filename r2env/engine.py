@@ -43,6 +43,9 @@ class BuildRequest:
     cache_from: tuple[str, ...] = ()  # images whose layers the build may reuse (BuildKit reads their inline cache)
     inline_cache: bool = False  # write cache metadata into the image, so a later --cache-from can reuse it
     credentials: Credentials | None = None  # for a --cache-from registry; else the Docker config's
+    # Ignore patterns (Docker's syntax) that replace the context's .dockerignore; None keeps Docker's usual reading
+    # (a repository's own Dockerfile). Only for a Dockerfile outside the context: BuildKit reads them from beside it.
+    ignore: tuple[str, ...] | None = None
 
 
 class Engine(Protocol):
@@ -263,6 +266,8 @@ class DockerEngine:
         # machine with --cache-from reuses the pushed layers (https://docs.docker.com/build/cache/backends/inline/).
         argv += ["--build-arg=BUILDKIT_INLINE_CACHE=1"] if request.inline_cache else []
         argv.append(str(request.context))
+        if request.ignore is not None:
+            _write_dockerfile_ignore(request)
         with _docker_config(request.credentials) as config:
             env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain", **config}
             yield from self._stream_buildkit(argv, env)
@@ -300,11 +305,14 @@ class DockerEngine:
                 self._client.images.pull(image, auth_config=auth)
             except docker.errors.DockerException:
                 yield BuildEvent(Phase.BUILD, Kind.INFO, f"cache image {image} could not be pulled: building without it")
+        with _classic_context(request) as context:
+            yield from self._stream_classic(request, context)
+
+    def _stream_classic(self, request: BuildRequest, context: dict[str, Any]) -> Iterator[BuildEvent]:
         try:
             stream = self._client.api.build(
-                path=str(request.context), dockerfile=str(request.dockerfile), tag=request.tag, labels=dict(request.labels),
-                buildargs=dict(request.build_args), decode=True, rm=True, forcerm=True, nocache=request.no_cache,
-                cache_from=list(request.cache_from) or None,
+                tag=request.tag, labels=dict(request.labels), buildargs=dict(request.build_args), decode=True, rm=True,
+                forcerm=True, nocache=request.no_cache, cache_from=list(request.cache_from) or None, **context,
             )
             tail: deque[str] = deque(maxlen=20)
             for chunk in stream:
@@ -480,6 +488,53 @@ def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
         environment=environment,
         created=str(attrs.get("Created", "")),
     )
+
+
+def _write_dockerfile_ignore(request: BuildRequest) -> None:
+    """BuildKit's Dockerfile frontend reads `<Dockerfile>.dockerignore` from beside the Dockerfile instead of the
+    context's .dockerignore (https://docs.docker.com/build/concepts/context/#filename-and-location; honoured by the
+    BuildKit built into Debian's dockerd 20.10 through `DOCKER_BUILDKIT=1 docker build -f`, seen here)."""
+    assert request.ignore is not None
+    if request.dockerfile.parent.resolve().is_relative_to(request.context.resolve()):
+        raise BuildError("r2env's Dockerfile must lie outside the build context to carry its own ignore patterns", "report this as a bug")
+    text = "# Written by r2env: the repository's ignore files, then the declaration files the build reads\n"
+    request.dockerfile.with_name(request.dockerfile.name + ".dockerignore").write_text(
+        text + "".join(line + "\n" for line in request.ignore), encoding="utf-8"
+    )
+
+
+# The classic builder gets the Dockerfile inside the context under this name, as the docker CLI does for `-f` outside it.
+_CLASSIC_DOCKERFILE = ".r2env.Dockerfile"
+
+
+@contextmanager
+def _classic_context(request: BuildRequest) -> Iterator[dict[str, Any]]:
+    """docker-py's build arguments for the context. With ignore patterns, the context is a tar made here with
+    docker-py's own matcher (Docker's syntax), since docker-py would apply only the context's .dockerignore."""
+    if request.ignore is None:
+        yield {"path": str(request.context), "dockerfile": str(request.dockerfile)}
+        return
+    from docker.utils.build import PatternMatcher, create_archive, exclude_paths
+
+    root = str(request.context)
+    patterns = list(request.ignore)
+    # The daemon needs the context's .dockerignore and drops it (and the Dockerfile) from the context when that
+    # file lists them, as the docker CLI arranges for a Dockerfile outside the context (cli/command/image/build
+    # AddDockerfileToBuildContext): the repository's file, plus lines naming what the repository copy must not get.
+    matcher = PatternMatcher(patterns)
+    matcher.patterns.pop()  # docker-py's matcher always keeps .dockerignore; ask the patterns themselves
+    own = request.context / ".dockerignore"
+    text = own.read_text(encoding="utf-8-sig") if own.is_file() else ""
+    dropped = [*([".dockerignore"] if not own.is_file() or matcher.matches(".dockerignore") else []), _CLASSIC_DOCKERFILE]
+    text = text + ("\n" if text and not text.endswith("\n") else "") + "".join(line + "\n" for line in dropped)
+    files = sorted(exclude_paths(root, patterns, dockerfile=_CLASSIC_DOCKERFILE))
+    with tempfile.TemporaryFile() as archive:
+        create_archive(
+            root, files=files, fileobj=archive,
+            extra_files=[(".dockerignore", text), (_CLASSIC_DOCKERFILE, request.dockerfile.read_text(encoding="utf-8"))],
+        )
+        yield {"fileobj": archive, "custom_context": True, "dockerfile": _CLASSIC_DOCKERFILE}
+
 
 def _push_error(reference: str, text: str, asking: bool = False) -> PushError:
     """One sentence per failure class: credentials, unreachable registry, anything else the registry said."""

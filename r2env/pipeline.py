@@ -19,6 +19,7 @@ from r2env.events import BuildEvent, Kind, Phase
 from r2env.context import context_digest
 from r2env.errors import BuildError, LockError
 from r2env.explain import explain
+from r2env.ignore import IgnoreRules, read_ignore_rules
 from r2env.inspect import RepoFacts, inspect
 from r2env.lock import Lock, dump_lock, file_digest, parse_lock
 from r2env.conda_packages import ensure_package_image
@@ -239,6 +240,12 @@ def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[],
         yield BuildEvent(Phase.PLAN, Kind.INFO, f"{detection.buildpack} ({detection.role}): {detection.reason}")
     if spec.interpreter:
         yield BuildEvent(Phase.PLAN, Kind.INFO, f"Python {spec.interpreter.version} ({spec.interpreter.source}): {spec.interpreter.reason}")
+    # Read before anything is built, so an unreadable ignore file stops the run at once. A repository's own
+    # Dockerfile is built with Docker's usual .dockerignore reading instead.
+    ignore = None if spec.dockerfile else read_ignore_rules(DiskRepo(checkout.path), planned.facts, spec)
+    if ignore and ignore.sources:
+        yield BuildEvent(Phase.PLAN, Kind.INFO, f"the repository copy honours {', '.join(ignore.sources)}; "
+                         f"the declaration files reach the build whatever they say")
     engine = connect()
     text = with_appendix(dockerfile_text(planned, buildkit=engine.builder != "classic"), publishing.appendix)
     bases = dockerfile_bases(text)
@@ -270,7 +277,7 @@ def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[],
         yield BuildEvent(Phase.BUILD, Kind.INFO, f"{image} already has this locked spec and these repository contents: nothing to build")
         cache_hit = True
     else:
-        cache_hit = yield from _build_image(engine, planned, settings, text, image, labels, credentials)
+        cache_hit = yield from _build_image(engine, planned, settings, text, image, labels, credentials, ignore)
     references = (*targets.all, *([key] if key and publishing.push else [])) if targets else ()
     for reference in references[1:]:
         engine.tag(image, str(reference))
@@ -286,7 +293,7 @@ def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[],
 
 
 def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str, image: str, labels: Mapping[str, str],
-                 credentials: Credentials | None) -> Generator[BuildEvent, None, bool]:
+                 credentials: Credentials | None, ignore: IgnoreRules | None = None) -> Generator[BuildEvent, None, bool]:
     """Build; return whether every step came from the cache (no step ran)."""
     checkout, spec, publishing = planned.checkout, planned.spec, settings.publish
     if planned.conda is not None:
@@ -315,6 +322,7 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
             cache_from=publishing.cache_from,
             inline_cache=publishing.push,
             credentials=credentials,
+            ignore=ignore.effective if ignore is not None else None,
         )
         try:
             for event in engine.build(request):
