@@ -220,6 +220,17 @@ class BuildResult(BuildEvent):
     planned: Planned | None = None
 
 
+# Shorter build arg values (1, yes, a version) are rarely secret, and masking them would garble the whole log.
+MASKED_MIN_LENGTH = 4
+
+
+def mask(text: str, values: tuple[str, ...]) -> str:
+    """`text` with every build arg value of MASKED_MIN_LENGTH characters or more replaced by ***."""
+    for value in sorted((v for v in values if len(v) >= MASKED_MIN_LENGTH), key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
 def with_appendix(text: str, appendix: str) -> str:
     return text if not appendix.strip() else text.rstrip("\n") + "\n# --appendix\n" + appendix.strip("\n") + "\n"
 
@@ -330,6 +341,8 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
             inline_cache=publishing.push,
             credentials=credentials,
         )
+        # BuildKit names a step with its build args substituted (`RUN echo "$TOKEN"` shows the value): the log hides them.
+        hide = functools.partial(mask, values=tuple(value for _, value in settings.build_args))
         try:
             for event in engine.build(request):
                 if event.kind is Kind.STEP:
@@ -337,9 +350,10 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
                 elif event.kind is Kind.CACHED and started:
                     # BuildKit names the cached step; the classic builder marks the step just started.
                     cached.add(started.index(event.message) if event.message in started else len(started) - 1)
-                yield event
+                yield replace(event, message=hide(event.message))
         except BuildError as error:
-            raise explain(error) from None
+            explained = explain(error)
+            raise BuildError(hide(explained.message), hide(explained.hint), details=hide(explained.details)) from None
     # A FROM line is never "cached": it is the base, not a step that runs.
     ran = [step for index, step in enumerate(started) if index not in cached and not step.upper().startswith("FROM ")]
     return bool(started) and not ran

@@ -17,7 +17,7 @@ from r2env.errors import UsageError
 from r2env.inspect import inspect
 from r2env.locking import current_inputs
 from r2env.options import check_repo_dir, check_subdir, parse_build_args, parse_labels
-from r2env.pipeline import build_labels, plan_source
+from r2env.pipeline import build_labels, mask, plan_source
 from r2env.render import render_dockerfile
 from r2env.repo import DiskRepo
 
@@ -309,3 +309,16 @@ def test_launch_takes_e_and_E_as_repo2docker() -> None:
     arguments = cli._parser().parse_args(["launch", "x", "-e", "A=1", "--env", "B", "-E"])
     assert getattr(arguments, "trait:env") == ["A=1", "B"] and getattr(arguments, "trait:editable") == "true"
 
+
+
+def test_the_build_log_hides_build_arg_values(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # BuildKit names a step with its build args substituted.
+    fake = FakeEngine(images={"debian:bookworm": BOOKWORM_ID}, build_steps=(('RUN printf %s "s3cret-value" | sha256sum', False),))
+    monkeypatch.setattr(cli, "_connect", lambda settings: lambda: fake)
+    assert main(["build", str(EXAMPLES / "requirements"), "--build-arg", "TOKEN=s3cret-value", "--build-arg", "LEVEL=1"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret-value" not in out and 'RUN printf %s "***" | sha256sum' in out
+
+
+def test_mask_leaves_short_values_alone() -> None:
+    assert mask("a=1 token=abcdef abcdefgh", ("1", "abcdef", "abcdefgh")) == "a=1 token=*** ***"
