@@ -322,3 +322,12 @@ def test_the_build_log_hides_build_arg_values(monkeypatch: pytest.MonkeyPatch, c
 
 def test_mask_leaves_short_values_alone() -> None:
     assert mask("a=1 token=abcdef abcdefgh", ("1", "abcdef", "abcdefgh")) == "a=1 token=*** ***"
+
+
+def test_the_daemon_refuses_a_subdir_before_touching_the_engine(tmp_path: Path) -> None:
+    from r2env.serve.config import load_serve_config
+    from r2env.serve.daemon import serve
+
+    settings = load_config(None, {"cache_dir": str(tmp_path), "subdir": "analysis"})
+    with pytest.raises(UsageError, match="c.R2env.subdir = 'analysis' does not apply to the daemon"):
+        serve(settings, load_serve_config(None, {"state_dir": str(tmp_path / "state")}, {}))
