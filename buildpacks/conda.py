@@ -27,9 +27,8 @@ from r2env.conda_packages import PACKAGES_DIR, package_image
 from r2env.inspect import RepoFacts
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.parsers.conda_lock import CondaLockFile
-from r2env.spec import BuildStage, Interpreter, Stage, Step
+from r2env.spec import CONDA_DIR, BuildStage, Interpreter, Stage, Step
 
-CONDA_DIR = "/srv/conda"
 CONDA_PREFIX = f"{CONDA_DIR}/envs/notebook"
 SERVER_PREFIX = "/srv/venv"  # r2env's own environment, for an environment too old to run the server
 BUILD_STAGE = "r2env-conda"

@@ -12,12 +12,16 @@ from traitlets.config import Configurable
 
 from r2env import __version__
 from r2env.config import LAUNCH_TRAITS, R2env, Settings, cli_traits, load_config
-from r2env.errors import R2envError
+from r2env.errors import R2envError, UsageError
 from r2env.events import BuildEvent, Kind
 
 EXIT_INTERRUPTED = 130
 # Options only `build` has: what happens after the image exists.
 PUBLISH_FLAGS = ("push", "tag", "cache-from", "check-registry", "json", "output-json")
+# Options of the build itself, not of the plan or its Dockerfile text.
+BUILD_FLAGS = ("label", "build-arg")
+# repo2docker's short flags (`repo2docker -e KEY=VALUE -E`).
+SHORT_FLAGS = {"env": "-e", "editable": "-E"}
 
 
 def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str], configurable: type[Configurable] = R2env) -> None:
@@ -30,13 +34,14 @@ def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str], conf
         trait = traits[flag]
         help_text = (trait.help or "").replace("%", "%%")
         dest = ("trait:" if configurable is R2env else f"{section}:") + flag.replace("-", "_")
+        names = [SHORT_FLAGS[flag], f"--{flag}"] if flag in SHORT_FLAGS and configurable is R2env else [f"--{flag}"]
         if isinstance(trait, Bool):
-            group.add_argument(f"--{flag}", dest=dest, action="store_const", const="true", help=help_text)
+            group.add_argument(*names, dest=dest, action="store_const", const="true", help=help_text)
         elif trait.metadata.get("repeat"):
-            group.add_argument(f"--{flag}", dest=dest, action="append", metavar=flag.replace("-", "_").upper(), help=help_text)
+            group.add_argument(*names, dest=dest, action="append", metavar=flag.replace("-", "_").upper(), help=help_text)
         else:
             metavar = "A,B,..." if isinstance(trait, List) else flag.replace("-", "_").upper()
-            group.add_argument(f"--{flag}", dest=dest, metavar=metavar, help=help_text)
+            group.add_argument(*names, dest=dest, metavar=metavar, help=help_text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,15 +56,18 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build the image for a repository")
     build.add_argument("source", help=source_help)
     _add_trait_flags(build, all_flags)
+    # repo2docker's -e sets the environment of the container it runs after building; `r2env build` runs none,
+    # so the flag is accepted only to say where it belongs (hidden: it is not a build option).
+    build.add_argument("-e", "--env", dest="run_env", action="append", help=argparse.SUPPRESS)
 
     plan = commands.add_parser("plan", help="print the image spec without building")
     plan.add_argument("source", help=source_help)
     plan.add_argument("--json", action="store_true", help="print the spec as JSON")
-    _add_trait_flags(plan, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock", "appendix", *PUBLISH_FLAGS)])
+    _add_trait_flags(plan, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock", "appendix", *PUBLISH_FLAGS, *BUILD_FLAGS)])
 
     dockerfile = commands.add_parser("dockerfile", help="print the Dockerfile that would be built")
     dockerfile.add_argument("source", help=source_help)
-    _add_trait_flags(dockerfile, [f for f in all_flags if f not in ("no-cache", "image-name", "relock", *PUBLISH_FLAGS)])
+    _add_trait_flags(dockerfile, [f for f in all_flags if f not in ("no-cache", "image-name", "relock", *PUBLISH_FLAGS, *BUILD_FLAGS)])
 
     lock = commands.add_parser("lock", help="resolve every package the image will contain into r2env.lock")
     lock.add_argument("source", nargs="?", default=".", help="a local directory (default: .)")
@@ -67,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--check", action="store_true", help="exit 8 when r2env.lock is missing or stale (for CI); resolves nothing")
     mode.add_argument("--dry-run", action="store_true", help="resolve afresh and show what would change; write nothing")
     mode.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"), help="show what changed between two lock files")
-    _add_trait_flags(lock, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock", "appendix", *PUBLISH_FLAGS)])
+    _add_trait_flags(lock, [f for f in all_flags if f not in ("no-cache", "builder", "image-name", "relock", "appendix", *PUBLISH_FLAGS, *BUILD_FLAGS)])
 
     launch = commands.add_parser(
         "launch", help="build if needed, then start JupyterLab (or, after --, a command) in the image",
@@ -128,6 +136,9 @@ def _run(arguments: argparse.Namespace) -> int:
 
     if arguments.command == "base":
         return _bootstrap(arguments)
+    if arguments.command == "build" and arguments.run_env:
+        raise UsageError("-e/--env sets a container's environment, and `r2env build` runs no container",
+                         "give it to `r2env launch -e KEY=VALUE` (which builds too), or set image environment in the repository's start script")
     if arguments.command in ("ps", "stop"):
         from r2env.launch_cli import list_launched, stop_launched
 

@@ -17,7 +17,9 @@ from r2env.cuda import CUDA_BASES
 from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.launch import LaunchOptions
-from r2env.plan import DEFAULT_SERVER, PlanOptions
+from r2env.options import check_repo_dir, check_subdir, parse_build_args, parse_labels
+from r2env.plan import DEFAULT_SERVER, ENV_PREFIX, PlanOptions
+from r2env.spec import CONDA_DIR
 from r2env.registry import check_tag, parse_reference
 from r2env.select import DEFAULT_PRIORITY
 
@@ -51,6 +53,11 @@ class R2env(Configurable):
     builder = Enum(["auto", "classic"], "auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder.").tag(config=True)
     gpu = Bool(False, help="Plan a GPU image: a CUDA base and torch's CUDA wheel index, chosen from the pinned torch, tensorflow or jax.").tag(config=True)
     cuda = Unicode("", help="CUDA version of a GPU image (implies --gpu), e.g. 12.4; default the newest the pinned frameworks share.").tag(config=True)
+    # repo2docker's options of the same names (see docs/user-guide.md#repo2docker-options).
+    target_repo_dir = Unicode("", help="Absolute path the repository is copied to in the image (REPO_DIR, the working directory); default the user's home.").tag(config=True)
+    subdir = Unicode("", help="Build from this folder of the repository, as if it were the repository's root.").tag(config=True)
+    label = List(Unicode(), [], help="Extra label KEY=VALUE on the built image (repeatable); not part of the spec digest.").tag(config=True, repeat=True)
+    build_arg = List(Unicode(), [], help="Build arg KEY=VALUE, or KEY to pass this environment's value, for the build (repeatable): a repository's Dockerfile or an --appendix ARG sees it.").tag(config=True, repeat=True)
 
     # launch only (LAUNCH_TRAITS)
     ip = Unicode("127.0.0.1", help="Address the server is published on (launch); 0.0.0.0 for all interfaces.").tag(config=True)
@@ -101,6 +108,9 @@ class Settings:
     conda_pypi_lookup: str = ""
     launch: LaunchOptions = LaunchOptions()
     publish: PublishSettings = PublishSettings()
+    subdir: str = ""  # the folder of the repository to build from ("" = its root)
+    labels: tuple[tuple[str, str], ...] = ()  # extra image labels: not in the spec digest
+    build_args: tuple[tuple[str, str], ...] = ()  # extra build args (values may be secrets: never printed)
 
 
 def cli_traits(configurable: type[Configurable] = R2env) -> dict[str, Any]:
@@ -143,9 +153,11 @@ def trait_values(configurable: type[Configurable], config: Config, overrides: Ma
 
 
 
-def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]]) -> Settings:
+def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]], host_env: Mapping[str, str] | None = None) -> Settings:
     """Defaults < config file < command line. `overrides` maps trait names to command-line strings
-    (a list for repeatable options: one item per flag)."""
+    (a list for repeatable options: one item per flag). `host_env` (default os.environ) gives `--build-arg KEY` its value."""
+    import os
+
     values = trait_values(R2env, read_config_file(config_file), overrides)
     if values["cuda"] and values["cuda"] not in CUDA_BASES:
         raise UsageError(f"--cuda {values['cuda']!r} is not a CUDA version r2env knows", f"choose one of {', '.join(CUDA_BASES)}")
@@ -164,6 +176,7 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
             server_requirement=values["server_requirement"],
             conda_channels=tuple(c.strip() for c in values["conda_channel"] if c.strip()),
             cuda=values["cuda"] or ("auto" if values["gpu"] else ""),
+            target_repo_dir=check_repo_dir(values["target_repo_dir"], ENV_PREFIX, CONDA_DIR) if values["target_repo_dir"] else "",
         ),
         buildpacks=tuple(values["buildpacks"]),
         mirror=values["mirror"],
@@ -195,4 +208,7 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
             json=values["json"],
             output_json=values["output_json"],
         ),
+        subdir=check_subdir(values["subdir"]),
+        labels=parse_labels(values["label"]),
+        build_args=parse_build_args(values["build_arg"], os.environ if host_env is None else host_env),
     )

@@ -29,6 +29,9 @@ from r2env.registry import Credentials
 from r2env.render import display_command
 
 BuilderKind = Literal["buildx", "buildkit", "classic"]
+_ENV_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Variables the docker CLI reads for itself: a build arg of that name goes in argv rather than change how the CLI runs.
+_CLI_ENV = ("DOCKER_", "BUILDKIT_", "BUILDX_", "PATH", "HOME", "XDG_", "SSL_CERT_", "TMPDIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy")
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,11 @@ class DockerEngine:
         argv = [cli.path, *(["buildx", "build", "--load"] if cli.kind == "buildx" else ["build"])]
         argv += ["--progress=plain", "-f", str(request.dockerfile), "-t", request.tag]
         argv += [f"--label={key}={value}" for key, value in request.labels.items()]
-        argv += [f"--build-arg={key}={value}" for key, value in request.build_args.items()]
+        # `--build-arg KEY` takes KEY's value from the CLI's environment: values (proxy passwords, --build-arg
+        # tokens) stay out of argv, which every user of the machine can read. Names the CLI itself reads stay in argv.
+        by_name = {key: value for key, value in request.build_args.items()
+                   if _ENV_ARG.match(key) and (os.environ.get(key) == value or not key.startswith(_CLI_ENV))}
+        argv += [f"--build-arg={key}" if key in by_name else f"--build-arg={key}={value}" for key, value in request.build_args.items()]
         argv += [f"--secret=id={name},src={path}" for name, path in request.secrets.items()]
         argv += ["--no-cache"] if request.no_cache else []
         argv += [f"--cache-from={image}" for image in request.cache_from]
@@ -269,7 +276,7 @@ class DockerEngine:
         if request.ignore is not None:
             _write_dockerfile_ignore(request)
         with _docker_config(request.credentials) as config:
-            env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain", **config}
+            env = {**os.environ, **by_name, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain", **config}
             yield from self._stream_buildkit(argv, env)
 
     def _stream_buildkit(self, argv: list[str], env: dict[str, str]) -> Iterator[BuildEvent]:

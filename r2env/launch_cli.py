@@ -32,7 +32,8 @@ def launch_command(source: str, command: tuple[str, ...], settings: Settings) ->
 
     options = replace(settings.launch, command=command)
     local = Path(source).expanduser()
-    editable_dir = local.resolve() if local.is_dir() and not settings.ref else None
+    # With --subdir, the image holds that folder at its repository path: mount the same folder over it.
+    editable_dir = local.resolve().joinpath(*settings.subdir.split("/")) if local.is_dir() and not settings.ref else None
     uid, gid = host_identity()
     # Bad options fail now, before a build that may take minutes.
     container_request("", {}, options, token="", editable_dir=editable_dir, cwd=Path.cwd(), uid=uid, gid=gid, host_env=os.environ)

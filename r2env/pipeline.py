@@ -6,7 +6,7 @@ import functools
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Generator, Iterator, Mapping
 
@@ -33,7 +33,7 @@ from r2env.resolve import Runner, run_tool
 from r2env.render import RenderOptions, render_dockerfile
 from r2env.repo import DiskRepo
 from r2env.select import select
-from r2env.source import Checkout, fetch, is_remote
+from r2env.source import Checkout, fetch, is_remote, subdirectory
 from r2env.spec import ImageSpec
 
 if TYPE_CHECKING:  # the engine (and docker) load only when something is built
@@ -65,8 +65,13 @@ def plan_checkout(checkout: Checkout, settings: Settings, use_lock: bool = True)
     return Planned(checkout, spec, facts, lock, conda)
 
 
+def fetch_source(source: str, settings: Settings) -> Checkout:
+    """The checkout to build: fetched, then narrowed to --subdir."""
+    return subdirectory(fetch(source, settings.ref, settings.cache_dir), settings.subdir)
+
+
 def plan_source(source: str, settings: Settings, use_lock: bool = True) -> Planned:
-    return plan_checkout(fetch(source, settings.ref, settings.cache_dir), settings, use_lock)
+    return plan_checkout(fetch_source(source, settings), settings, use_lock)
 
 
 def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: bool = True) -> Iterator[BuildEvent]:
@@ -76,7 +81,7 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
     if write and (settings.ref or is_remote(source) or (local.is_dir() and not (local / ".git").exists() and _is_git_dir(local))):
         raise LockError(f"{source}: r2env writes r2env.lock into the repository", "run `r2env lock` on a local checkout and commit the lock")
     yield BuildEvent(Phase.FETCH, Kind.INFO, f"fetching {source}" + (f" at {settings.ref}" if settings.ref else ""))
-    checkout = fetch(source, settings.ref, settings.cache_dir)
+    checkout = fetch_source(source, settings)
     planned = plan_checkout(checkout, settings, use_lock=False)
     refuse_dockerfile(planned.spec)  # before the base: a Dockerfile repository has none r2env manages
     if settings.plan.cuda:
@@ -126,27 +131,33 @@ def dockerfile_text(planned: Planned, buildkit: bool = True) -> str:
 
 
 def default_image_name(checkout: Checkout) -> str:
-    name = Path(checkout.url.rstrip("/")).name.removesuffix(".git").lower()
+    # Each --subdir of a repository is its own image, as in repo2docker.
+    name = Path(checkout.url.rstrip("/")).name.removesuffix(".git").lower() + (f"-{checkout.subdir}" if checkout.subdir else "")
     slug = re.sub(r"[^a-z0-9._-]+", "-", name).strip("-._") or "repo"
     return f"r2env-{slug}"
 
 
 def _up_to_date(engine: Engine, image: str, labels: Mapping[str, str]) -> bool:
-    """A locked spec names its image completely, together with the repository's contents."""
+    """A locked spec names its image completely, together with the repository's contents (and --label's labels,
+    which only the build sets)."""
     if not engine.image_id(image):
         return False
     present = engine.image_labels(image)
-    keys = ("org.r2env.spec-digest", "org.r2env.context-digest", "org.r2env.appendix-digest")
+    keys = ("org.r2env.spec-digest", "org.r2env.context-digest", "org.r2env.appendix-digest", *(k for k in labels if not k.startswith("org.r2env.")))
     return all(present.get(key) == labels.get(key) for key in keys)
 
 
-def build_labels(planned: Planned) -> dict[str, str]:
+def build_labels(planned: Planned, extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """r2env's labels after the --label ones (which may not use org.r2env.* keys: r2env/options.py)."""
     # Only a locked spec names its image; hashing the repository is worth it only then.
     context = {"org.r2env.context-digest": context_digest(planned.checkout.path)} if planned.lock else {}
+    subdir = {"org.r2env.source.subdir": planned.checkout.subdir} if planned.checkout.subdir else {}
     return {
+        **dict(extra),
         "org.r2env.version": __version__,
         "org.r2env.source.url": planned.checkout.url,
         "org.r2env.source.commit": planned.checkout.commit,
+        **subdir,
         "org.r2env.spec-digest": planned.spec.digest,
         **context,
     }
@@ -177,7 +188,8 @@ def _locked_plan(checkout: Checkout, settings: Settings, connect: Callable[[], E
         if not (settings.relock and ("is stale" in error.message or "does not exist" in error.message)):
             raise
         yield BuildEvent(Phase.PLAN, Kind.INFO, f"{error.message}: relocking")
-        for event in lock(str(checkout.path), settings, connect):
+        # The checkout is already narrowed to --subdir.
+        for event in lock(str(checkout.path), replace(settings, subdir=""), connect):
             if not isinstance(event, LockResult):
                 yield event
         yield plan_checkout(checkout, settings)
@@ -209,6 +221,17 @@ class BuildResult(BuildEvent):
     planned: Planned | None = None
 
 
+# Shorter build arg values (1, yes, a version) are rarely secret, and masking them would garble the whole log.
+MASKED_MIN_LENGTH = 4
+
+
+def mask(text: str, values: tuple[str, ...]) -> str:
+    """`text` with every build arg value of MASKED_MIN_LENGTH characters or more replaced by ***."""
+    for value in sorted((v for v in values if len(v) >= MASKED_MIN_LENGTH), key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
 def with_appendix(text: str, appendix: str) -> str:
     return text if not appendix.strip() else text.rstrip("\n") + "\n# --appendix\n" + appendix.strip("\n") + "\n"
 
@@ -217,7 +240,7 @@ def build(source: str, settings: Settings, connect: Callable[[], Engine]) -> Ite
     # Usage errors (a bad image name, --push without a registry) stop the run before anything is fetched.
     publish_targets(settings.image_name, settings.publish, explicit_name=bool(settings.image_name))
     yield BuildEvent(Phase.FETCH, Kind.INFO, f"fetching {source}" + (f" at {settings.ref}" if settings.ref else ""))
-    yield from build_checkout(fetch(source, settings.ref, settings.cache_dir), settings, connect)
+    yield from build_checkout(fetch_source(source, settings), settings, connect)
 
 
 def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[], Engine]) -> Iterator[BuildEvent]:
@@ -253,16 +276,18 @@ def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[],
         yield from ensure_base(engine, base, settings.mirror, settings.cache_dir)
     _check_base(engine, planned)
     image = str(targets.image) if targets else settings.image_name or default_image_name(checkout)
-    labels = build_labels(planned)
+    labels = build_labels(planned, settings.labels)
     if publishing.appendix.strip():
         labels["org.r2env.appendix-digest"] = file_digest(publishing.appendix)
     credentials = credentials_from_env(targets.image.registry, os.environ) if targets else None
     # A locked spec names its image completely: pushed under this key tag, a later run can find it (--check-registry).
-    key = targets.image.with_tag(key_tag(labels, publishing.appendix)) if targets and planned.lock else None
+    # Not with --build-arg: its values (maybe secrets) are in no label, so nothing proves an image was built with them.
+    key = targets.image.with_tag(key_tag(labels, publishing.appendix)) if targets and planned.lock and not settings.build_args else None
     result = functools.partial(BuildResult, Phase.DONE, Kind.RESULT, image, spec_digest=spec.digest, planned=planned)
     if publishing.check_registry:
         if key is None:
-            yield BuildEvent(Phase.BUILD, Kind.INFO, "--check-registry needs r2env.lock (only a locked spec names its image): building")
+            why = "is not used with --build-arg" if planned.lock else "needs r2env.lock (only a locked spec names its image)"
+            yield BuildEvent(Phase.BUILD, Kind.INFO, f"--check-registry {why}: building")
         elif digest := engine.registry_digest(str(key), credentials):
             assert targets is not None
             yield BuildEvent(Phase.BUILD, Kind.INFO, f"{key.repository} already has this locked spec and these repository contents ({digest}): nothing to build")
@@ -273,7 +298,7 @@ def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[],
             return
         else:
             yield BuildEvent(Phase.BUILD, Kind.INFO, f"{key.repository} has no image for this locked spec yet: building")
-    if planned.lock and not settings.no_cache and _up_to_date(engine, image, labels):
+    if planned.lock and not settings.no_cache and not settings.build_args and _up_to_date(engine, image, labels):
         yield BuildEvent(Phase.BUILD, Kind.INFO, f"{image} already has this locked spec and these repository contents: nothing to build")
         cache_hit = True
     else:
@@ -316,7 +341,7 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
             dockerfile=dockerfile,
             tag=image,
             labels=labels,
-            build_args={**dict(spec.build_args), **(proxy_build_args(os.environ) if spec.dockerfile else {})},
+            build_args={**dict(spec.build_args), **(proxy_build_args(os.environ) if spec.dockerfile else {}), **dict(settings.build_args)},
             secrets=secrets,
             no_cache=settings.no_cache,
             cache_from=publishing.cache_from,
@@ -324,6 +349,8 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
             credentials=credentials,
             ignore=ignore.effective if ignore is not None else None,
         )
+        # BuildKit names a step with its build args substituted (`RUN echo "$TOKEN"` shows the value): the log hides them.
+        hide = functools.partial(mask, values=tuple(value for _, value in settings.build_args))
         try:
             for event in engine.build(request):
                 if event.kind is Kind.STEP:
@@ -331,9 +358,10 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
                 elif event.kind is Kind.CACHED and started:
                     # BuildKit names the cached step; the classic builder marks the step just started.
                     cached.add(started.index(event.message) if event.message in started else len(started) - 1)
-                yield event
+                yield replace(event, message=hide(event.message))
         except BuildError as error:
-            raise explain(error) from None
+            explained = explain(error)
+            raise BuildError(hide(explained.message), hide(explained.hint), details=hide(explained.details)) from None
     # A FROM line is never "cached": it is the base, not a step that runs.
     ran = [step for index, step in enumerate(started) if index not in cached and not step.upper().startswith("FROM ")]
     return bool(started) and not ran

@@ -30,6 +30,7 @@ class PlanOptions:
     server_requirement: str = DEFAULT_SERVER
     conda_channels: tuple[str, ...] = ()  # replace environment.yml's channels when locking (a mirror, a local channel)
     cuda: str = ""  # "" = no GPU; "auto" = chosen from the pinned frameworks; or "X.Y"
+    target_repo_dir: str = ""  # "" = the user's home, as repo2docker (checked in r2env/options.py)
 
 
 def _home(user_name: str) -> str:
@@ -78,7 +79,7 @@ def plan(
     pins_source: str = "",
     conda: CondaLockFile | None = None,
 ) -> ImageSpec:
-    repo_dir = _home(options.user_name)
+    repo_dir = options.target_repo_dir or _home(options.user_name)
     detections = selection.detections
     if selection.primary.role is Role.EXCLUSIVE:
         return ImageSpec(
@@ -93,7 +94,9 @@ def plan(
             buildpacks=(selection.primary.name,),
             labels=_labels(),
             dockerfile=facts.path("Dockerfile"),
-            build_args=(("NB_USER", options.user_name), ("NB_UID", str(options.user_id))),
+            # repo2docker passes REPO_DIR only when --target-repo-dir is given, so a Dockerfile's own default stands.
+            build_args=(("NB_USER", options.user_name), ("NB_UID", str(options.user_id)))
+            + ((("REPO_DIR", repo_dir),) if options.target_repo_dir else ()),
         )
     default_suite = options.base_suite if options.base_suite in DEBIAN_PYTHON else "bookworm"
     env_prefix = ENV_PREFIX

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,6 +27,7 @@ class Checkout:
     url: str  # what the user named (a path or a URL)
     commit: str  # "" when the directory is not a git checkout
     ref: str
+    subdir: str = ""  # the folder of the repository `path` is (--subdir); url and commit name the whole repository
 
 
 def _last_line(text: str) -> str:
@@ -60,6 +62,22 @@ def fetch(source: str, ref: str, cache_dir: Path, git: Runner = run_git) -> Chec
             raise SourceError(f"{source}: not a directory", "give a path to a repository or a git URL")
         source = str(local.resolve())
     return _clone(source, ref, cache_dir, git)
+
+
+def subdirectory(checkout: Checkout, subdir: str) -> Checkout:
+    """The checkout narrowed to `subdir` (already checked: relative, no `..`; see r2env/options.py), which becomes
+    the repository's root for detection and the build context, as repo2docker's --subdir."""
+    if not subdir:
+        return checkout
+    path = checkout.path.joinpath(*subdir.split("/"))
+    hint = "give a folder that exists in the repository" + (f" at {checkout.ref}" if checkout.ref else "")
+    # realpath, as r2env.repo.leads_outside: a link may not take the build context outside what was fetched.
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(os.path.realpath(checkout.path)):
+        raise SourceError(f"--subdir {subdir} leads outside the repository (to {real}) through a symbolic link", hint)
+    if not real.is_dir():
+        raise SourceError(f"--subdir {subdir}: no such folder in {checkout.url}", hint)
+    return replace(checkout, path=real, subdir=subdir)
 
 
 def _clone(url: str, ref: str, cache_dir: Path, git: Runner) -> Checkout:

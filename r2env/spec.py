@@ -9,6 +9,10 @@ from enum import IntEnum
 from typing import Any, Literal
 
 
+# Where a conda environment lives in the image (as in repo2docker): buildpacks/conda.py installs it, options keep clear of it.
+CONDA_DIR = "/srv/conda"
+
+
 class Stage(IntEnum):
     """Layer order serves the cache: what changes least comes first."""
 

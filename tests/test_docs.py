@@ -229,7 +229,9 @@ def _subcommand(name: str) -> argparse.ArgumentParser:
 
 def _long_flags(parser: argparse.ArgumentParser) -> set[str]:
     # --config names the file the options come from; configuration.md documents it beside the table.
-    return {flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")} - {"--help", "--config"}
+    # A hidden flag (build's -e/--env, which only says to use launch) is not in --help.
+    return {flag for action in parser._actions for flag in action.option_strings
+            if flag.startswith("--") and action.help is not argparse.SUPPRESS} - {"--help", "--config"}
 
 
 def _documented_options() -> dict[str, str]:

@@ -54,6 +54,8 @@ def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = F
     if settings.launch.port:
         raise UsageError(f"c.R2env.port = {settings.launch.port} gives every notebook server the same port, and the daemon starts many",
                          "remove it from the config file: each server gets a free port")
+    if settings.subdir:  # each build request names its own repository; one folder for all of them means nothing
+        raise UsageError(f"c.R2env.subdir = {settings.subdir!r} does not apply to the daemon", "remove it from the config file")
     # The launch options of the config file (mounts, environment, limits) fail now, not at every launch.
     uid, gid = host_identity()
     container_request("", {}, replace(settings.launch, editable=False), token="", cwd=Path.cwd(), uid=uid, gid=gid, host_env=os.environ)
