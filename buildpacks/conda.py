@@ -22,8 +22,8 @@ import shlex
 
 from buildpacks.steps import apt_install, ignored_note, locked_install, python_foundation, system_steps
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
-from r2env.conda_locking import SERVER_MIN_PYTHON, hosts_server
-from r2env.conda_packages import PACKAGES_DIR, package_image
+from r2env.conda.locking import SERVER_MIN_PYTHON, hosts_server
+from r2env.conda.packages import PACKAGES_DIR, package_image
 from r2env.inspect import RepoFacts
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.parsers.conda_lock import CondaLockFile

@@ -7,7 +7,7 @@ import shlex
 from buildpacks.steps import copy_files, ignored_note, locked_install, pip_install, python_foundation, requirements_steps
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
-from r2env.lock import LockedPackage
+from r2env.lock.lockfile import LockedPackage
 from r2env.spec import Stage, Step
 
 

@@ -7,7 +7,7 @@ from typing import Iterable, Mapping, Sequence
 
 from r2env.buildpack import PlanContext
 from r2env.inspect import RepoFacts
-from r2env.lock import LockedPackage
+from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.requirements import RequirementsFile
 from r2env.spec import Stage, Step, StepUser
 

@@ -1,15 +1,14 @@
-"""What a buildpack is, and the registry of them (built-ins plus the `r2env.buildpacks` entry-point group)."""
+"""What a buildpack is: the types buildpacks (built-in in the top-level `buildpacks` package, or third-party through the
+`r2env.buildpacks` entry-point group) are made of. The registry of them is `buildpacks.load_buildpacks`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from importlib.metadata import entry_points
 from typing import Callable
 
-from r2env.errors import UsageError
 from r2env.inspect import RepoFacts
-from r2env.lock import Lock, LockedPackage
+from r2env.lock.lockfile import Lock, LockedPackage
 from r2env.parsers.conda_lock import CondaLockFile
 from r2env.spec import BuildStage, Interpreter, Step
 
@@ -58,20 +57,3 @@ class Buildpack:
     # A primary that brings its own Python (a conda environment): the interpreter the plan shows, and the prefix
     # the notebook server runs from. None: the plan chooses a Python for the repository.
     environment: Callable[[RepoFacts, CondaLockFile | None], tuple[Interpreter, str]] | None = None
-
-
-def load_buildpacks() -> dict[str, Buildpack]:
-    """Built-ins first, then third-party buildpacks; a third party may not silently replace a built-in."""
-    from buildpacks import BUILTIN
-
-    registry = {buildpack.name: buildpack for buildpack in BUILTIN}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        buildpack = entry.load()
-        if not isinstance(buildpack, Buildpack):
-            raise UsageError(f"entry point {entry.name!r} ({entry.value}) is not an r2env Buildpack", "fix the plugin")
-        if buildpack.name in registry and registry[buildpack.name] is not buildpack:
-            raise UsageError(
-                f"buildpack {buildpack.name!r} from {entry.value} clashes with an existing one", "rename the plugin's buildpack"
-            )
-        registry[buildpack.name] = buildpack
-    return registry

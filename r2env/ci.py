@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from r2env.errors import LockError, UsageError
-from r2env.lock import Lock, parse_lock
-from r2env.lockdiff import diff_locks
+from r2env.lock.lockfile import Lock, parse_lock
+from r2env.lock.diff import diff_locks
 from r2env.pipeline import BuildResult
 
 OUTPUT_KEYS = ("image", "digest", "spec_digest", "cache_hit", "pushed", "duration_s")
@@ -122,7 +122,7 @@ def report_to_github(record: Mapping[str, Any], result: BuildResult, env: Mappin
         planned = result.planned
         lock_file = ""
         if planned is not None and planned.lock is not None:
-            from r2env.locking import lock_path
+            from r2env.lock.locking import lock_path
 
             lock_file = lock_path(planned.facts)
         previous = previous_lock(planned.checkout.path, lock_file) if planned is not None and lock_file else None

@@ -12,10 +12,9 @@ from traitlets.config import Configurable
 
 from r2env import __version__
 from r2env.config import LAUNCH_TRAITS, R2env, Settings, cli_traits, load_config
-from r2env.errors import R2envError, UsageError
-from r2env.events import BuildEvent, Kind
+from r2env.errors import EXIT_INTERRUPTED, R2envError, UsageError
+from r2env.events import Kind, format_event
 
-EXIT_INTERRUPTED = 130
 # Options only `build` has: what happens after the image exists.
 PUBLISH_FLAGS = ("push", "tag", "cache-from", "check-registry", "json", "output-json")
 # Options of the build itself, not of the plan or its Dockerfile text.
@@ -113,18 +112,6 @@ def _settings(arguments: argparse.Namespace) -> Settings:
     return load_config(arguments.config, overrides)
 
 
-def format_event(event: BuildEvent) -> str:
-    if event.kind is Kind.STEP:
-        step, total = event.progress or (0, 0)
-        text = event.message if len(event.message) <= 160 else event.message[:157] + "..."
-        return f"[{event.phase.value} {step}/{total}] {text}"
-    if event.kind is Kind.LOG:
-        return f"    {event.message}"
-    if event.kind is Kind.CACHED:
-        return "    (cached)"
-    return f"[{event.phase.value}] {event.message}"
-
-
 def _connect(settings: Settings) -> Any:
     from r2env.engine import DockerEngine
 
@@ -140,7 +127,7 @@ def _run(arguments: argparse.Namespace) -> int:
         raise UsageError("-e/--env sets a container's environment, and `r2env build` runs no container",
                          "give it to `r2env launch -e KEY=VALUE` (which builds too), or set image environment in the repository's start script")
     if arguments.command in ("ps", "stop"):
-        from r2env.launch_cli import list_launched, stop_launched
+        from r2env.launch.commands import list_launched, stop_launched
 
         return list_launched(arguments.all) if arguments.command == "ps" else stop_launched(arguments.containers, arguments.all)
     settings = _settings(arguments)
@@ -155,7 +142,7 @@ def _run(arguments: argparse.Namespace) -> int:
     if arguments.command == "lock":
         return _lock(arguments, settings)
     if arguments.command == "launch":
-        from r2env.launch_cli import launch_command
+        from r2env.launch.commands import launch_command
 
         return launch_command(arguments.source, tuple(arguments.run_command), settings)
     if arguments.command == "build":
@@ -207,9 +194,9 @@ def _build(arguments: argparse.Namespace, settings: Settings) -> int:
 def _lock(arguments: argparse.Namespace, settings: Settings) -> int:
     from r2env import pipeline
     from r2env.errors import LockError
-    from r2env.lock import parse_lock
-    from r2env.lockdiff import diff_locks, format_diff
-    from r2env.locking import LockResult, lock_path, refuse_dockerfile
+    from r2env.lock.lockfile import parse_lock
+    from r2env.lock.diff import diff_locks, format_diff
+    from r2env.lock.locking import LockResult, lock_path, refuse_dockerfile
 
     if arguments.diff:
         old, new = (Path(name) for name in arguments.diff)

@@ -12,11 +12,11 @@ from traitlets.config import Config, Configurable
 from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
 
 from r2env.build_secrets import FetchSettings
-from r2env.conda_packages import parse_channel_map
+from r2env.conda.packages import parse_channel_map
 from r2env.cuda import CUDA_BASES
 from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
-from r2env.launch import LaunchOptions
+from r2env.launch.launcher import LaunchOptions
 from r2env.options import check_repo_dir, check_subdir, parse_build_args, parse_labels
 from r2env.plan import DEFAULT_SERVER, ENV_PREFIX, PlanOptions
 from r2env.spec import CONDA_DIR

@@ -21,10 +21,10 @@ import docker
 import docker.errors
 import docker.types
 
-from r2env.container import SERVER_PORT, ContainerInfo, ContainerRequest, env_dict
+from r2env.launch.container import SERVER_PORT, ContainerInfo, ContainerRequest, env_dict
 from r2env.errors import BuildError, EngineUnavailableError, LaunchError, PushError
 from r2env.events import BuildEvent, Kind, Phase
-from r2env.gpus import GPU_CAPABILITIES, TOOLKIT_HINT, GpuRequest, no_gpu_runtime
+from r2env.launch.gpus import GPU_CAPABILITIES, TOOLKIT_HINT, GpuRequest, no_gpu_runtime
 from r2env.registry import Credentials
 from r2env.render import display_command
 

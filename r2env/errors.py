@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 
+# The exit code of a run the user interrupted (Ctrl-C), as shells report a SIGINT death (128 + 2).
+EXIT_INTERRUPTED = 130
+
+
 class R2envError(Exception):
     """Base of every error r2env reports to a user."""
 

@@ -30,3 +30,16 @@ class BuildEvent:
     kind: Kind
     message: str
     progress: tuple[int, int] | None = None  # (step, of steps) when known
+
+
+def format_event(event: BuildEvent) -> str:
+    """One line of a build log, as the command line and the daemon's text log show it."""
+    if event.kind is Kind.STEP:
+        step, total = event.progress or (0, 0)
+        text = event.message if len(event.message) <= 160 else event.message[:157] + "..."
+        return f"[{event.phase.value} {step}/{total}] {text}"
+    if event.kind is Kind.LOG:
+        return f"    {event.message}"
+    if event.kind is Kind.CACHED:
+        return "    (cached)"
+    return f"[{event.phase.value}] {event.message}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from packaging.specifiers import SpecifierSet
 
 from r2env.errors import SpecError
-from r2env.lock import LockedPackage
+from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.apt import parse_apt
 from r2env.parsers.environment import CondaEnvironment, parse_environment
 from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock, pipfile_lock_python

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Callable, Generator, Iterator, Mapping
 from r2env import __version__
 from r2env.base import dockerfile_bases, ensure_base
 from r2env.build_secrets import PROXY_VARIABLES, ca_bundle, write_build_secrets
-from r2env.buildpack import Role, load_buildpacks
+from buildpacks import load_buildpacks
+from r2env.buildpack import Role
 from r2env.config import Settings
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.context import context_digest
@@ -21,15 +22,15 @@ from r2env.errors import BuildError, LockError
 from r2env.explain import explain
 from r2env.ignore import IgnoreRules, read_ignore_rules
 from r2env.inspect import RepoFacts, inspect
-from r2env.lock import Lock, dump_lock, file_digest, parse_lock
-from r2env.conda_packages import ensure_package_image
-from r2env.locking import LockResult, check_fresh, lock_path, make_lock, read_conda_lock, read_lock, refuse_dockerfile, user_pins
+from r2env.lock.lockfile import Lock, dump_lock, file_digest, parse_lock
+from r2env.conda.packages import ensure_package_image
+from r2env.lock.locking import LockResult, check_fresh, lock_path, make_lock, read_conda_lock, read_lock, refuse_dockerfile, user_pins
 from r2env.parsers.conda_lock import CondaLockFile
 from r2env.plan import plan
 from r2env.publish import adopt, push_all
 from r2env.publish import targets as publish_targets
 from r2env.registry import Credentials, credentials_from_env, key_tag
-from r2env.resolve import Runner, run_tool
+from r2env.lock.resolve import Runner, run_tool
 from r2env.render import RenderOptions, render_dockerfile
 from r2env.repo import DiskRepo
 from r2env.select import select

@@ -9,7 +9,7 @@ from r2env.buildpack import Contribution, PlanContext, Role
 from r2env.cuda import DRIVER_ENV, choose_cuda
 from r2env.errors import SpecError
 from r2env.inspect import RepoFacts
-from r2env.lock import Lock, LockedPackage
+from r2env.lock.lockfile import Lock, LockedPackage
 from r2env.parsers.conda_lock import CondaLockFile
 from r2env.interpreter import DEBIAN_PYTHON, choose_interpreter
 from r2env.render import ENTRYPOINT

@@ -11,7 +11,7 @@ from r2env.engine import BuilderKind, BuildRequest
 from r2env.errors import PushError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.registry import Credentials
-from r2env.resolve import parse_apt_simulation
+from r2env.lock.resolve import parse_apt_simulation
 
 APT_SIMULATION = (Path(__file__).resolve().parent / "fixtures" / "lock" / "apt-simulation.txt").read_text()
 BOOKWORM_ID = "sha256:" + "b" * 64

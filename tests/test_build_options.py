@@ -15,7 +15,7 @@ from r2env.config import load_config
 from r2env.engine import BuildRequest, DockerEngine, _Cli
 from r2env.errors import UsageError
 from r2env.inspect import inspect
-from r2env.locking import current_inputs
+from r2env.lock.locking import current_inputs
 from r2env.options import check_repo_dir, check_subdir, parse_build_args, parse_labels
 from r2env.pipeline import build_labels, mask, plan_source
 from r2env.render import render_dockerfile

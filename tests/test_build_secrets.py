@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from r2env.build_secrets import FetchSettings, write_build_secrets
-from r2env.buildpack import load_buildpacks
+from buildpacks import load_buildpacks
 from r2env.errors import UsageError
 from r2env.inspect import inspect
 from r2env.plan import plan

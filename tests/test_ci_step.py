@@ -19,8 +19,8 @@ from r2env.engine import parse_buildkit_progress
 from r2env.errors import BuildError, PushError, UsageError
 from r2env.events import BuildEvent, Kind
 from r2env.inspect import inspect
-from r2env.lock import Lock, LockedBase, LockedPackage, dump_lock
-from r2env.locking import current_inputs
+from r2env.lock.lockfile import Lock, LockedBase, LockedPackage, dump_lock
+from r2env.lock.locking import current_inputs
 from r2env.registry import Credentials, Reference, credentials_from_env, parse_reference
 from r2env.repo import DiskRepo
 

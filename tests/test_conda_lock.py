@@ -16,14 +16,14 @@ import pytest
 
 from conda_channel import example_packages, write_channel
 from fake_engine import FakeEngine
-from r2env.buildpack import load_buildpacks
-from r2env.conda_installer import _verify
-from r2env.conda_locking import conda_lock_argv, conda_platform, solver_arguments, solver_explanation
-from r2env.conda_packages import map_url, package_image, parse_channel_map, stage_packages
+from buildpacks import load_buildpacks
+from r2env.conda.installer import _verify
+from r2env.conda.locking import conda_lock_argv, conda_platform, solver_arguments, solver_explanation
+from r2env.conda.packages import map_url, package_image, parse_channel_map, stage_packages
 from r2env.errors import BuildError, LockError, UsageError
 from r2env.inspect import inspect
-from r2env.lock import CondaSection, Lock, LockedBase, LockedPackage, dump_lock, file_digest, parse_lock
-from r2env.locking import LockResult, check_fresh, make_lock, read_conda_lock
+from r2env.lock.lockfile import CondaSection, Lock, LockedBase, LockedPackage, dump_lock, file_digest, parse_lock
+from r2env.lock.locking import LockResult, check_fresh, make_lock, read_conda_lock
 from r2env.parsers.conda_lock import parse_conda_lock
 from r2env.plan import PlanOptions, plan
 from r2env.render import render_dockerfile
@@ -73,8 +73,8 @@ def which(name: str) -> str | None:
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr("r2env.conda_locking.shutil.which", which)
-    monkeypatch.setattr("r2env.locking.conda_platform", lambda: "linux-64")
+    monkeypatch.setattr("r2env.conda.locking.shutil.which", which)
+    monkeypatch.setattr("r2env.lock.locking.conda_platform", lambda: "linux-64")
     root = tmp_path / "repo"
     shutil.copytree(ROOT / "examples" / "environment-yml", root)
     return root
@@ -276,7 +276,7 @@ def test_staging_fetches_every_locked_package_through_the_channel_map(channel: P
     staged = sorted(p.name for p in (tmp_path / "context" / "pkgs").iterdir())
     assert staged == sorted(p.filename for p in locked.packages)
     assert (tmp_path / "context" / "Dockerfile").read_text() == "FROM scratch\nCOPY . /r2env-conda/\n"
-    assert (tmp_path / "context" / "conda_installer.py").read_text() == (ROOT / "r2env" / "conda_installer.py").read_text()
+    assert (tmp_path / "context" / "conda_installer.py").read_text() == (ROOT / "r2env" / "conda" / "installer.py").read_text()
 
 
 def test_a_package_that_does_not_match_its_locked_hash_stops_staging(channel: Path, tmp_path: Path) -> None:
@@ -348,7 +348,7 @@ def test_the_locked_plan_installs_in_a_build_stage_and_copies_only_the_prefix(re
 
 
 def test_the_lock_diff_names_a_changed_conda_lock_and_server(repo: Path) -> None:
-    from r2env.lockdiff import diff_locks, format_diff
+    from r2env.lock.diff import diff_locks, format_diff
 
     old, _, _ = lock_repo(repo)
     assert old.conda is not None and len(old.conda.server) > 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from r2env.errors import LockError, SpecError
-from r2env.lock import LockedPackage
+from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.conda_lock import parse_conda_lock
 from r2env.parsers.environment import CondaEnvironment, parse_environment
 

@@ -8,7 +8,7 @@ from r2env.cuda import CUDA_BASES, DEFAULT_CUDA, choose_cuda
 from r2env.errors import SpecError
 from r2env.inspect import inspect
 from r2env.plan import PlanOptions, plan
-from r2env.buildpack import load_buildpacks
+from buildpacks import load_buildpacks
 from r2env.repo import MemoryRepo
 from r2env.select import select
 

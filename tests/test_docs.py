@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from r2env import errors
-from r2env.buildpack import ENTRY_POINT_GROUP, Buildpack, load_buildpacks
+from buildpacks import load_buildpacks
+from r2env.buildpack import ENTRY_POINT_GROUP, Buildpack
 from r2env.cli import EXIT_INTERRUPTED, _parser, main
 from r2env.config import cli_traits
 from r2env.inspect import inspect

@@ -10,7 +10,7 @@ from typing import Any, Iterator, Mapping
 
 import pytest
 
-from r2env.buildpack import load_buildpacks
+from buildpacks import load_buildpacks
 from r2env.cli import main
 from r2env.engine import BuildRequest, DockerEngine, _Cli
 from r2env.errors import SpecError

@@ -10,7 +10,7 @@ import pytest
 
 from r2env.select import select
 
-from r2env.buildpack import load_buildpacks
+from buildpacks import load_buildpacks
 
 from r2env.interpreter import choose_interpreter
 

@@ -7,11 +7,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from r2env.container import LAUNCH_LABEL, SOURCE_LABEL, ContainerInfo, ContainerRequest, Mount
+from r2env.launch.container import LAUNCH_LABEL, SOURCE_LABEL, ContainerInfo, ContainerRequest, Mount
 from r2env.errors import LaunchError, UsageError
 from r2env.events import BuildEvent, Kind
-from r2env.gpus import GpuRequest, parse_gpus
-from r2env.launch import (
+from r2env.launch.gpus import GpuRequest, parse_gpus
+from r2env.launch.launcher import (
     FOREIGN_UID_HOME,
     Exited,
     LaunchOptions,

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from r2env.errors import LockError
-from r2env.lock import (
+from r2env.lock.lockfile import (
     FORMAT_VERSION,
     LOCK_FILE,
     Lock,

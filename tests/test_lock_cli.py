@@ -14,8 +14,8 @@ import r2env.cli
 from r2env import pipeline
 from r2env.cli import main
 from r2env.errors import SourceError
-from r2env.lock import dump_lock, parse_lock
-from r2env.locking import make_lock
+from r2env.lock.lockfile import dump_lock, parse_lock
+from r2env.lock.locking import make_lock
 from r2env.source import Checkout
 
 from fake_engine import BOOKWORM_ID, DEBIAN, FakeEngine

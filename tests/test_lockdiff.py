@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from r2env.lock import Lock, LockedBase, LockedPackage
-from r2env.lockdiff import Change, diff_locks, format_diff
+from r2env.lock.lockfile import Lock, LockedBase, LockedPackage
+from r2env.lock.diff import Change, diff_locks, format_diff
 
 OLD_BASE = "sha256:" + "1" * 64
 NEW_BASE = "sha256:" + "2" * 64

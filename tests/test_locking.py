@@ -18,17 +18,17 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 
 from r2env import pipeline
-from r2env.buildpack import load_buildpacks
+from buildpacks import load_buildpacks
 from r2env.config import Settings, load_config
 from r2env.errors import LockError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.inspect import RepoFacts, inspect
-from r2env.lock import Lock, LockedBase, LockedPackage, dump_lock, file_digest, parse_lock, stale_inputs
-from r2env.locking import LockResult, check_fresh, current_inputs, lock_path, make_lock, read_lock
+from r2env.lock.lockfile import Lock, LockedBase, LockedPackage, dump_lock, file_digest, parse_lock, stale_inputs
+from r2env.lock.locking import LockResult, check_fresh, current_inputs, lock_path, make_lock, read_lock
 from r2env.plan import PlanOptions, plan
 from r2env.render import render_dockerfile
 from r2env.repo import DiskRepo
-from r2env.resolve import parse_compiled
+from r2env.lock.resolve import parse_compiled
 from r2env.select import select
 from r2env.spec import ImageSpec, Stage, Step
 
@@ -286,7 +286,7 @@ def test_make_lock_resolves_every_apt_step_in_the_base_image(tmp_path: Path) -> 
 
 
 def test_make_lock_asks_uv_for_the_images_python_not_the_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("r2env.resolve.platform.machine", lambda: "x86_64")
+    monkeypatch.setattr("r2env.lock.resolve.platform.machine", lambda: "x86_64")
     root = make_repo(tmp_path, {"requirements.txt": "requests==2.32.3\n", "runtime.txt": "python-3.13\n"})
     lock, _, runner, engine = run_make_lock(root)
     argv = runner.compile_argv
@@ -300,7 +300,7 @@ def test_make_lock_asks_uv_for_the_images_python_not_the_hosts(tmp_path: Path, m
 
 
 def test_make_lock_for_a_standalone_python_on_bookworm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("r2env.resolve.platform.machine", lambda: "x86_64")
+    monkeypatch.setattr("r2env.lock.resolve.platform.machine", lambda: "x86_64")
     root = make_repo(tmp_path, {"requirements.txt": "requests==2.32.3\n", "runtime.txt": "python-3.12\n"})
     lock, _, runner, _ = run_make_lock(root)
     argv = runner.compile_argv

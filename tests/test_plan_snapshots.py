@@ -12,7 +12,7 @@ from typing import Mapping
 
 import pytest
 
-from r2env.buildpack import load_buildpacks
+from buildpacks import load_buildpacks
 from r2env.inspect import inspect
 from r2env.plan import PlanOptions, plan
 from r2env.render import RenderOptions, render_dockerfile

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-import r2env.buildpack
-from r2env.buildpack import Buildpack, Contribution, Role, load_buildpacks
+import buildpacks
+from buildpacks import load_buildpacks
+from r2env.buildpack import Buildpack, Contribution, Role
 from r2env.errors import UsageError
 from r2env.inspect import inspect
 from r2env.repo import MemoryRepo
@@ -26,7 +27,7 @@ def _with_entry_points(monkeypatch: pytest.MonkeyPatch, *values: str) -> None:
         assert group == "r2env.buildpacks"
         return entries
 
-    monkeypatch.setattr(r2env.buildpack, "entry_points", fake)
+    monkeypatch.setattr(buildpacks, "entry_points", fake)
 
 
 def test_a_registered_buildpack_joins_the_registry_and_can_be_prioritised(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from typing import Sequence
 import pytest
 
 from r2env.errors import LockError
-from r2env.resolve import (
+from r2env.lock.resolve import (
     Resolution,
     parse_apt_simulation,
     parse_compiled,
@@ -235,7 +235,7 @@ def test_target_platform_is_the_suites_glibc(suite: str, machine: str, expected:
 
 @pytest.fixture
 def x86_64(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("r2env.resolve.platform.machine", lambda: "x86_64")
+    monkeypatch.setattr("r2env.lock.resolve.platform.machine", lambda: "x86_64")
 
 
 @pytest.mark.usefixtures("x86_64")

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import pytest
 
-from r2env.buildpack import load_buildpacks
+from buildpacks import load_buildpacks
 from r2env.errors import UsageError
 from r2env.inspect import inspect
 from r2env.repo import MemoryRepo

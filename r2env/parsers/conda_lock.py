@@ -13,7 +13,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from r2env.errors import LockError
-from r2env.lock import LockedPackage
+from r2env.lock.lockfile import LockedPackage
 
 _HEX = {"md5": re.compile(r"^[0-9a-f]{32}$"), "sha256": re.compile(r"^[0-9a-f]{64}$")}
 _PACKAGE_SUFFIXES = (".conda", ".tar.bz2")

@@ -11,7 +11,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from r2env.errors import SpecError
-from r2env.lock import LockedPackage
+from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.runtime import MAJOR_PYTHONS
 from r2env.parsers.toml import load_toml
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from r2env.launch import split_server_url
+from r2env.launch.launcher import split_server_url
 
 # r2env's phases as BinderHub names them: getting the repository is "fetching", everything else "building".
 PHASES = {"fetch": "fetching", "inspect": "fetching"}

@@ -17,7 +17,7 @@ from typing import IO, TextIO
 from aiohttp import web
 
 from r2env.config import Settings
-from r2env.launch import container_request, host_identity
+from r2env.launch.launcher import container_request, host_identity
 from r2env.errors import UsageError
 from r2env.serve.app import AccessLog, make_app
 from r2env.serve.builds import Builds, Changes

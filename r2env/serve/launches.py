@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from r2env.config import Settings
-from r2env.container import ContainerInfo
+from r2env.launch.container import ContainerInfo
 from r2env.errors import LaunchError, R2envError, UsageError
-from r2env.launch import ContainerEngine, Ready, container_request, free_port, host_identity, new_token, run, split_server_url
+from r2env.launch.launcher import ContainerEngine, Ready, container_request, free_port, host_identity, new_token, run, split_server_url
 from r2env.serve.builds import Changes
 from r2env.serve.config import ServeSettings
 from r2env.serve.store import INTERRUPTED, LAUNCH_ACTIVE, Launch, Store

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, Mapping, Protocol
 
-from r2env.container import LAUNCH_LABEL, SERVER_PORT, SOURCE_LABEL, ContainerInfo, ContainerRequest, Mount, env_dict
+from r2env.launch.container import LAUNCH_LABEL, SERVER_PORT, SOURCE_LABEL, ContainerInfo, ContainerRequest, Mount, env_dict
 from r2env.errors import LaunchError, UsageError
 from r2env.events import BuildEvent, Kind, Phase
-from r2env.gpus import TOOLKIT_HINT, GpuRequest, no_gpu_runtime, parse_gpus
+from r2env.launch.gpus import TOOLKIT_HINT, GpuRequest, no_gpu_runtime, parse_gpus
 
 JUPYTER_COMMANDS = ("jupyter", "jupyter-lab", "jupyter-notebook", "jupyter-server")
 # A uid that is not the image's cannot write the image's home: Jupyter's runtime files go here instead.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 from packaging.utils import canonicalize_name
 
 from r2env.errors import LockError
-from r2env.lock import LockedPackage
+from r2env.lock.lockfile import LockedPackage
 
 if TYPE_CHECKING:
     from r2env.engine import Engine

@@ -10,10 +10,10 @@ from pathlib import Path
 from types import FrameType
 
 from r2env.config import Settings
-from r2env.container import LAUNCH_LABEL, SOURCE_LABEL
-from r2env.errors import LaunchError
-from r2env.events import Kind
-from r2env.launch import Exited, Ready, container_request, free_port, host_identity, new_token, run, server_url
+from r2env.launch.container import LAUNCH_LABEL, SOURCE_LABEL
+from r2env.errors import EXIT_INTERRUPTED, LaunchError
+from r2env.events import Kind, format_event
+from r2env.launch.launcher import Exited, Ready, container_request, free_port, host_identity, new_token, run, server_url
 from r2env.source import is_remote
 
 
@@ -27,7 +27,6 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def launch_command(source: str, command: tuple[str, ...], settings: Settings) -> int:
     from r2env import pipeline
-    from r2env.cli import EXIT_INTERRUPTED, format_event
     from r2env.engine import DockerEngine
 
     options = replace(settings.launch, command=command)

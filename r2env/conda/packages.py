@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from r2env.engine import Engine
 
 PACKAGES_DIR = "/r2env-conda"  # where the conda build stage finds the packages and the installer
-INSTALLER = Path(__file__).with_name("conda_installer.py")
+INSTALLER = Path(__file__).with_name("installer.py")
 _IMAGE = "r2env/conda-packages"
 
 

@@ -15,14 +15,14 @@ from r2env import __version__
 from r2env.errors import LockError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.inspect import RepoFacts
-from r2env.conda_locking import LOCK_NAME as CONDA_LOCK_NAME
-from r2env.conda_locking import RATTLER_REQUIREMENT, channels_for, conda_platform, hosts_server, lock_environment
+from r2env.conda.locking import LOCK_NAME as CONDA_LOCK_NAME
+from r2env.conda.locking import RATTLER_REQUIREMENT, channels_for, conda_platform, hosts_server, lock_environment
 from r2env.interpreter import DEBIAN_PYTHON
-from r2env.lock import LOCK_FILE, CondaSection, Lock, LockedBase, LockedPackage, file_digest, parse_lock, stale_inputs
+from r2env.lock.lockfile import LOCK_FILE, CondaSection, Lock, LockedBase, LockedPackage, file_digest, parse_lock, stale_inputs
 from r2env.parsers.conda_lock import CondaLockFile, parse_conda_lock
 from r2env.parsers.toml import load_toml
 from r2env.plan import PlanOptions
-from r2env.resolve import Runner, parse_compiled, resolve_apt, resolve_python, run_tool, server_closure
+from r2env.lock.resolve import Runner, parse_compiled, resolve_apt, resolve_python, run_tool, server_closure
 from r2env.spec import ImageSpec
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from r2env.errors import LockError
 from r2env.parsers.conda_lock import CondaLockFile, parse_conda_lock
 from r2env.parsers.environment import DEFAULT_CHANNELS, CondaEnvironment
-from r2env.resolve import Runner
+from r2env.lock.resolve import Runner
 
 LOCK_NAME = "conda-lock.yml"
 # conda-lock is one of r2env's dependencies: run the one installed beside r2env, whatever is on PATH.

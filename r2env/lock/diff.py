@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from r2env.lock import Lock
+from r2env.lock.lockfile import Lock
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from r2env.gpus import GpuRequest
+from r2env.launch.gpus import GpuRequest
 
 LAUNCH_LABEL = "org.r2env.launch"  # every container r2env starts carries it (value: server or command); `ps` and `stop` find them by it
 SOURCE_LABEL = "org.r2env.launch.source"  # what the user launched
