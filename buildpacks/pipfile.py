@@ -34,6 +34,13 @@ def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
         declared = facts.pipfile.requirements
         arguments = " ".join(shlex.quote(r) for r in declared)
         install = (pip_install(arguments, Stage.DEPENDENCIES, "pipfile", f"install {facts.path('Pipfile')} packages"),) if declared else ()
+    if facts.pipfile_local:
+        # The repository's own packages need the repository: installed after the copy, without dependencies when
+        # a lock already holds them all.
+        locked = context.lock is not None or facts.pipfile_lock is not None
+        arguments = " ".join(shlex.quote(word) for ref in facts.pipfile_local for word in ref.split())
+        install += (pip_install(("--no-deps " if locked else "") + arguments, Stage.REPO, "pipfile",
+                                f"install the repository's own packages named in {facts.path('Pipfile')}"),)
     steps = python_foundation(context, "pipfile", declared) + install
     return Contribution(steps=steps, packages=(("python", declared),))
 

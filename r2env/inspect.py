@@ -11,7 +11,7 @@ from r2env.errors import SpecError
 from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.apt import parse_apt
 from r2env.parsers.environment import CondaEnvironment, parse_environment
-from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock, pipfile_lock_python
+from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock, pipfile_lock_local_references, pipfile_lock_python
 from r2env.parsers.pyproject import Pyproject, parse_pyproject
 from r2env.parsers.requirements import RequirementsFile, parse_requirements
 from r2env.parsers.runtime import CONDA_ONLY_VERSIONS, Runtime, names_r, parse_runtime
@@ -49,6 +49,7 @@ class RepoFacts:
     not_executable: frozenset[str]  # postBuild/start that lack the executable bit
     conda_environment: CondaEnvironment | None = None  # environment.yml (or .yaml)
     runtime: Runtime | None = None  # runtime.txt where it applies (None where repo2docker ignores it)
+    pipfile_local: tuple[str, ...] = ()  # the Pipfile(.lock)'s `path` packages as pip arguments ("-e ."), installed after the copy
     ignored: tuple[str, ...] = ()  # declaration files present but ignored, each with why ("runtime.txt (…)")
 
     def has(self, name: str) -> bool:
@@ -182,7 +183,11 @@ def inspect(repo: RepoView) -> RepoFacts:
     if conda_environment is None and runtime is not None and runtime.python in CONDA_ONLY_VERSIONS and not pipfile_python[0] \
             and "Pipfile" not in files and "Pipfile.lock" not in files:
         conda_environment = old_python_environment(runtime, requirements)
+    if pipfile_lock is not None:
+        pipfile_local = pipfile_lock_local_references(repo.read_text(path("Pipfile.lock")), path("Pipfile.lock"))
+    else:
+        pipfile_local = pipfile.local_references if pipfile else ()
     return RepoFacts(
         config_dir, files, python, requirements, apt_packages, pyproject, pipfile, pipfile_lock, not_executable, conda_environment,
-        runtime, ignored,
+        runtime=runtime, ignored=ignored, pipfile_local=pipfile_local,
     )

@@ -225,8 +225,8 @@ def test_pipfile_packages_become_requirement_lines() -> None:
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
-        ('[packages]\nmylib = {git = "https://example.org/mylib.git"}\n', ("Pipfile: package 'mylib' uses git/path/file",)),
-        ('[packages]\nmylib = {path = "./mylib"}\n', ("Pipfile: package 'mylib' uses git/path/file",)),
+        ('[packages]\nmylib = {git = "https://example.org/mylib.git"}\n', ("Pipfile: package 'mylib' uses a git or file source",)),
+        ('[packages]\nmylib = {path = "../elsewhere"}\n', ("Pipfile: package 'mylib' points outside the repository ('../elsewhere')",)),
         ("[packages]\nnumpy = 1\n", ("Pipfile: package 'numpy' has an unreadable version",)),
         ("[packages]\nnumpy = \n", ("Pipfile: invalid TOML", "line 2")),
         ('[packages]\nnumpy = "==1.0.0.."\n', ("Pipfile: 'numpy==1.0.0..' is not a valid requirement",)),
@@ -270,3 +270,14 @@ def test_malformed_pipfile_lock_is_a_spec_error(text: str, fragments: tuple[str,
     with pytest.raises(SpecError) as caught:
         parse_pipfile_lock(text, "Pipfile.lock")
     assert all(fragment in str(caught.value) for fragment in fragments)
+
+
+@pytest.mark.parametrize(("path", "value", "reference"), [
+    ("Pipfile", '{path = ".", editable = true}', "-e ."),
+    ("Pipfile", '{path = "./sub/pkg"}', "./sub/pkg"),
+    (".binder/Pipfile", '{path = "..", editable = true}', "-e ."),  # relative to the Pipfile, where pipenv runs
+    ("binder/Pipfile", '{path = "../lib"}', "./lib"),
+])
+def test_a_pipfile_path_source_is_a_local_reference(path: str, value: str, reference: str) -> None:
+    pipfile = parse_pipfile(f"[packages]\nthere = \"*\"\ndummy = {value}\n", path)
+    assert pipfile.requirements == ("there",) and pipfile.local_references == (reference,)

@@ -151,6 +151,7 @@ def _requirement_inputs(root: Path, facts: RepoFacts) -> list[str]:
         lines.append(str(root))
     if facts.pipfile is not None:
         lines += list(facts.pipfile.requirements)
+        lines += [("-e " if ref.startswith("-e ") else "") + str(root / ref.removeprefix("-e ")) for ref in facts.pipfile.local_references]
     return lines
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,20 @@ from r2env.parsers.toml import load_toml
 class Pipfile:
     requirements: tuple[str, ...]
     python_version: str  # [requires] python_version, "" when absent
+    local_references: tuple[str, ...] = ()  # `{path = ".", editable = true}` as pip arguments, repository-relative
+
+
+def local_reference(name: str, value: dict[str, Any], path: str) -> str:
+    """A `path` source as pip arguments ("-e ." / "sub/pkg"): relative to the Pipfile's folder, as pipenv runs there
+    (repo2docker runs `pipenv install` in the config folder), and kept inside the repository."""
+    target = value.get("path")
+    if not isinstance(target, str) or not target.strip():
+        raise SpecError(f"{path}: package {name!r} has no path", 'write e.g. {path = ".", editable = true}')
+    location = posixpath.normpath(posixpath.join(posixpath.dirname(path), target.strip()))
+    if location.startswith("/") or location == ".." or location.startswith("../"):
+        raise SpecError(f"{path}: package {name!r} points outside the repository ({target!r})", "give a path inside the repository")
+    location = location if location == "." else f"./{location}"
+    return f"-e {location}" if value.get("editable") is True else location
 
 
 def _requirement(name: str, value: Any, path: str) -> str:
@@ -29,8 +44,8 @@ def _requirement(name: str, value: Any, path: str) -> str:
         # pipenv reads a bare version ("1.0") as an exact pin.
         return f"{name}=={value}" if value[:1].isdigit() else f"{name}{value}"
     if isinstance(value, dict):
-        if any(key in value for key in ("git", "path", "file", "editable")):
-            raise SpecError(f"{path}: package {name!r} uses git/path/file sources", "not supported yet: pin a version")
+        if any(key in value for key in ("git", "file")) or ("editable" in value and "path" not in value):
+            raise SpecError(f"{path}: package {name!r} uses a git or file source", "not supported yet: pin a version, or use a path inside the repository")
         extras = f"[{','.join(value['extras'])}]" if value.get("extras") else ""
         version = value.get("version", "")
         version = "" if version == "*" else version
@@ -50,12 +65,17 @@ def _checked(requirement: str, path: str) -> str:
 def parse_pipfile(text: str, path: str) -> Pipfile:
     data = load_toml(text, path)
     requirements: list[str] = []
+    local: list[str] = []
     # repo2docker installs dev-packages too (pipenv install --dev): notebooks often need them.
     for section in ("packages", "dev-packages"):
         packages = data.get(section, {})
         if not isinstance(packages, dict):
             raise SpecError(f"{path}: [{section}] must be a table", "see pipenv's Pipfile format")
-        requirements += [_checked(_requirement(name, value, path), path) for name, value in packages.items()]
+        for name, value in packages.items():
+            if isinstance(value, dict) and "path" in value:
+                local.append(local_reference(name, value, path))
+            else:
+                requirements.append(_checked(_requirement(name, value, path), path))
     requires = data.get("requires", {})
     if not isinstance(requires, dict):
         raise SpecError(f"{path}: [requires] must be a table", 'write e.g. [requires] python_version = "3.11"')
@@ -63,7 +83,7 @@ def parse_pipfile(text: str, path: str) -> Pipfile:
         if not isinstance(requires.get(key, ""), str):
             # TOML reads python_version = 3.10 as the float 3.1.
             raise SpecError(f"{path}: [requires] {key} must be a string", f'write it quoted, e.g. {key} = "3.10"')
-    return Pipfile(tuple(requirements), _python_version(requires))
+    return Pipfile(tuple(requirements), _python_version(requires), tuple(local))
 
 
 _VERSION = re.compile(r"^\d+(?:\.\d+)*")
@@ -77,6 +97,13 @@ def _python_version(requires: dict[str, Any]) -> str:
             parts = match.group().split(".")
             return ".".join(parts[:2]) if len(parts) > 1 else MAJOR_PYTHONS.get(parts[0], "")
     return ""
+
+
+def pipfile_lock_local_references(text: str, path: str) -> tuple[str, ...]:
+    """The lock's `path` entries (the repository's own packages, which have no version or hashes), as pip arguments."""
+    data = json.loads(text)  # parse_pipfile_lock has validated it
+    entries = {**data.get("develop", {}), **data.get("default", {})}
+    return tuple(local_reference(name, entries[name], path) for name in sorted(entries) if isinstance(entries[name], dict) and "path" in entries[name])
 
 
 def pipfile_lock_python(text: str) -> str:
@@ -108,6 +135,9 @@ def parse_pipfile_lock(text: str, path: str) -> tuple[LockedPackage, ...]:
         entry = entries[name]
         if not isinstance(entry, dict):
             raise SpecError(f"{path}: entry {name!r} is not a table", "regenerate it with 'pipenv lock'")
+        if "path" in entry:
+            continue  # the repository's own package: pipfile_lock_local_references
+
         version, hashes = entry.get("version"), entry.get("hashes")
         if not isinstance(version, str) or not version.startswith("==") or not hashes:
             raise SpecError(f"{path}: entry {name!r} lacks an exact version and hashes", "regenerate it with 'pipenv lock'")
