@@ -15,6 +15,12 @@ from r2env.render import SECRET_CA, SECRET_ENV
 _CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE")
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy")
 _IN_BUILD_CA = "/run/secrets/" + SECRET_CA
+# Node.js adds NODE_EXTRA_CA_CERTS to its own built-in roots (it ignores SSL_CERT_FILE), for npm and for node run
+# by postBuild scripts (jlpm when `jupyter labextension install` builds); npm_config_cafile is npm's own setting
+# (https://docs.npmjs.com/cli/v9/using-npm/config#cafile). npm already honours the proxy variables below.
+_IN_BUILD_CA_VARIABLES = (
+    "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS", "npm_config_cafile",
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ def write_build_secrets(settings: FetchSettings, host_env: Mapping[str, str], di
     if bundle:
         secrets[SECRET_CA] = directory / "ca.pem"
         secrets[SECRET_CA].write_text(bundle, encoding="utf-8")
-        for variable in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"):
+        for variable in _IN_BUILD_CA_VARIABLES:
             exports[variable] = _IN_BUILD_CA
     for variable in PROXY_VARIABLES:
         if host_env.get(variable):

@@ -24,7 +24,7 @@ from r2env.ignore import IgnoreRules, read_ignore_rules
 from r2env.inspect import RepoFacts, inspect
 from r2env.lock.lockfile import Lock, dump_lock, file_digest, parse_lock
 from r2env.conda.packages import ensure_package_image
-from r2env.lock.locking import LockResult, check_fresh, lock_path, make_lock, read_conda_lock, read_lock, refuse_dockerfile, user_pins
+from r2env.lock.locking import LockResult, check_apt_resolved, check_fresh, lock_path, make_lock, read_conda_lock, read_lock, refuse_dockerfile, user_pins
 from r2env.parsers.conda_lock import CondaLockFile
 from r2env.plan import plan
 from r2env.publish import adopt, push_all
@@ -63,6 +63,8 @@ def plan_checkout(checkout: Checkout, settings: Settings, use_lock: bool = True)
     # Without r2env.lock, the repository's own uv.lock or poetry.lock is still installed exactly.
     pins = user_pins(checkout.path, facts) if lock is None and selection.primary.name == "python" and (facts.has("uv.lock") or facts.has("poetry.lock")) else None
     spec = plan(facts, selection, settings.plan, lock, pins.packages if pins else (), pins.source if pins else "", conda)
+    if lock is not None:
+        check_apt_resolved(lock, spec, facts)
     return Planned(checkout, spec, facts, lock, conda)
 
 

@@ -26,6 +26,9 @@ DEBIAN = {
     "git": {"libcurl3-gnutls": "7.88.1-10+deb12u14", "git-man": "1:2.39.5-0+deb12u2", "git": "1:2.39.5-0+deb12u2"},
     "graphviz": {name: version for name, version in parse_apt_simulation(APT_SIMULATION).items() if not name.startswith("libxml2")},
     "jq": {"libonig5": "6.9.8-1", "libjq1": "1.6-2.1", "jq": "1.6-2.1"},
+    # postBuild's Node.js: a few of the 360-odd packages npm pulls in on bookworm.
+    "nodejs": {"libuv1": "1.44.2-1+deb12u1", "libnode108": "18.20.4+dfsg-1~deb12u2", "nodejs": "18.20.4+dfsg-1~deb12u2"},
+    "npm": {"node-semver": "7.3.5+~7.3.9-2", "node-abbrev": "1.1.1+~1.1.2-1", "npm": "9.2.0~ds1-1"},
 }
 
 

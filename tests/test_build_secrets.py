@@ -48,7 +48,8 @@ def test_ca_bundle_is_detected_from_the_host_environment(variable: str, pem: Pat
     secrets = write_build_secrets(FetchSettings(), {variable: str(pem)}, out)
     assert set(secrets) == {SECRET_CA, SECRET_ENV}
     assert secrets[SECRET_CA].read_text() == PEM
-    for exported in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"):
+    # NODE_EXTRA_CA_CERTS and npm_config_cafile: npm in postBuild (Node.js ignores SSL_CERT_FILE).
+    for exported in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS", "npm_config_cafile"):
         assert sourced(secrets[SECRET_ENV], exported) == IN_BUILD_CA
 
 

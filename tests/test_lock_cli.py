@@ -130,12 +130,23 @@ def test_check_without_a_lock_exits_8(repo: Path, engine: FakeEngine, capsys: py
     assert "r2env.lock does not exist" in error and "r2env lock" in error
 
 
-def test_a_notebook_edit_keeps_the_lock_up_to_date(repo: Path, engine: FakeEngine, runner: FakeRunner,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_notebook_or_postbuild_edit_keeps_the_lock_up_to_date(repo: Path, engine: FakeEngine, runner: FakeRunner,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "postBuild").write_text("#!/bin/sh\necho hi\n")
     assert main(["lock", str(repo)]) == 0
     (repo / "analysis.ipynb").write_text('{"cells": []}\n')
-    (repo / "postBuild").write_text("#!/bin/sh\necho hi\n")
+    (repo / "postBuild").write_text("#!/bin/sh\necho hello\n")
     assert main(["lock", "--check", str(repo)]) == 0
+
+
+def test_adding_a_postbuild_makes_the_lock_stale_as_it_brings_node(repo: Path, engine: FakeEngine, runner: FakeRunner,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lock", str(repo)]) == 0
+    capsys.readouterr()
+    (repo / "postBuild").write_text("#!/bin/sh\nnpm install --global semver\n")
+    assert main(["lock", "--check", str(repo)]) == 8
+    error = one_line_error(capsys.readouterr())
+    assert "r2env.lock is stale: it has no version for the Debian packages nodejs, npm" in error and "r2env lock" in error
 
 
 @pytest.mark.parametrize(

@@ -694,6 +694,18 @@ def test_the_locked_install_writes_each_requirement_line_verbatim(tmp_path: Path
         assert written.read_text().splitlines() == [p.requirement_line() for p in packages]
 
 
+def test_a_postbuild_locks_node_and_npm_with_the_other_debian_packages(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, {"requirements.txt": "requests==2.32.3\n", "postBuild": "#!/bin/sh\nnpm install -g semver\n"})
+    lock, _, _, engine = run_make_lock(root)
+    ((_, command),) = engine.runs
+    assert command[-1].endswith("--no-install-recommends ca-certificates python3 python3-venv nodejs npm")
+    assert lock.apt == {**SYSTEM_APT, **DEBIAN["nodejs"], **DEBIAN["npm"]}
+    spec, dockerfile = locked_plan(root, lock)
+    (node,) = [step for step in spec.steps if step.packages == ("nodejs", "npm")]
+    assert "--no-install-recommends 'nodejs=18.20.4+dfsg-1~deb12u2' 'npm=9.2.0~ds1-1'" in node.script
+    assert "Package: libnode108\\nPin: version 18.20.4+dfsg-1~deb12u2\\nPin-Priority: 1001" in dockerfile
+
+
 def test_a_locked_plan_pins_every_debian_package(tmp_path: Path) -> None:
     root = make_repo(tmp_path, {"requirements.txt": "requests==2.32.3\n", "apt.txt": "graphviz\njq\n"})
     lock, *_ = run_make_lock(root)

@@ -70,6 +70,17 @@ def check_fresh(lock: Lock, root: Path, facts: RepoFacts, options: PlanOptions) 
         )
 
 
+def check_apt_resolved(lock: Lock, spec: ImageSpec, facts: RepoFacts) -> None:
+    """A planned apt step may ask for packages no declaration file names (a postBuild brings node and npm):
+    the lock must have resolved them, or they would be installed at whatever version the mirror has."""
+    missing = [p for step in spec.steps if "apt" in step.caches for p in step.packages if p not in lock.apt]
+    if missing:
+        raise LockError(
+            f"{lock_path(facts)} is stale: it has no version for the Debian packages {', '.join(dict.fromkeys(missing))}",
+            "run `r2env lock` to update it (or `r2env build --relock`)",
+        )
+
+
 def read_conda_lock(root: Path, lock: Lock) -> CondaLockFile | None:
     """The conda-lock.yml a fresh r2env.lock refers to."""
     if lock.conda is None:

@@ -21,6 +21,15 @@ RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,m
 RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/conda/envs/notebook /home/jovyan
 # [system] apt: install binder/apt.txt packages
 RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends jq
+# [system] postbuild: install Node.js and npm (postBuild scripts expect them, as on Binder)
+RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm
+# [system] postbuild: create /srv/npm, npm's global prefix, owned by the user
+RUN install -d -o 1000 -g 1000 /srv/npm
+# [system] postbuild: npm install --global goes to /srv/npm
+ENV NPM_DIR="/srv/npm" \
+    NPM_CONFIG_GLOBALCONFIG="/srv/npm/npmrc" \
+    NPM_CONFIG_PREFIX="/srv/npm" \
+    PATH="/srv/npm/bin:$PATH"
 # [system] r2env's entrypoint: runs the repository's start script around every command
 RUN printf '%b\n' '#!/bin/sh\n# Written by r2env: runs the repository'"'"'s start script (if any) around every command.\nif [ -n "${R2ENV_START:-}" ] && [ -f "$R2ENV_START" ]; then exec "$R2ENV_START" "$@"; fi\nexec "$@"' > /usr/local/bin/r2env-entrypoint && chmod 0755 /usr/local/bin/r2env-entrypoint
 WORKDIR /home/jovyan
