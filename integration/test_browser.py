@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -15,24 +14,22 @@ from playwright.sync_api import BrowserContext, Playwright, sync_playwright
 
 from support import EXAMPLES, ROOT, build_ok, r2env
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("R2ENV_ARTIFACTS", ROOT / "test-artifacts"))
 # As root and on a closed network: no sandbox, and no background calls home that the network refuses.
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 
 
-def fresh_chromium(playwright: Playwright, profile: Path, height: int = 720) -> BrowserContext:
-    """Debian's Chromium with a fresh profile (Playwright's persistent context is how it takes --user-data-dir)."""
+def fresh_chromium(playwright: Playwright, chromium: str, profile: Path, height: int = 720) -> BrowserContext:
+    """Chromium (the `chromium` fixture's) with a fresh profile (Playwright's persistent context is how it takes
+    --user-data-dir)."""
     return playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=CHROMIUM, args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": height},
+        str(profile), executable_path=chromium, args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": height},
     )
 
 
 @pytest.fixture(scope="module")
 def lab_url(engine: docker.DockerClient) -> Iterator[str]:
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
     build_ok(str(EXAMPLES / "requirements"), "--image-name", "r2env-it/launch")
     result = r2env("launch", "r2env-it/launch", "--detach")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -43,10 +40,10 @@ def lab_url(engine: docker.DockerClient) -> Iterator[str]:
     r2env("stop", container.group(1))
 
 
-def test_the_printed_url_opens_jupyterlab_in_a_browser(lab_url: str, tmp_path: Path) -> None:
+def test_the_printed_url_opens_jupyterlab_in_a_browser(chromium: str, lab_url: str, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        context = fresh_chromium(playwright, tmp_path / "profile")
+        context = fresh_chromium(playwright, chromium, tmp_path / "profile")
         try:
             page = context.new_page()
             page.goto(lab_url)

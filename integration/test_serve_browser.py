@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
 import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from serve_support import EXAMPLES, Daemon, GitServer
-from test_browser import ARTIFACTS, CHROMIUM, fresh_chromium
+from test_browser import ARTIFACTS, fresh_chromium
 from test_serve_api import shut_down
 
 
-def test_the_page_builds_a_repository_and_links_to_its_notebook(tmp_path: Path, engine: docker.DockerClient) -> None:
-    if not shutil.which(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
+def test_the_page_builds_a_repository_and_links_to_its_notebook(tmp_path: Path, chromium: str, engine: docker.DockerClient) -> None:
     git_server = GitServer(tmp_path / "git").start()
     daemon = Daemon(tmp_path / "state").start()
     try:
@@ -31,7 +27,7 @@ def test_the_page_builds_a_repository_and_links_to_its_notebook(tmp_path: Path, 
         git_server.publish("browser", EXAMPLES / "requirements", tmp_path / "work", {"browser.txt": uuid.uuid4().hex})
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as playwright:
-            context = fresh_chromium(playwright, tmp_path / "profile", height=900)
+            context = fresh_chromium(playwright, chromium, tmp_path / "profile", height=900)
             try:
                 page = context.new_page()
                 problems: list[str] = []
@@ -63,14 +59,15 @@ def test_the_page_builds_a_repository_and_links_to_its_notebook(tmp_path: Path, 
         git_server.stop()
 
 
-def test_a_page_on_a_listed_origin_may_call_the_api_and_others_may_not(tmp_path: Path, engine: docker.DockerClient) -> None:
+def test_a_page_on_a_listed_origin_may_call_the_api_and_others_may_not(tmp_path: Path, chromium: str,
+                                                                        engine: docker.DockerClient) -> None:
     """CORS in a real browser: a front-end served from another origin reads the daemon's answers only when that
     origin is listed (c.Serve.allowed_origins)."""
     listed, unlisted = _static_site(tmp_path / "listed"), _static_site(tmp_path / "unlisted")
     daemon = Daemon(tmp_path / "state", options=("--allowed-origins", listed.origin)).start()
     try:
         with sync_playwright() as playwright:
-            context = fresh_chromium(playwright, tmp_path / "profile")
+            context = fresh_chromium(playwright, chromium, tmp_path / "profile")
             try:
                 page = context.new_page()
                 outcomes = []

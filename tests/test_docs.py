@@ -335,15 +335,112 @@ def test_relative_link_points_to_an_existing_file(path: Path, target: str) -> No
 # --- README and CI -----------------------------------------------------------------------------------
 
 
+CI_RUN = ROOT / ".ci" / "run"
+
+
+def _readme_blocks(heading: str) -> list[Block]:
+    section = _section(README, heading)
+    return [b for b in fenced_blocks(README) if b.language in SHELL_LANGUAGES and b.text in section]
+
+
+REDIRECTIONS = {"<", ">", ">>", ">&", "<&", "&>", ">|"}
+KEYWORDS = {"if", "then", "elif", "else", "while", "until", "do", "!"}  # before a command, not part of it
+
+
+def _commands(text: str) -> list[list[str]]:
+    """The simple commands of shell text, split at `&&`, `||`, `|`, `;`, `&` and parentheses, without comments,
+    redirections (`2>&1` and `>FILE` do not change what runs) and the keywords before them (`if !`, `then`, `do`)."""
+    commands: list[list[str]] = []
+    for _, line in _logical_lines(text):
+        segment: list[str] = []
+        words = iter([*_shell_words(re.sub(r"(^|\s)#.*", "", line)), ";"])
+        for word in words:
+            if word in REDIRECTIONS:
+                next(words)  # its target
+                if segment and segment[-1].isdigit():
+                    segment.pop()  # the descriptor before it, as in 2>&1
+            elif word in SEPARATORS or not word.strip("&|;()"):  # also `&))`: shlex keeps runs of operators together
+                if segment:
+                    commands.append(segment)
+                segment = []
+            elif segment or word not in KEYWORDS:
+                segment.append(word)
+    return commands
+
+
+def _ci_commands() -> list[list[str]]:
+    return _commands(CI_RUN.read_text(encoding="utf-8"))
+
+
+def _ci_packages() -> list[str]:
+    match = re.search(r"^for package in ([^;]+); do$", CI_RUN.read_text(encoding="utf-8"), re.MULTILINE)
+    assert match, ".ci/run: no `for package in …; do` line naming the Debian packages it installs"
+    return match.group(1).split()
+
+
+def _quiet(words: list[str]) -> list[str]:
+    return [word for word in words if word not in ("-q", "-qq")]
+
+
 def test_readme_test_command_is_the_one_ci_runs() -> None:
-    blocks = [b for b in fenced_blocks(README) if b.language in SHELL_LANGUAGES]
+    """The README's one command for a fresh machine is .ci/run, its prose names what .ci/run installs and requires, and
+    each convenience command is one .ci/run runs (the fast suite: CI's pytest command with fewer of its paths)."""
+    first, *conveniences = _readme_blocks("Running the tests")
+    assert [" ".join(words) for words in _commands(first.text)] == ["bash .ci/run"]
+    assert CI_RUN.read_text(encoding="utf-8").startswith("#!/usr/bin/env bash\n")
     section = _section(README, "Running the tests")
-    block = next(b for b in blocks if b.text in section)
-    commands = [line.strip() for line in block.text.splitlines() if line.strip()]
-    assert commands == ["python3 -m pytest tests integration"]
-    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
-    ci_pytest = [line for line in ci_lines if "pytest" in line and not line.startswith("#")]
-    assert ci_pytest == commands
+    named = set(re.findall(r"`([\w.-]+)`", section))
+    assert sorted(set(_ci_packages()) - named) == [], "packages .ci/run installs that the README does not name"
+    required = re.findall(r"^export (R2ENV_REQUIRE_\w+)=1$", CI_RUN.read_text(encoding="utf-8"), re.MULTILINE)
+    assert sorted(required) == ["R2ENV_REQUIRE_BROWSER", "R2ENV_REQUIRE_ENGINE"]
+    assert all(f"`{name}=1`" in section for name in required)
+
+    ci = _ci_commands()
+    ci_pytest = [words for words in ci if "pytest" in words]
+    assert [" ".join(words) for words in ci_pytest] == ["python3 -m pytest tests integration"]
+    (ci_paths,) = [words[3:] for words in ci_pytest]
+    readme = [words for block in conveniences for words in _commands(block.text)]
+    assert ["python3", "-m", "pytest", *ci_paths] in readme, "the README shows the command CI runs"
+    assert ["python3", "-m", "pytest", "tests"] in readme, "the README shows the fast suite"
+    for words in readme:
+        if words[:3] == ["python3", "-m", "pytest"]:
+            assert words[3:] and set(words[3:]) <= set(ci_paths), f"{shlex.join(words)}: not a part of what CI runs"
+        else:
+            assert _quiet(words) in [_quiet(command) for command in ci], f"{shlex.join(words)}: .ci/run does not run it"
+
+
+def test_readme_fresh_machine_commands_are_the_ones_ci_runs() -> None:
+    """Each command of "Try it on a fresh machine" has its counterpart in .ci/run (or, for the example build, in the
+    integration tests .ci/run runs), so the first thing a new user types is what CI proves works."""
+    block = _readme_blocks("Try it on a fresh machine")[0]
+    ci = _ci_commands()
+    seen: list[str] = []
+    for words in _commands(block.text):
+        match words:
+            case ["apt-get", "update"]:
+                assert ["apt-get", "update"] in [_quiet(command) for command in ci]
+            case ["apt-get", "install", "-y", *packages]:
+                assert packages and sorted(set(packages) - set(_ci_packages())) == [], f"{packages}: .ci/run installs {_ci_packages()}"
+            case ["pgrep", "-x", "dockerd"] | ["sleep", _]:
+                # CI also checks for a running daemon; it waits for `docker info` to answer instead of sleeping.
+                assert ["pgrep", "-x", "dockerd"] in ci
+            case ["setsid", "dockerd"]:
+                started = re.search(r"setsid dockerd [^&)]*", block.text)
+                assert started and words in ci and started.group(0) in CI_RUN.read_text(encoding="utf-8"), \
+                    ".ci/run starts dockerd otherwise"
+            case ["pip", "install", "."]:
+                # The same project; CI adds the test extras and installs it editable.
+                assert ["python3", "-m", "pip", "install", "-e", ".[test]"] in [_quiet(command) for command in ci]
+            case ["r2env", "build", example, "--image-name", _]:
+                # integration/test_examples.py builds every example with a verify script and runs it in the image.
+                assert example.startswith("examples/") and (ROOT / example / "verify").is_file()
+                assert 'run_in(engine, image, ["./verify"])' in (ROOT / "integration" / "test_examples.py").read_text(encoding="utf-8")
+            case ["docker", "run", "--rm", _, "./verify"]:
+                pass  # the verify step of the build above
+            case _:
+                pytest.fail(f"README.md: `{shlex.join(words)}` has no counterpart in .ci/run")
+        seen.append(words[0])
+    assert seen[:2] == ["apt-get", "apt-get"] and {"setsid", "pip", "r2env", "docker"} <= set(seen)
 
 
 # --- the plugin example in the user guide -------------------------------------------------------------
