@@ -204,10 +204,21 @@ def split_server_url(url: str) -> tuple[str, str]:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", "")), token
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx status
+
+
+def open_url(request: str | urllib.request.Request, timeout: float) -> Any:
+    """urlopen that never follows a redirect: the container answering decides what it says, not where r2env's
+    request goes next (a server redirecting the daemon's status request to another host or port; issue 17)."""
+    return urllib.request.build_opener(_RefuseRedirects).open(request, timeout=timeout)
+
+
 def answers(url: str) -> bool:
     """Any HTTP answer counts: the server is up, whatever it thinks of the request."""
     try:
-        with urllib.request.urlopen(url, timeout=2):
+        with open_url(url, timeout=2):
             return True
     except urllib.error.HTTPError:
         return True

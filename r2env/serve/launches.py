@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 from r2env.config import Settings
 from r2env.launch.container import ContainerInfo
 from r2env.errors import LaunchError, R2envError, UsageError
-from r2env.launch.launcher import ContainerEngine, Ready, container_request, free_port, host_identity, new_token, run, split_server_url
+from r2env.launch.launcher import ContainerEngine, Ready, container_request, free_port, host_identity, new_token, open_url, run, split_server_url
 from r2env.serve.builds import Changes
 from r2env.serve.config import ServeSettings
 from r2env.serve.store import INTERRUPTED, LAUNCH_ACTIVE, Launch, Store
@@ -204,7 +204,7 @@ def last_activity(url: str) -> float | None:
     base, token = split_server_url(url)
     request = urllib.request.Request(f"{base}api/status", headers={"Authorization": f"token {token}"})
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with open_url(request, timeout=5) as response:  # a redirect is an HTTPError: no activity learnt
             stamp = json.load(response).get("last_activity")
     except (urllib.error.URLError, OSError, ValueError):
         return None

@@ -53,9 +53,14 @@ def git_environment(policy: SourcePolicy, base: Mapping[str, str]) -> dict[str, 
             # Attributes outside the repository (~/.config/git/attributes, /etc/gitattributes) could change line
             # endings at checkout: the same commit must give the same files.
             "GIT_ATTR_NOSYSTEM": "1",
-            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_COUNT": "2",
             "GIT_CONFIG_KEY_0": "core.attributesFile",
             "GIT_CONFIG_VALUE_0": os.devnull,
+            # git follows an HTTP redirect of its first request by default (http.followRedirects=initial), so an
+            # allowed host answering 301 would make the daemon clone from any host at all, past allowed_hosts
+            # (issue 17). Command-line configuration outranks the repository's own (git-config(1), FILES).
+            "GIT_CONFIG_KEY_1": "http.followRedirects",
+            "GIT_CONFIG_VALUE_1": "false",
         }
     )
     if "ssh" in protocols and "GIT_SSH_COMMAND" not in environment and "GIT_SSH" not in environment:
