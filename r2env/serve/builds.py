@@ -25,6 +25,7 @@ from r2env.errors import SpecError
 from r2env.pipeline import plan_checkout
 from r2env.repo import leads_outside
 from r2env.serve.config import ServeSettings
+from r2env.serve.dockerfile_policy import check_dockerfile
 from r2env.serve.mirrors import Mirrors
 from r2env.serve.sources import validate_ref, validate_repo
 from r2env.serve.store import BUILD_ACTIVE, Build, Store
@@ -121,6 +122,8 @@ class Builds:
             if spec_digest is None:
                 directory = await self._export(url, commit)
                 planned = await asyncio.to_thread(plan_checkout, Checkout(directory, url, commit, ref), self.settings)
+                if planned.spec.dockerfile:  # before its digest is remembered: a refused commit is checked every time
+                    await asyncio.to_thread(check_dockerfile, directory / planned.spec.dockerfile, planned.spec.dockerfile)
                 spec_digest = self._digests[commit] = planned.spec.digest
             existing = self.store.build_for(commit, spec_digest, BUILD_ACTIVE)
             if existing is None:
