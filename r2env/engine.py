@@ -346,6 +346,15 @@ class DockerEngine:
     def host(self) -> str:
         return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
+    def default_bridge(self) -> str:
+        """The host interface of the network named "bridge", which the engine's BuildKit runs RUN steps on; "" when
+        the engine has none (podman, a remote engine's own naming)."""
+        try:
+            attrs = self._client.networks.get("bridge").attrs
+        except docker.errors.DockerException:
+            return ""
+        return str((attrs.get("Options") or {}).get("com.docker.network.bridge.name") or "")
+
     def is_podman(self) -> bool:
         components = self._client.version().get("Components") or []
         return any("podman" in str(c.get("Name", "")).lower() for c in components)

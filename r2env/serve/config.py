@@ -37,6 +37,7 @@ class Serve(Configurable):
         help="Hosts a requested repository may be on: names, *.example.org for subdomains, or * for any.",
     ).tag(config=True)
     allow_local_repos = Bool(False, help="Accept file:// URLs and absolute paths of repositories on the daemon's machine.").tag(config=True)
+    block_host_network = Bool(True, help="Firewall the engine's default bridge while the daemon runs: build steps and launched servers cannot connect to this host or to link-local (cloud metadata) addresses; needs root and iptables on the engine's host.").tag(config=True)
     allowed_origins = List(Unicode(), [], help="Web origins (https://binder.example.org) whose pages may call the API from a browser; * for any; default none but the daemon's own.").tag(config=True)
 
 
@@ -53,6 +54,7 @@ class ServeSettings:
     cull_idle_timeout: float
     sources: SourcePolicy
     allowed_origins: tuple[str, ...] = ()
+    block_host_network: bool = False  # True from the configuration (its default there); off for tests that build nothing
 
 
 def load_serve_config(config_file: str | None, overrides: Mapping[str, str | list[str]], environ: Mapping[str, str]) -> ServeSettings:
@@ -85,4 +87,5 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
             allow_local=values["allow_local_repos"],
         ),
         allowed_origins=origins,
+        block_host_network=values["block_host_network"],
     )

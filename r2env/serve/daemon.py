@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, TYPE_CHECKING, TextIO
 
 from aiohttp import web
 
@@ -22,8 +22,12 @@ from r2env.errors import UsageError
 from r2env.serve.app import AccessLog, make_app
 from r2env.serve.builds import Builds, Changes
 from r2env.serve.config import ServeSettings
+from r2env.serve.firewall import BridgeFirewall, available_tools
 from r2env.serve.launches import DaemonEngine, Launches
 from r2env.serve.store import Store
+
+if TYPE_CHECKING:
+    from r2env.engine import DockerEngine
 
 DATABASE = "r2env-serve.sqlite"
 
@@ -71,11 +75,30 @@ def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = F
         raise UsageError(f"{path}: cannot open the daemon's state ({error})",
                          "give a writable --state-dir; a damaged database can be moved away (its builds are forgotten)") from None
     try:
-        asyncio.run(_run(store, engine, settings, serve_settings, new_token, out))
+        firewall = _firewall(engine) if serve_settings.block_host_network else None
+        try:
+            asyncio.run(_run(store, engine, settings, serve_settings, new_token, out))
+        finally:
+            if firewall is not None:
+                firewall.remove()
     finally:
         store.close()
         lock.close()
     return 0
+
+
+def _firewall(engine: "DockerEngine") -> BridgeFirewall:
+    """Installed before the first build can start (recovered queued builds included); see r2env/serve/firewall.py."""
+    if not engine.host.startswith("unix://"):
+        raise UsageError(f"c.Serve.block_host_network: the engine at {engine.host} is not on this machine, so the daemon cannot firewall its bridge",
+                         "add the rules of docs/serve.md on the engine's host and set c.Serve.block_host_network = False")
+    bridge = engine.default_bridge()
+    if not bridge:
+        raise UsageError("c.Serve.block_host_network: the engine has no default bridge network to firewall",
+                         "add equivalent rules for the engine's network yourself (docs/serve.md) and set c.Serve.block_host_network = False")
+    firewall = BridgeFirewall(bridge, tools=available_tools())
+    firewall.install()
+    return firewall
 
 
 def _lock_state(state_dir: Path) -> IO[str]:
