@@ -28,6 +28,13 @@ REDACTED = "<redacted>"
 # File descriptors the daemon needs besides its HTTP connections: SQLite, git and docker subprocesses' pipes, the
 # engine's sockets, the event loop's own.
 RESERVED_FILES = 256
+LINGERING_SECONDS = 2.0
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """`Type: message` on one line (aiohttp's parser errors span three), at most `limit` characters."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def scrub(text: str) -> str:
@@ -79,7 +86,7 @@ class OncePerInterval(logging.Filter):
             return True
         error = record.exc_info[1] if record.exc_info else None
         kind = f"{record.name}:{record.msg}:{type(error).__name__}"
-        reason = f": {type(error).__name__}: {str(error)[:300]}" if error is not None else ""
+        reason = f": {one_line(error)}" if error is not None else ""
         self._log(kind, f"{record.getMessage()}{reason}")
         return False
 
@@ -91,7 +98,7 @@ def loop_exception_handler(log: RateLimitedLog) -> Callable[[asyncio.AbstractEve
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         error = context.get("exception")
         message = str(context.get("message", "event loop error"))
-        reason = f": {type(error).__name__}: {str(error)[:300]}" if error is not None else ""
+        reason = f": {one_line(error)}" if isinstance(error, BaseException) else ""
         log(f"asyncio:{message}:{type(error).__name__}", f"{message}{reason}")
 
     return handle
@@ -250,8 +257,10 @@ async def listen(app: web.Application, serve: "ServeSettings", log: RateLimitedL
     """Serve `app` on serve.host:serve.port behind the connection limits; OSError when the address cannot be used."""
     from r2env.serve.app import AccessLog
 
-    # keepalive_timeout: how long an idle connection is kept between two requests.
-    runner = web.AppRunner(app, access_log_class=AccessLog, handle_signals=False, keepalive_timeout=serve.request_timeout)
+    # keepalive_timeout: how long an idle connection is kept between two requests. lingering_time: how long the rest
+    # of a body is read (and dropped) after an early answer such as a 408, before the connection is closed.
+    runner = web.AppRunner(app, access_log_class=AccessLog, handle_signals=False, keepalive_timeout=serve.request_timeout,
+                           lingering_time=LINGERING_SECONDS)
     await runner.setup()
     assert runner.server is not None
     limits = ConnectionLimits(runner.server, serve.max_connections, serve.max_client_connections, log, serve.request_timeout)
