@@ -111,6 +111,7 @@ class Settings:
     subdir: str = ""  # the folder of the repository to build from ("" = its root)
     labels: tuple[tuple[str, str], ...] = ()  # extra image labels: not in the spec digest
     build_args: tuple[tuple[str, str], ...] = ()  # extra build args (values may be secrets: never printed)
+    build_memory: str = ""  # memory limit of each build step (Docker's notation); set by `r2env serve` (c.Serve.build_memory)
 
 
 def cli_traits(configurable: type[Configurable] = R2env) -> dict[str, Any]:

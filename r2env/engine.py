@@ -49,6 +49,9 @@ class BuildRequest:
     # Ignore patterns (Docker's syntax) that replace the context's .dockerignore; None keeps Docker's usual reading
     # (a repository's own Dockerfile). Only for a Dockerfile outside the context: BuildKit reads them from beside it.
     ignore: tuple[str, ...] | None = None
+    # Memory limit of each build step (Docker's notation, 4g). Only the classic builder applies it: BuildKit through the
+    # docker CLI ignores `docker build --memory` (and --cgroup-parent) on Docker Engine 20.10, seen here (issue 17).
+    memory: str = ""
 
 
 class Engine(Protocol):
@@ -253,6 +256,8 @@ class DockerEngine:
 
     def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
         if self._cli:
+            if request.memory:
+                yield BuildEvent(Phase.BUILD, Kind.INFO, f"memory limit {request.memory} not applied: BuildKit through the docker CLI cannot limit build steps")
             yield from self._build_buildkit(self._cli, request)
         else:
             yield from self._build_classic(request)
@@ -319,7 +324,9 @@ class DockerEngine:
         try:
             stream = self._client.api.build(
                 tag=request.tag, labels=dict(request.labels), buildargs=dict(request.build_args), decode=True, rm=True,
-                forcerm=True, nocache=request.no_cache, cache_from=list(request.cache_from) or None, **context,
+                forcerm=True, nocache=request.no_cache, cache_from=list(request.cache_from) or None,
+                # memswap equal to memory: no swap beyond the limit (docker run --memory-swap semantics)
+                container_limits=_memory_limits(request.memory), **context,
             )
             tail: deque[str] = deque(maxlen=20)
             for chunk in stream:
@@ -411,6 +418,8 @@ class DockerEngine:
             options["mem_limit"] = request.memory
         if request.cpus:
             options["nano_cpus"] = int(request.cpus * 1e9)
+        if request.pids_limit:
+            options["pids_limit"] = request.pids_limit
         options.update(self._device_options(request))
         if entrypoint is not None:
             options["entrypoint"] = entrypoint
@@ -485,6 +494,13 @@ class DockerEngine:
         except docker.errors.APIError as error:
             if "already in progress" not in str(error):
                 raise
+
+
+def _memory_limits(memory: str) -> dict[str, int] | None:
+    if not memory:
+        return None
+    limit = int(docker.utils.parse_bytes(memory))
+    return {"memory": limit, "memswap": limit}
 
 
 def _container_info(attrs: dict[str, Any]) -> ContainerInfo:

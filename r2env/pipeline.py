@@ -351,6 +351,7 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
             inline_cache=publishing.push,
             credentials=credentials,
             ignore=ignore.effective if ignore is not None else None,
+            memory=settings.build_memory,
         )
         # BuildKit names a step with its build args substituted (`RUN echo "$TOKEN"` shows the value): the log hides them.
         hide = functools.partial(mask, values=tuple(value for _, value in settings.build_args))

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from r2env.errors import SourceError, SpecError
-from r2env.serve.builds import image_name, link_out_of
+from r2env.serve.builds import QueueFull, image_name, link_out_of
 from r2env.serve.sources import RefusedSource
 from r2env.serve.store import Build
-from serve_fakes import COMMIT, REPO, Daemon
+from serve_fakes import AUTH, COMMIT, REPO, Daemon
 
 # Docker's reference grammar (distribution/reference): path components joined by '/', each alphanumeric runs
 # joined by one separator ('.', '_', '__' or any number of '-'); then a tag.
@@ -169,3 +169,29 @@ def test_image_names_are_valid_docker_references(url: str, slug: str | None) -> 
 
 def test_an_image_name_without_a_commit_still_has_a_tag() -> None:
     assert image_name(REPO, "", "sha256:" + "f" * 64) == "r2env-serve/analysis:nocommit-ffffffffffff"
+
+
+def test_a_full_queue_refuses_new_builds_with_429_but_still_answers_queued_ones(daemon_with: Any) -> None:
+    daemon = daemon_with(max_queued=1)
+    queued, _ = asyncio.run(daemon.builds.submit(REPO, "main"))
+    with pytest.raises(QueueFull) as refused:
+        asyncio.run(daemon.builds.submit(REPO, "v2"))  # another commit: a new build
+    assert refused.value.http_status == 429
+    assert refused.value.message == "1 builds are waiting in the queue, the most this server allows"
+    assert "try again later" in refused.value.hint
+    again, created = asyncio.run(daemon.builds.submit(REPO, "v1"))  # the queued commit: shared, not refused
+    assert (again.id, created) == (queued.id, False)
+    assert [build.id for build in daemon.store.builds()] == [queued.id]
+    assert len(list(daemon.builds.checkouts.iterdir())) == 1  # the refused request's checkout is gone
+
+
+def test_the_api_answers_a_full_queue_with_429_and_a_hint(daemon_with: Any) -> None:
+    daemon = daemon_with(max_queued=1)
+    daemon.add_build("queued", commit="c" * 40)
+
+    async def scenario(client: Any) -> tuple[int, dict[str, str]]:
+        response = await client.post("/api/v1/builds", json={"repo": REPO}, headers=AUTH)
+        return response.status, await response.json()
+
+    status, body = daemon.run(scenario)
+    assert status == 429 and body["error"] == "1 builds are waiting in the queue, the most this server allows"

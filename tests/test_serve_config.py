@@ -82,13 +82,17 @@ def test_port_zero_means_any_free_port_and_a_negative_cull_timeout_never_culls()
     assert (settings.port, settings.cull_idle_timeout) == (0, 0.0)
 
 
+FROM_ENV = "from-env-" + "e" * 32
+FROM_CONFIG = "from-config-" + "c" * 32
+
+
 @pytest.mark.parametrize(
     ("config_text", "environ", "token"),
     [
         ("", {}, ""),
-        ("", {"R2ENV_SERVE_TOKEN": "from-env"}, "from-env"),
-        ("c.Serve.token = 'from-config'\n", {"R2ENV_SERVE_TOKEN": "from-env"}, "from-config"),
-        ("c.Serve.token = 'from-config'\n", {}, "from-config"),
+        ("", {"R2ENV_SERVE_TOKEN": FROM_ENV}, FROM_ENV),
+        (f"c.Serve.token = '{FROM_CONFIG}'\n", {"R2ENV_SERVE_TOKEN": FROM_ENV}, FROM_CONFIG),
+        (f"c.Serve.token = '{FROM_CONFIG}'\n", {}, FROM_CONFIG),
     ],
 )
 def test_the_token_comes_from_the_config_file_else_the_environment(
@@ -125,3 +129,53 @@ def test_an_invalid_option_stops_serve_before_it_starts(capsys: pytest.CaptureFi
 def test_allowed_origins_are_kept_without_a_trailing_slash() -> None:
     settings = load_serve_config(None, {"allowed_origins": "https://binder.example.org/,http://127.0.0.1:8080,*"}, {})
     assert settings.allowed_origins == ("https://binder.example.org", "http://127.0.0.1:8080", "*")
+
+
+@pytest.mark.parametrize(
+    ("config_text", "environ", "source"),
+    [
+        ("c.Serve.token = 'hunter2'\n", {}, "c.Serve.token has 7 characters"),
+        ("", {"R2ENV_SERVE_TOKEN": "x" * 31}, "R2ENV_SERVE_TOKEN has 31 characters"),
+    ],
+)
+def test_a_configured_token_shorter_than_32_characters_is_refused(
+    isolated_cwd: Path, config_text: str, environ: dict[str, str], source: str
+) -> None:
+    (isolated_cwd / "r2env_config.py").write_text(config_text)
+    with pytest.raises(UsageError) as refused:
+        load_serve_config(None, {}, environ)
+    assert refused.value.message == f"{source}; a configured token needs at least 32"
+    assert "secrets.token_urlsafe(32)" in refused.value.hint
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"max_queued": "0"}, "max_queued 0 is not allowed"),
+        ({"max_connections": "0"}, "max_connections 0 is not allowed"),
+        ({"max_client_connections": "-1"}, "max_client_connections -1 is not allowed"),
+        ({"request_timeout": "nan"}, "request_timeout nan is not allowed"),
+        ({"max_age": "-5"}, "max_age -5 is not allowed"),
+        ({"launch_cpus": "inf"}, "launch_cpus inf is not allowed"),
+        ({"launch_pids": "-1"}, "launch_pids -1 is not allowed"),
+        ({"launch_memory": "4 GB"}, "launch_memory '4 GB' is not a size"),
+        ({"build_memory": "0"}, "build_memory '0' is not a size"),
+        ({"max_repo_size": "lots"}, "max_repo_size 'lots' is not a size"),
+    ],
+)
+def test_bad_limits_stop_the_daemon_before_it_starts(isolated_cwd: Path, overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        load_serve_config(None, overrides, {})
+    assert refused.value.message == message
+
+
+def test_the_daemons_limits_have_defaults_and_may_be_turned_off(isolated_cwd: Path) -> None:
+    settings = load_serve_config(None, {}, {})
+    assert (settings.launch_memory, settings.launch_cpus, settings.launch_pids, settings.build_memory) == ("4g", 1.0, 1024, "4g")
+    assert (settings.max_age, settings.max_queued, settings.max_repo_size) == (8 * 3600.0, 20, 1 << 30)
+    assert (settings.max_connections, settings.max_client_connections, settings.request_timeout) == (512, 64, 20.0)
+    off = load_serve_config(None, {"launch_memory": "", "launch_cpus": "0", "launch_pids": "0", "build_memory": "",
+                                   "max_age": "0", "max_repo_size": ""}, {})
+    assert (off.launch_memory, off.launch_cpus, off.launch_pids, off.build_memory, off.max_age, off.max_repo_size) == ("", 0.0, 0, "", 0.0, 0)
+    assert load_serve_config(None, {"max_repo_size": "1.5m"}, {}).max_repo_size == 1572864

@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Callable
+from dataclasses import replace
+from typing import Callable, Iterator
 
 import pytest
 
 from r2env.serve import launches as launches_module
 from r2env.errors import LaunchError
+from r2env.launch.container import ContainerRequest
+from r2env.launch.launcher import Ready
 from r2env.serve.launches import Launches, TooManyLaunches
 from serve_fakes import NOTEBOOK_URL, REPO, Daemon
 
@@ -151,3 +154,69 @@ def test_a_launch_of_a_build_whose_image_was_removed_says_how_to_get_it_back(dae
     with pytest.raises(LaunchError, match=r"the image r2env-serve/gone:1 was removed from the engine after its build") as raised:
         Launches._start_container(daemon.launches, "l-1", "r2env-serve/gone:1", REPO)
     assert raised.value.hint == "ask for the repository again: a build whose image is gone is built again"
+
+
+def test_a_server_reporting_activity_in_the_future_is_stopped_at_max_age(daemon_with: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon = daemon_with(cull_idle_timeout=600.0, max_age=3600.0)
+    forged = running_launch(daemon, "forged", idle_seconds=900)
+    daemon.engine.add("forged", daemon.store.daemon_id())
+    year_2099 = 4070908800.0
+    monkeypatch.setattr(launches_module, "last_activity", lambda url: year_2099)
+
+    asyncio.run(daemon.launches.check_running())  # 2099 counts as activity now, never later
+    launch = daemon.store.launch(forged)
+    assert launch is not None and launch.state == "running" and launch.last_activity is not None
+    assert launch.last_activity <= time.time()
+    # An hour on, the container still says 2099: its age, which the daemon measures itself, stops it.
+    daemon.store._db.execute("UPDATE launches SET created = ? WHERE id = ?", (time.time() - 3601, forged))
+    asyncio.run(daemon.launches.check_running())
+    state, reason = outcome(daemon, forged)
+    assert state == "stopped" and reason.startswith("stopped after 360"), reason
+
+
+def test_a_future_activity_stored_by_an_earlier_daemon_is_brought_back_to_now(daemon_with: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon = daemon_with(cull_idle_timeout=600.0)
+    launch_id = running_launch(daemon, "stored", idle_seconds=-10 ** 9)  # last_activity decades ahead
+    daemon.engine.add("stored", daemon.store.daemon_id())
+    monkeypatch.setattr(launches_module, "last_activity", lambda url: None)
+    asyncio.run(daemon.launches.check_running())
+    launch = daemon.store.launch(launch_id)
+    assert launch is not None and launch.last_activity is not None and launch.last_activity <= time.time()
+
+
+def test_a_server_older_than_max_age_is_stopped_however_active(daemon_with: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon = daemon_with(cull_idle_timeout=600.0, max_age=3600.0)
+    old = running_launch(daemon, "old")
+    young = running_launch(daemon, "young")
+    daemon.store._db.execute("UPDATE launches SET created = ? WHERE id = ?", (time.time() - 3700, old))
+    for name in ("old", "young"):
+        daemon.engine.add(name, daemon.store.daemon_id())
+    monkeypatch.setattr(launches_module, "last_activity", lambda url: time.time())  # both busy
+    asyncio.run(daemon.launches.check_running())
+    state, reason = outcome(daemon, old)
+    assert state == "stopped" and re.fullmatch(r"stopped after 3\d\d\d s, the longest a server may run", reason), reason
+    assert outcome(daemon, young) == ("running", "")
+    assert daemon.engine.stopped == ["old"]
+
+
+def test_servers_get_the_daemons_limits_unless_the_config_file_sets_them(
+    daemon_with: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = daemon_with(launch_memory="2g", launch_cpus=0.5, launch_pids=256)
+    assert (daemon.launches.options.memory, daemon.launches.options.cpus) == ("2g", 0.5)
+    settings = replace(daemon.builds.settings, launch=replace(daemon.builds.settings.launch, memory="8g", cpus=2.0))
+    own = Launches(daemon.store, daemon.launches.engine, settings, daemon.launches.serve, "d", daemon.changes, lambda _: None)
+    assert (own.options.memory, own.options.cpus) == ("8g", 2.0)  # c.R2env.memory and cpus win
+
+    requests: list[ContainerRequest] = []
+
+    def run(engine: object, request: ContainerRequest, options: object) -> Iterator[Ready]:
+        requests.append(request)
+        yield Ready(NOTEBOOK_URL, "c-1")
+
+    daemon.engine.images.add("r2env-serve/x:1")
+    monkeypatch.setattr(launches_module, "run", run)
+    monkeypatch.setattr(daemon.launches.engine, "image_config", lambda image: {}, raising=False)
+    assert Launches._start_container(daemon.launches, "l-1", "r2env-serve/x:1", REPO) == ("c-1", NOTEBOOK_URL)
+    [request] = requests
+    assert (request.memory, request.cpus, request.pids_limit) == ("2g", 0.5, 256)

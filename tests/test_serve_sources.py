@@ -555,3 +555,39 @@ def test_missing_git_is_a_source_error(origin: Origin, tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(SourceError, match="cannot run git"):
         Mirrors(tmp_path / "mirrors", LOCAL, environ={"PATH": str(empty)}).resolve(origin.url, "")
+
+
+def _repository_with(path: Path, name: str, content: bytes) -> str:
+    """A repository at `path` whose one commit holds `content` as `name`; its file:// URL."""
+    path.mkdir()
+    git("init", "-q", cwd=path)
+    (path / name).write_bytes(content)
+    git("add", name, cwd=path)
+    git("commit", "-q", "-m", "big", cwd=path)
+    return path.as_uri()
+
+
+def test_a_repository_larger_than_max_repo_size_is_refused_and_no_mirror_is_left(tmp_path: Path) -> None:
+    url = _repository_with(tmp_path / "big", "data.bin", os.urandom(2 << 20))  # random: the pack stays 2 MiB
+    mirrors = Mirrors(tmp_path / "mirrors", LOCAL, max_size=1 << 20)
+    with pytest.raises(SourceError) as refused:
+        mirrors.resolve(url, "")
+    assert refused.value.message == f"{url}: the repository is larger than 1 MiB, the most this server fetches or checks out"
+    assert "c.Serve.max_repo_size" in refused.value.hint
+    assert [path.name for path in (tmp_path / "mirrors").iterdir() if not path.name.endswith(".lock")] == []
+
+
+def test_a_small_mirror_whose_files_unpack_past_max_repo_size_is_not_checked_out(tmp_path: Path) -> None:
+    url = _repository_with(tmp_path / "bomb", "zeros.bin", bytes(8 << 20))  # 8 MiB of zeros: a pack of a few KiB
+    mirrors = Mirrors(tmp_path / "mirrors", LOCAL, max_size=1 << 20)
+    commit = mirrors.resolve(url, "")
+    with pytest.raises(SourceError, match="the repository is larger than 1 MiB"):
+        mirrors.export(url, commit, tmp_path / "checkout")
+    assert not (tmp_path / "checkout").exists()
+
+
+def test_without_max_repo_size_any_repository_is_fetched(tmp_path: Path) -> None:
+    url = _repository_with(tmp_path / "big", "data.bin", os.urandom(2 << 20))
+    mirrors = Mirrors(tmp_path / "mirrors", LOCAL)
+    commit = mirrors.resolve(url, "")
+    assert mirrors.export(url, commit, tmp_path / "checkout").path.joinpath("data.bin").stat().st_size == 2 << 20

@@ -3,6 +3,7 @@ was in progress (read by a second Store on the same file, as a restarted daemon 
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 from typing import Iterator
@@ -222,3 +223,23 @@ def test_the_database_is_in_write_ahead_log_mode(store: Store, database: Path) -
         mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
     connection.close()
     assert mode == "wal"
+
+
+def test_the_token_is_stored_as_a_salted_digest(store: Store, database: Path) -> None:
+    store.set_token("same-token-" + "x" * 32)
+    first = store.setting("token_hmac_sha256")
+    store.set_token("same-token-" + "x" * 32)
+    second = store.setting("token_hmac_sha256")
+    assert first and second and first != second  # a new salt each time: equal tokens do not give equal digests
+    assert hashlib.sha256(("same-token-" + "x" * 32).encode()).hexdigest() not in (first + second)
+    assert store.setting("token_sha256") is None
+
+
+def test_a_token_stored_by_an_earlier_release_still_opens_and_is_stored_anew(store: Store) -> None:
+    token = "generated-before-issue-17-" + "y" * 20
+    store.set_setting("token_sha256", hashlib.sha256(token.encode()).hexdigest())  # how releases before issue 17 kept it
+    assert store.has_token()
+    assert store.token_matches("wrong") is False and store.setting("token_sha256") is not None
+    assert store.token_matches(token) is True
+    assert store.setting("token_sha256") is None and store.setting("token_hmac_sha256")
+    assert store.token_matches(token) is True and store.token_matches("wrong") is False

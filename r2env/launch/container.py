@@ -36,6 +36,7 @@ class ContainerRequest:
     memory: str = ""  # Docker's notation: 512m, 4g
     cpus: float = 0.0
     gpus: GpuRequest | None = None
+    pids_limit: int = 0  # processes and threads the container may have; 0 = the engine's default (none)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,10 @@ class Unauthorized(UsageError):
     http_status = 401
 
 
+class RequestTimeout(UsageError):
+    http_status = 408
+
+
 def http_status(error: R2envError) -> int:
     explicit = getattr(error, "http_status", None)
     if isinstance(explicit, int):
@@ -72,6 +76,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = web.json_response(error_body(error), status=http_status(error))
         if isinstance(error, Unauthorized):
             response.headers["WWW-Authenticate"] = 'Bearer realm="r2env"'
+        if isinstance(error, RequestTimeout):
+            response.force_close()  # the rest of the body may still come: this connection is done
         return response
     except web.HTTPException as error:
         if error.status < 400:
@@ -114,8 +120,12 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
 
 async def _body(request: web.Request, fields: dict[str, type]) -> dict[str, Any]:
     """A JSON object with only the given fields, each of its type; anything else is refused, not ignored."""
+    timeout = request.app[BUILDS].serve.request_timeout
     try:
-        body = await request.json()
+        # A body sent a byte at a time must not hold the connection open for ever (issue 17).
+        body = await asyncio.wait_for(request.json(), timeout)
+    except asyncio.TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout:g} s", "send the whole body at once") from None
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than json can parse
         raise UsageError("the request body is not JSON", "send a JSON object, e.g. {\"repo\": \"https://github.com/org/repo\"}") from None
     if not isinstance(body, dict):

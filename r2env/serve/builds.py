@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from r2env.config import PublishSettings, Settings
-from r2env.errors import SpecError
+from r2env.errors import SpecError, UsageError
 from r2env.pipeline import plan_checkout
 from r2env.repo import leads_outside
 from r2env.serve.config import ServeSettings
@@ -33,6 +33,10 @@ from r2env.serve.worker import Job
 from r2env.source import Checkout
 
 KILL_GRACE_SECONDS = 5.0
+
+
+class QueueFull(UsageError):
+    http_status = 429
 
 
 def link_out_of(root: Path) -> str:
@@ -73,12 +77,12 @@ class Builds:
                  changes: Changes, log: Callable[[str], None]) -> None:
         self.store = store
         # The daemon builds what was asked, locally: publishing and relocking are for the CLI and CI.
-        self.settings = replace(settings, publish=PublishSettings(), relock=False, ref="")
+        self.settings = replace(settings, publish=PublishSettings(), relock=False, ref="", build_memory=serve.build_memory)
         self.serve = serve
         self.image_exists = image_exists
         self.changes = changes
         self.log = log
-        self.mirrors = Mirrors(serve.state_dir / "mirrors", serve.sources, timeout=serve.resolve_timeout)
+        self.mirrors = Mirrors(serve.state_dir / "mirrors", serve.sources, timeout=serve.resolve_timeout, max_size=serve.max_repo_size)
         self.checkouts = serve.state_dir / "checkouts"
         self.checkouts.mkdir(parents=True, exist_ok=True)
         self._slots = asyncio.Semaphore(serve.max_builds)
@@ -139,6 +143,10 @@ class Builds:
             existing = self.store.build_for(commit, spec_digest, BUILD_ACTIVE)
             if existing is not None:
                 return existing, False
+            queued = self.store.build_counts().get("queued", 0)
+            if queued >= self.serve.max_queued:
+                raise QueueFull(f"{queued} builds are waiting in the queue, the most this server allows",
+                                "try again later (GET /api/v1/health shows the queue); a repository already built or queued is still answered")
             build = self.store.add_build(url, ref, commit, spec_digest, image_name(url, commit, spec_digest), str(directory))
             directory = None  # the build owns it now
             self._event(build.id, "fetch", "info", f"queued {url}" + (f" at {ref}" if ref else "") + f" (commit {commit[:12]})")

@@ -16,6 +16,10 @@ from r2env.errors import UsageError
 from r2env.serve.sources import SourcePolicy
 
 # What a browser sends as Origin: scheme://host[:port], nothing after it (RFC 6454).
+# Docker's size notation (docker run --memory): a number and an optional unit.
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([bkmgBKMG]?)")
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+MIN_TOKEN_LENGTH = 32
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
@@ -39,6 +43,16 @@ class Serve(Configurable):
     allow_local_repos = Bool(False, help="Accept file:// URLs and absolute paths of repositories on the daemon's machine.").tag(config=True)
     block_host_network = Bool(True, help="Firewall the engine's default bridge while the daemon runs: build steps and launched servers cannot connect to this host or to link-local (cloud metadata) addresses; needs root and iptables on the engine's host.").tag(config=True)
     allowed_origins = List(Unicode(), [], help="Web origins (https://binder.example.org) whose pages may call the API from a browser; * for any; default none but the daemon's own.").tag(config=True)
+    max_queued = Int(20, help="Builds that may wait in the queue; one more is refused with 429.").tag(config=True)
+    max_age = Float(8 * 3600.0, help="Stop a notebook server this many seconds after it started, active or not; 0 = never.").tag(config=True)
+    launch_memory = Unicode("4g", help="Memory limit of each notebook server unless c.R2env.memory is set; empty = none.").tag(config=True)
+    launch_cpus = Float(1.0, help="CPU limit of each notebook server unless c.R2env.cpus is set; 0 = none.").tag(config=True)
+    launch_pids = Int(1024, help="Processes and threads each notebook server may have; 0 = no limit.").tag(config=True)
+    build_memory = Unicode("4g", help="Memory limit of each build step (classic builder only: BuildKit through the docker CLI cannot limit it); empty = none.").tag(config=True)
+    max_repo_size = Unicode("1g", help="Largest git mirror of a requested repository; a clone or fetch that grows past it is stopped; empty = no limit.").tag(config=True)
+    max_connections = Int(512, help="Open HTTP connections at once; more are refused (503).").tag(config=True)
+    max_client_connections = Int(64, help="Open HTTP connections at once from one client address; more are refused (503).").tag(config=True)
+    request_timeout = Float(20.0, help="Seconds a client may take to send a request's headers, or its body; also how long an idle connection is kept.").tag(config=True)
 
 
 @dataclass(frozen=True)
@@ -55,16 +69,49 @@ class ServeSettings:
     sources: SourcePolicy
     allowed_origins: tuple[str, ...] = ()
     block_host_network: bool = False  # True from the configuration (its default there); off for tests that build nothing
+    max_queued: int = 20
+    max_age: float = 0.0  # 0: no limit
+    launch_memory: str = ""
+    launch_cpus: float = 0.0
+    launch_pids: int = 0
+    build_memory: str = ""
+    max_repo_size: int = 0  # bytes; 0: no limit
+    max_connections: int = 512
+    max_client_connections: int = 64
+    request_timeout: float = 20.0
+
+
+def _size(name: str, text: str) -> int:
+    """Bytes of a size in Docker's notation (512m, 4g); 0 for ""."""
+    if not text.strip():
+        return 0
+    match = _SIZE.fullmatch(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise UsageError(f"{name} {text!r} is not a size", "give a size such as 512m or 4g, or \"\" for no limit")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def load_serve_config(config_file: str | None, overrides: Mapping[str, str | list[str]], environ: Mapping[str, str]) -> ServeSettings:
     values = trait_values(Serve, read_config_file(config_file), overrides)
-    for name in ("max_builds", "max_launches"):
+    for name in ("max_builds", "max_launches", "max_queued", "max_connections", "max_client_connections"):
         if values[name] < 1:
             raise UsageError(f"{name} {values[name]} is not allowed", "give 1 or more")
-    for name in ("build_timeout", "resolve_timeout"):
+    for name in ("build_timeout", "resolve_timeout", "request_timeout"):
         if not values[name] > 0:  # not `<= 0`: NaN compares false with everything (wait_for(nan) times out at once)
             raise UsageError(f"{name} {values[name]:g} is not allowed", "give a number of seconds above 0")
+    for name in ("max_age", "launch_cpus"):
+        if not 0 <= values[name] < float("inf"):  # NaN, negative and infinite values are refused alike
+            raise UsageError(f"{name} {values[name]:g} is not allowed", "give 0 (no limit) or a number above 0")
+    if values["launch_pids"] < 0:
+        raise UsageError(f"launch_pids {values['launch_pids']} is not allowed", "give 0 (no limit) or a number of processes")
+    for name in ("launch_memory", "build_memory"):
+        _size(name, values[name])
+    token = values["token"] or environ.get("R2ENV_SERVE_TOKEN", "")
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        source = "c.Serve.token" if values["token"] else "R2ENV_SERVE_TOKEN"
+        # Every API call is a guess at the token: a short one could be found by trying (issue 17).
+        raise UsageError(f"{source} has {len(token)} characters; a configured token needs at least {MIN_TOKEN_LENGTH}",
+                         "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
     origins = tuple(origin.strip().rstrip("/") for origin in values["allowed_origins"] if origin.strip())
     for origin in origins:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
@@ -75,7 +122,7 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
         host=values["host"],
         port=values["port"],
         state_dir=Path(values["state_dir"]).expanduser(),
-        token=values["token"] or environ.get("R2ENV_SERVE_TOKEN", ""),
+        token=token,
         max_builds=values["max_builds"],
         build_timeout=values["build_timeout"],
         resolve_timeout=values["resolve_timeout"],
@@ -88,4 +135,14 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
         ),
         allowed_origins=origins,
         block_host_network=values["block_host_network"],
+        max_queued=values["max_queued"],
+        max_age=values["max_age"],
+        launch_memory=values["launch_memory"].strip(),
+        launch_cpus=values["launch_cpus"],
+        launch_pids=values["launch_pids"],
+        build_memory=values["build_memory"].strip(),
+        max_repo_size=_size("max_repo_size", values["max_repo_size"]),
+        max_connections=values["max_connections"],
+        max_client_connections=values["max_client_connections"],
+        request_timeout=values["request_timeout"],
     )

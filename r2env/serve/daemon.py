@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import logging
 import os
 import signal
 import sqlite3
@@ -14,15 +13,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TextIO
 
-from aiohttp import web
-
 from r2env.config import Settings
 from r2env.launch.launcher import container_request, host_identity
 from r2env.errors import UsageError
-from r2env.serve.app import AccessLog, make_app
+from r2env.serve.app import make_app
 from r2env.serve.builds import Builds, Changes
 from r2env.serve.config import ServeSettings
 from r2env.serve.firewall import BridgeFirewall, available_tools
+from r2env.serve.connections import RESERVED_FILES, install_logging, listen, loop_exception_handler, raise_file_limit, scrub
 from r2env.serve.launches import DaemonEngine, Launches
 from r2env.serve.store import Store
 
@@ -33,7 +31,7 @@ DATABASE = "r2env-serve.sqlite"
 
 
 def _log(text: str) -> None:
-    print(f"{datetime.now().isoformat(timespec='seconds')} r2env serve: {text}", file=sys.stderr, flush=True)
+    print(f"{datetime.now().isoformat(timespec='seconds')} r2env serve: {scrub(text)}", file=sys.stderr, flush=True)
 
 
 def announce_token(store: Store, serve: ServeSettings, new_token: bool, out: TextIO) -> str:
@@ -63,6 +61,13 @@ def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = F
     # The launch options of the config file (mounts, environment, limits) fail now, not at every launch.
     uid, gid = host_identity()
     container_request("", {}, replace(settings.launch, editable=False), token="", cwd=Path.cwd(), uid=uid, gid=gid, host_env=os.environ)
+    needed = serve_settings.max_connections + RESERVED_FILES
+    available = raise_file_limit(needed)
+    if available < needed:
+        # Past the limit, accept() fails with "Too many open files" and health checks time out (issue 17).
+        raise UsageError(f"max_connections {serve_settings.max_connections} needs {needed} open files, and this process may open {available}",
+                         f"lower c.Serve.max_connections to {max(available - RESERVED_FILES, 1)} or less, or raise the limit "
+                         "(ulimit -n; LimitNOFILE= in a systemd unit)")
     engine = DockerEngine.connect(prefer_classic=settings.builder == "classic")  # unreachable: exit 7, before listening
     path = serve_settings.state_dir / DATABASE
     lock = _lock_state(serve_settings.state_dir)
@@ -130,23 +135,20 @@ async def _run(store: Store, engine: DaemonEngine, settings: Settings, serve: Se
     launches = Launches(store, engine, settings, serve, store.daemon_id(), changes, _log)
     builds.recover()
     await asyncio.to_thread(launches.recover)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    runner = web.AppRunner(make_app(store, builds, launches, changes, engine, serve.allowed_origins), access_log_class=AccessLog, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, serve.host, serve.port)
+    failures = install_logging(sys.stderr)
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(loop_exception_handler(failures))
     try:
-        await site.start()
+        runner, listener = await listen(make_app(store, builds, launches, changes, engine, serve.allowed_origins), serve, failures)
     except OSError as error:
-        await runner.cleanup()
         raise UsageError(f"cannot listen on {serve.host}:{serve.port}: {error.strerror or error}",
                          "choose another --port, or stop what uses it") from None
     # Only now, with the port taken: a token printed by a daemon that then could not listen would be lost in the noise.
     announce_token(store, serve, new_token, out)
-    port = runner.addresses[0][1] if runner.addresses else serve.port
+    port = listener.sockets[0].getsockname()[1] if listener.sockets else serve.port
     host = f"[{serve.host}]" if ":" in serve.host else serve.host
     print(f"r2env serve: listening on http://{host}:{port}/ (state in {serve.state_dir})", file=out, flush=True)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     culling = asyncio.create_task(launches.cull_forever())
@@ -154,4 +156,5 @@ async def _run(store: Store, engine: DaemonEngine, settings: Settings, serve: Se
     _log("stopping: running builds are stopped and will read as interrupted; notebook servers keep running")
     culling.cancel()
     await builds.close()
+    listener.close()
     await runner.cleanup()

@@ -43,8 +43,10 @@ class Launches:
                  changes: Changes, log: Callable[[str], None]) -> None:
         self.store = store
         self.engine = engine
-        # Limits, address, timeout and mounts come from the config file (c.R2env.*); never from a request.
-        self.options = replace(settings.launch, detach=True, editable=False, command=())
+        # Limits, address, timeout and mounts come from the config file (c.R2env.*, else the daemon's c.Serve.launch_*
+        # defaults); never from a request.
+        self.options = replace(settings.launch, detach=True, editable=False, command=(),
+                               memory=settings.launch.memory or serve.launch_memory, cpus=settings.launch.cpus or serve.launch_cpus)
         self.serve = serve
         self.daemon_id = daemon_id
         self.changes = changes
@@ -110,7 +112,8 @@ class Launches:
         uid, gid = host_identity()
         request = container_request(image, self.engine.image_config(image), options, token=new_token(), source=source,
                                     cwd=Path.cwd(), uid=uid, gid=gid, host_env=os.environ)
-        request = replace(request, labels=(*request.labels, (SERVE_LABEL, self.daemon_id), (SERVE_LAUNCH_LABEL, launch_id)))
+        request = replace(request, labels=(*request.labels, (SERVE_LABEL, self.daemon_id), (SERVE_LAUNCH_LABEL, launch_id)),
+                          pids_limit=self.serve.launch_pids)
         ready: Ready | None = None
         # Run to the end: a detached run keeps its container only when it finishes normally after Ready.
         for event in run(self.engine, request, options):
@@ -140,7 +143,8 @@ class Launches:
     # culling and restarts
 
     async def cull_forever(self) -> None:
-        interval = min(60.0, max(1.0, self.serve.cull_idle_timeout / 4)) if self.serve.cull_idle_timeout else 60.0
+        limits = [limit for limit in (self.serve.cull_idle_timeout, self.serve.max_age) if limit]
+        interval = min(60.0, max(1.0, min(limits) / 4)) if limits else 60.0
         while True:
             await asyncio.sleep(interval)
             try:
@@ -160,10 +164,22 @@ class Launches:
                 await asyncio.to_thread(self.engine.stop_container, launch.container_id)
                 self._set(launch.id, state="stopped", stopped_reason=f"the server exited with code {info.exit_code}")
                 continue
+            now = time.time()
+            age = now - launch.created
+            if self.serve.max_age and age > self.serve.max_age:
+                # What the container says about activity is the repository's to forge: the age is the daemon's own.
+                self.log(f"culling {launch.id}: running for {age:.0f} s")
+                await asyncio.to_thread(self.engine.stop_container, launch.container_id)
+                self._set(launch.id, state="stopped", stopped_reason=f"stopped after {age:.0f} s, the longest a server may run")
+                continue
             activity = await asyncio.to_thread(last_activity, launch.url)
-            if activity and activity > (launch.last_activity or 0):
-                launch = self._set(launch.id, last_activity=activity)
-            idle = time.time() - (launch.last_activity or launch.created)
+            if activity:
+                # A stamp in the future (a container reporting 2099) counts as activity now, never later (issue 17).
+                activity = min(activity, now)
+            known = min(launch.last_activity or 0, now)  # one stored by an earlier daemon may lie in the future
+            if (activity and activity > known) or known != (launch.last_activity or 0):
+                launch = self._set(launch.id, last_activity=max(activity or 0, known))
+            idle = now - (launch.last_activity or launch.created)
             if self.serve.cull_idle_timeout and idle > self.serve.cull_idle_timeout:
                 self.log(f"culling {launch.id}: idle for {idle:.0f} s")
                 await asyncio.to_thread(self.engine.stop_container, launch.container_id)

@@ -23,6 +23,7 @@ from r2env.source import Checkout
 
 _KEPT_GIT_VARIABLES = ("GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "GIT_PROXY_SSL_CAINFO", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSH_VARIANT")
 _EXISTING_REF = "give a branch, tag or commit that exists in the repository"
+SIZE_CHECK_SECONDS = 0.5  # how often a clone, fetch or checkout is measured against c.Serve.max_repo_size
 
 def git_environment(policy: SourcePolicy, base: Mapping[str, str]) -> dict[str, str]:
     """The environment for every git process the daemon runs, from `base` (the daemon's own environment)."""
@@ -73,11 +74,13 @@ class Mirrors:
     threads and processes: a file lock per URL (fcntl.flock) serialises clone, fetch and export of one repository."""
 
     def __init__(
-        self, root: Path, policy: SourcePolicy, *, timeout: float = 300.0, environ: Mapping[str, str] | None = None
+        self, root: Path, policy: SourcePolicy, *, timeout: float = 300.0, environ: Mapping[str, str] | None = None,
+        max_size: int = 0,
     ) -> None:
         self._root = root
         self._policy = policy
         self._timeout = timeout  # for each git command
+        self._max_size = max_size  # bytes a mirror, or a checkout's files, may take; 0: no limit (c.Serve.max_repo_size)
         base = os.environ if environ is None else environ
         self._environment = git_environment(policy, base)
         # Exporting clones from our own mirror, a local path: git counts that as the file transport, which the
@@ -138,7 +141,8 @@ class Mirrors:
             self._git(clone, url, "clone", "check the space on the server's disk", self._local_environment)
         try:
             checkout = ["-C", str(destination), "checkout", "--quiet", "--detach", commit, "--"]
-            self._git(checkout, url, "checkout", "resolve the ref again, then export", self._local_environment)
+            # A small pack can unpack to a huge tree (a file of zeros compresses 1000:1): the files are measured too.
+            self._git(checkout, url, "checkout", "resolve the ref again, then export", self._local_environment, watch=destination)
             origin = ["-C", str(destination), "remote", "set-url", "origin", "--", url]
             self._git(origin, url, "remote", "check the destination directory", self._local_environment)
         except BaseException:
@@ -174,7 +178,7 @@ class Mirrors:
             # the merge refs rewritten whenever the base moves) and Gerrit's refs/changes/* included. Branches and
             # tags are what clients name; commits elsewhere are fetched by id when asked for (resolve).
             clone = ["clone", "--bare", "--quiet", "--", url, str(scratch)]
-            self._git(clone, url, "clone", "check the URL and that the repository is public")
+            self._git(clone, url, "clone", "check the URL and that the repository is public", watch=scratch)
             config = (
                 ("remote.origin.fetch", "+refs/heads/*:refs/heads/*"),
                 ("remote.origin.fetch", "+refs/tags/*:refs/tags/*"),
@@ -203,7 +207,11 @@ class Mirrors:
     def _fetch(self, mirror: Path, url: str) -> None:
         self._clear_stale_locks(mirror)
         hint = "check that the repository still exists, then try again"
-        self._git(["-C", str(mirror), "fetch", "--quiet", "--prune", "origin"], url, "fetch", hint)
+        try:
+            self._git(["-C", str(mirror), "fetch", "--quiet", "--prune", "origin"], url, "fetch", hint, watch=mirror)
+        except TooLarge:
+            shutil.rmtree(mirror, ignore_errors=True)  # grown past the limit: the next request clones (and is refused) anew
+            raise
         # fetch never moves a bare repository's HEAD, so a renamed default branch (master -> main) would go
         # unnoticed, or leave HEAD dangling once the old branch is pruned: ask the remote which branch HEAD is.
         listed = self._git(["-C", str(mirror), "ls-remote", "--symref", "origin", "HEAD"], url, "ls-remote", hint)
@@ -219,15 +227,18 @@ class Mirrors:
         return result.stdout.strip() if result.returncode == 0 else ""
 
     def _git(
-        self, argv: Sequence[str], url: str, what: str, hint: str, environment: Mapping[str, str] | None = None
+        self, argv: Sequence[str], url: str, what: str, hint: str, environment: Mapping[str, str] | None = None,
+        watch: Path | None = None,
     ) -> "subprocess.CompletedProcess[str]":
-        """git that must succeed: SourceError with git's reason otherwise."""
-        result = self._run(argv, self._environment if environment is None else environment, url, what)
+        """git that must succeed: SourceError with git's reason otherwise. With `watch`, the directory git writes
+        may not grow past the size limit (TooLarge)."""
+        result = self._run(argv, self._environment if environment is None else environment, url, what, watch)
         if result.returncode != 0:
             raise SourceError(f"{url}: git {what} failed: {_reason(result.stderr)}", hint)
         return result
 
-    def _run(self, argv: Sequence[str], environment: Mapping[str, str], url: str, what: str) -> "subprocess.CompletedProcess[str]":
+    def _run(self, argv: Sequence[str], environment: Mapping[str, str], url: str, what: str,
+             watch: Path | None = None) -> "subprocess.CompletedProcess[str]":
         """git in a session of its own: no terminal to prompt on, and a timeout ends git with its helpers."""
         try:
             process = subprocess.Popen(
@@ -242,13 +253,52 @@ class Mirrors:
             )
         except OSError as error:
             raise SourceError(f"cannot run git: {error.strerror}", "install git on the server") from None
-        try:
-            stdout, stderr = process.communicate(timeout=self._timeout)
-        except subprocess.TimeoutExpired:
-            _stop(process)
-            message = f"{url}: git {what} did not finish within {self._timeout:g} s"
-            raise SourceError(message, "the repository may be very large or its server slow; try again later") from None
+        limit = self._max_size if watch is not None else 0
+        deadline = time.monotonic() + self._timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                # Retrying communicate() after its timeout loses no output (subprocess docs).
+                stdout, stderr = process.communicate(timeout=max(0.0, min(remaining, SIZE_CHECK_SECONDS) if limit else remaining))
+                break
+            except subprocess.TimeoutExpired:
+                if limit and watch is not None and _tree_size(watch) > limit:
+                    _stop(process)
+                    raise TooLarge(url, limit) from None
+                if time.monotonic() >= deadline:
+                    _stop(process)
+                    message = f"{url}: git {what} did not finish within {self._timeout:g} s"
+                    raise SourceError(message, "the repository may be very large or its server slow; try again later") from None
+        if limit and watch is not None and process.returncode == 0 and _tree_size(watch) > limit:
+            raise TooLarge(url, limit)
         return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+class TooLarge(SourceError):
+    def __init__(self, url: str, limit: int) -> None:
+        super().__init__(f"{url}: the repository is larger than {_shown_size(limit)}, the most this server fetches or checks out",
+                         "build it elsewhere, or ask the server's operator to raise c.Serve.max_repo_size")
+
+
+def _shown_size(size: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor:
+            return f"{size / factor:g} {unit}"
+    return f"{size} bytes"
+
+
+def _tree_size(root: Path) -> int:
+    """Bytes of the files under `root`, without a checkout's own .git (its objects are the mirror's, hard-linked)."""
+    total = 0
+    for directory, folders, files in os.walk(root):
+        if Path(directory) == root:
+            folders[:] = [name for name in folders if name != ".git"]
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                pass  # git renames and removes its temporary files as it goes
+    return total
 
 
 def _stop(process: "subprocess.Popen[str]") -> None:

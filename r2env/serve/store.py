@@ -102,7 +102,14 @@ class Event:
                 "message": self.message, "progress": list(self.progress) if self.progress else None}
 
 
-def _token_digest(token: str) -> str:
+def _token_digest(token: str, salt: bytes) -> str:
+    """HMAC-SHA256 of the token keyed with a random salt of its own (issue 17): a copy of the database does not
+    allow a precomputed-table search, even for a configured token of the minimal length."""
+    return hmac.new(salt, token.encode(), hashlib.sha256).hexdigest()
+
+
+def _legacy_digest(token: str) -> str:
+    """How releases before issue 17 stored the token (unsalted SHA-256, setting token_sha256)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -144,14 +151,23 @@ class Store:
         return token
 
     def set_token(self, token: str) -> None:
-        self.set_setting("token_sha256", _token_digest(token))
+        salt = secrets.token_bytes(16)
+        self.set_setting("token_hmac_sha256", f"{salt.hex()}:{_token_digest(token, salt)}")
+        self._db.execute("DELETE FROM settings WHERE key = 'token_sha256'")
 
     def has_token(self) -> bool:
-        return self.setting("token_sha256") is not None
+        return self.setting("token_hmac_sha256") is not None or self.setting("token_sha256") is not None
 
     def token_matches(self, token: str) -> bool:
-        expected = self.setting("token_sha256") or ""
-        return bool(expected) and hmac.compare_digest(_token_digest(token), expected)
+        stored = self.setting("token_hmac_sha256")
+        if stored:
+            salt, _, expected = stored.partition(":")
+            return hmac.compare_digest(_token_digest(token, bytes.fromhex(salt)), expected)
+        legacy = self.setting("token_sha256")
+        if legacy and hmac.compare_digest(_legacy_digest(token), legacy):
+            self.set_token(token)  # a token generated before the salted digest: stored anew at its first use
+            return True
+        return False
 
     # builds
 
