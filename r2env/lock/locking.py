@@ -23,6 +23,8 @@ from r2env.parsers.conda_lock import CondaLockFile, parse_conda_lock
 from r2env.parsers.toml import load_toml
 from r2env.plan import PlanOptions
 from r2env.reading import LOCK_LIMIT, limit_for, read_text
+from r2env.documents import Shape
+from r2env.grammars import SHA256_HASH, excerpt, is_marker, is_python_name, is_python_version
 from r2env.lock.resolve import Runner, parse_compiled, resolve_apt, resolve_python, run_tool, server_closure
 from r2env.spec import ImageSpec
 
@@ -114,25 +116,35 @@ class UserPins:
 
 
 def _poetry_pins(text: str, path: str) -> tuple[LockedPackage, ...]:
-    """poetry.lock (lock-version 2.1, Poetry 2): the main group's packages, each with its own markers."""
-    data = load_toml(text, path)
-    version = str(data.get("metadata", {}).get("lock-version", ""))
+    """poetry.lock (lock-version 2.1, Poetry 2): the main group's packages, each with its own markers. Every value is
+    checked for its type (naming the key path) and grammar: versions and names become install lines (issue 17)."""
+    document = Shape(load_toml(text, path, LockError), path, error=LockError, hint="regenerate it with `poetry lock`")
+    version = document.key("metadata", {}).key("lock-version", "").string()
     if not version.startswith("2.") or version == "2.0":
         raise LockError(
-            f"{path}: lock-version {version or '?'} has no per-package groups and markers",
+            f"{path}: lock-version {excerpt(version or '?', 20)} has no per-package groups and markers",
             "regenerate it with Poetry 2 (`poetry lock`), which writes lock-version 2.1",
         )
     pins = []
-    for package in data.get("package", []):
-        markers = package.get("markers", "")
-        if isinstance(markers, dict):
-            markers = markers.get("main", "")
-        if "main" not in package.get("groups", ["main"]):
+    for package in document.key("package", []).list():
+        markers_shape = package.key("markers", "")
+        markers = markers_shape.key("main", "").string() if isinstance(markers_shape.value, dict) else markers_shape.string()
+        if "main" not in [group.string() for group in package.key("groups", ["main"]).list()]:
             continue
-        hashes = tuple(f["hash"] for f in package.get("files", []) if str(f.get("hash", "")).startswith("sha256:"))
+        name, pinned = package.key("name").string(), package.key("version").string()
+        if not is_python_name(name):
+            raise package.key("name").fail(f"{excerpt(name)} is not a Python package name")
+        if not is_python_version(pinned):
+            raise package.key("version").fail(f"{excerpt(pinned)} is not a PEP 440 version")
+        if markers and not is_marker(markers):
+            raise markers_shape.fail(f"{excerpt(markers)} is not a PEP 508 environment marker")
+        hashes = tuple(h for f in package.key("files", []).list() if (h := f.key("hash", "").string()).startswith("sha256:"))
+        bad = next((h for h in hashes if not SHA256_HASH.match(h)), None)
+        if bad is not None:
+            raise package.key("files").fail(f"{excerpt(bad)} is not a sha256:HEX hash")
         if not hashes:
-            raise LockError(f"{path}: {package.get('name')} has no file hashes", "regenerate it with `poetry lock`")
-        pins.append(LockedPackage(str(canonicalize_name(package["name"])), str(package["version"]), hashes, str(markers)))
+            raise LockError(f"{path}: {name} has no file hashes", "regenerate it with `poetry lock`")
+        pins.append(LockedPackage(str(canonicalize_name(name)), pinned, hashes, markers))
     return tuple(pins)
 
 
