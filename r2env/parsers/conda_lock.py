@@ -59,8 +59,10 @@ _CONDA_VERSION = re.compile(r"^[A-Za-z0-9_.+!-]{1,64}$")
 _URL_TEXT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s\x00-\x1f\x7f\"'`$\\]+$")
 
 
-def _string(shape: Shape, pattern: re.Pattern[str], what: str) -> str:
-    value = shape.string() if not isinstance(shape.value, (int, float)) or isinstance(shape.value, bool) else str(shape.value)
+def _string(shape: Shape, pattern: re.Pattern[str], what: str, numbers: bool = False) -> str:
+    """A string matching `pattern`; with `numbers`, an unquoted YAML number too (`version: 1.0`)."""
+    number = numbers and isinstance(shape.value, (int, float)) and not isinstance(shape.value, bool)
+    value = str(shape.value) if number else shape.string()
     if not pattern.match(value):
         raise shape.fail(f"{excerpt(value)} is not {what}")
     return value
@@ -82,7 +84,7 @@ def _conda_package(entry: Shape, where: str) -> CondaPackage:
         raise _fail(entry.path, f"{where} has a malformed md5 hash")
     depends = tuple(f"{name} {spec.string() if spec.value is not None else ''}".strip() for name, spec in entry.key("dependencies", {}).items())
     return CondaPackage(
-        name=_string(entry.key("name"), _CONDA_NAME, "a conda package name"), version=_string(entry.key("version"), _CONDA_VERSION, "a conda version"),
+        name=_string(entry.key("name"), _CONDA_NAME, "a conda package name"), version=_string(entry.key("version"), _CONDA_VERSION, "a conda version", numbers=True),
         build=stem.rsplit("-", 2)[2], subdir=url.rsplit("/", 2)[-2], url=url, sha256=sha256, md5=md5, depends=depends,
     )
 
@@ -120,7 +122,7 @@ def parse_conda_lock(text: str, path: str, platform: str = "linux-64") -> CondaL
             name = entry.key("name").string()
             if not is_python_name(name):
                 raise entry.key("name").fail(f"{excerpt(name)} is not a Python package name")
-            version = _string(entry.key("version"), _CONDA_VERSION, "a version")
+            version = _string(entry.key("version"), _CONDA_VERSION, "a version", numbers=True)
             if not is_python_version(version):
                 raise entry.key("version").fail(f"{excerpt(version)} is not a PEP 440 version")
             pip.append(LockedPackage(str(canonicalize_name(name)), version, (f"sha256:{sha256}",)))

@@ -101,6 +101,8 @@ def _local(where: str, reference: str) -> str:
 
 
 def _url(where: str, target: str) -> str:
+    if target.lower().startswith("file:"):
+        return _local(where, target)  # a file: URL is a local reference: inside the repository or refused
     if any(c.isspace() or c in "`$\\\"'<>|;" for c in target):
         raise SpecError(f"{where}: {_excerpt(target)} is not a URL pip can install", "quote nothing and expand nothing: write the URL itself")
     if not _VCS.match(target) and not target.split("#", 1)[0].split("?", 1)[0].lower().endswith(_ARCHIVES):
