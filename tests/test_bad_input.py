@@ -333,3 +333,15 @@ def test_a_missing_local_path_is_refused(tmp_path: Path, capsys: pytest.CaptureF
     (tmp_path / "pkg").mkdir()
     assert main(["plan", str(tmp_path)]) == 0
 
+
+
+def test_the_context_digest_does_not_open_a_fifo(tmp_path: Path) -> None:
+    from r2env.context import context_digest
+
+    (tmp_path / "notebook.ipynb").write_text("{}")
+    os.mkfifo(tmp_path / "pipe")
+    result = subprocess.run([sys.executable, "-c", f"from r2env.context import context_digest; print(context_digest(__import__('pathlib').Path({str(tmp_path)!r})))"],
+                            capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH", "")]))})
+    assert result.returncode == 0 and result.stdout.startswith("sha256:"), result.stderr
+    assert context_digest(tmp_path) == result.stdout.strip()
