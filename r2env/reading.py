@@ -17,8 +17,9 @@ MIB = 1 << 20
 # Declaration files are written by hand: the largest real ones are a few hundred lines. A 5.3 MB environment.yml
 # took 21 s and 150 MB to plan (issue 17), so anything past this is refused before it is parsed.
 DECLARATION_LIMIT = 1 * MIB
-# Locks are machine-written and list every file of every package (a large conda-lock.yml is a few MB).
-LOCK_LIMIT = 16 * MIB
+# Locks are machine-written and list every file of every package (a large conda-lock.yml is a few MB); ruamel.yaml's
+# pure-Python loader reads about 1 MB/s here, so 8 MiB keeps the worst lock to seconds.
+LOCK_LIMIT = 8 * MIB
 LOCK_NAMES = frozenset({"r2env.lock", "conda-lock.yml", "Pipfile.lock", "poetry.lock", "uv.lock", "pixi.lock"})
 
 _KINDS = (
