@@ -194,16 +194,18 @@ def _build(arguments: argparse.Namespace, settings: Settings) -> int:
 def _lock(arguments: argparse.Namespace, settings: Settings) -> int:
     from r2env import pipeline
     from r2env.errors import LockError
-    from r2env.lock.lockfile import parse_lock
     from r2env.lock.diff import diff_locks, format_diff
-    from r2env.lock.locking import LockResult, lock_path, refuse_dockerfile
+    from r2env.lock.locking import LockResult, load_lock_file, lock_path, refuse_dockerfile
 
     if arguments.diff:
         old, new = (Path(name) for name in arguments.diff)
+        locks = []
         for path in (old, new):
-            if not path.is_file():
+            loaded = load_lock_file(path, str(path))  # through r2env/reading.py: a FIFO or binary file is one line
+            if loaded is None:
                 raise LockError(f"{path}: no such lock file", "give two r2env.lock files")
-        print(format_diff(diff_locks(parse_lock(old.read_text(), str(old)), parse_lock(new.read_text(), str(new)))))
+            locks.append(loaded)
+        print(format_diff(diff_locks(*locks)))
         return 0
     if arguments.check:
         planned = pipeline.plan_source(arguments.source, settings)

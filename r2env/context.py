@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 
@@ -18,7 +19,12 @@ def context_digest(root: Path) -> str:
             if path.is_symlink():
                 digest.update(f"L {relative} {os.readlink(path)}\n".encode())
                 continue
-            digest.update(f"F {relative} {path.stat().st_mode & 0o777:o}\n".encode())
+            mode = path.lstat().st_mode
+            if not stat.S_ISREG(mode):
+                # A FIFO would block open() and a device never ends (issue 17): its kind is all that is hashed.
+                digest.update(f"O {relative} {mode:o}\n".encode())
+                continue
+            digest.update(f"F {relative} {mode & 0o777:o}\n".encode())
             with path.open("rb") as stream:
                 for chunk in iter(lambda: stream.read(1 << 20), b""):
                     digest.update(chunk)

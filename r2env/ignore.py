@@ -88,12 +88,7 @@ def read_ignore_rules(repo: RepoView, facts: RepoFacts, spec: ImageSpec) -> Igno
     for name in IGNORE_FILES:
         if not repo.is_file(name):
             continue
-        try:
-            text = repo.read_text(name)
-        except UnicodeDecodeError as error:
-            raise SpecError(
-                f"{name} cannot be read as UTF-8 (byte {error.start})", f"save {name} as UTF-8: r2env reads its patterns"
-            ) from None
+        text = repo.read_text(name)  # one line naming the file when it is not UTF-8 text (r2env/reading.py)
         sources.append(name)
         patterns += parse_ignore(text)
     return IgnoreRules(tuple(sources), tuple(patterns), declaration_paths(facts, spec))

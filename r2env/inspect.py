@@ -13,7 +13,7 @@ from r2env.parsers.apt import parse_apt
 from r2env.parsers.environment import CondaEnvironment, parse_environment
 from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock, pipfile_lock_local_references, pipfile_lock_python
 from r2env.parsers.pyproject import Pyproject, parse_pyproject
-from r2env.parsers.requirements import RequirementsFile, parse_requirements
+from r2env.parsers.requirements import RequirementsFile, local_path, parse_requirements
 from r2env.parsers.runtime import CONDA_ONLY_VERSIONS, Runtime, names_r, parse_runtime
 from r2env.repo import RepoView
 
@@ -88,14 +88,19 @@ def _read_requirements(repo: RepoView, path: str) -> tuple[RequirementsFile, ...
         current, included_by = pending.pop(0)
         if current in seen:
             continue
-        if not repo.is_file(current):
+        if repo.kind(current) == "missing":
             raise SpecError(f"{included_by}: included file {current!r} does not exist", "fix the -r/-c path")
         parsed = parse_requirements(repo.read_text(current), current)
         seen[current] = parsed
         pending.extend((include, current) for include in parsed.includes)
         for constraint in parsed.constraints:
-            if not repo.is_file(constraint):
+            if repo.kind(constraint) == "missing":
                 raise SpecError(f"{current}: constraints file {constraint!r} does not exist", "fix the -c path")
+            repo.read_text(constraint)  # the image copies it: it must be a readable text file too
+        for reference in parsed.local_references:
+            # pip runs from the repository root in the image: a path that is not there fails the build late.
+            if repo.kind(local_path(reference)) == "missing":
+                raise SpecError(f"{current}: {reference!r} does not exist in the repository", "fix the path, or commit what it points at")
     return tuple(seen.values())
 
 
@@ -155,11 +160,13 @@ def inspect(repo: RepoView) -> RepoFacts:
     def path(name: str) -> str:
         return posixpath.join(config_dir, name) if config_dir else name
 
-    files = frozenset(
-        name
-        for name in DECLARATION_FILES
-        if repo.is_file(path(name)) and not (config_dir and name in _ROOT_ONLY)
-    )
+    kinds = {name: repo.kind(path(name)) for name in DECLARATION_FILES if not (config_dir and name in _ROOT_ONLY)}
+    for name, kind in kinds.items():
+        # Present but not a file: refused, not skipped (a FIFO named requirements.txt is a declaration r2env
+        # cannot read, and would block a build that copies it).
+        if kind not in ("missing", "a regular file"):
+            raise SpecError(f"{path(name)}: is {kind}, not a regular file", "replace it with the file itself, or remove it")
+    files = frozenset(name for name, kind in kinds.items() if kind == "a regular file")
     requirements = _read_requirements(repo, path("requirements.txt")) if "requirements.txt" in files else ()
     pyproject = parse_pyproject(repo.read_text(path("pyproject.toml")), path("pyproject.toml")) if "pyproject.toml" in files else None
     pipfile = parse_pipfile(repo.read_text(path("Pipfile")), path("Pipfile")) if "Pipfile" in files else None

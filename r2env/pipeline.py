@@ -22,12 +22,15 @@ from r2env.errors import BuildError, LockError
 from r2env.explain import explain
 from r2env.ignore import IgnoreRules, read_ignore_rules
 from r2env.inspect import RepoFacts, inspect
-from r2env.lock.lockfile import Lock, dump_lock, file_digest, parse_lock
+from r2env.lock.lockfile import Lock, dump_lock, file_digest
 from r2env.conda.packages import ensure_package_image
-from r2env.lock.locking import LockResult, check_apt_resolved, check_fresh, lock_path, make_lock, read_conda_lock, read_lock, refuse_dockerfile, user_pins
+from r2env.lock.locking import (
+    LockResult, check_apt_resolved, check_fresh, load_lock_file, lock_path, make_lock, read_conda_lock, read_lock, refuse_dockerfile, user_pins,
+)
 from r2env.parsers.conda_lock import CondaLockFile
 from r2env.plan import plan
 from r2env.publish import adopt, push_all
+from r2env.reading import read_text
 from r2env.publish import targets as publish_targets
 from r2env.registry import Credentials, credentials_from_env, key_tag
 from r2env.lock.resolve import Runner, run_tool
@@ -110,7 +113,7 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
     assert result is not None and result.lock is not None
     path = checkout.path / lock_path(planned.facts)
     try:
-        previous = parse_lock(path.read_text(encoding="utf-8"), lock_path(planned.facts)) if path.is_file() else None
+        previous = load_lock_file(path, lock_path(planned.facts))
     except LockError:
         previous = None  # a corrupt or old lock is what relocking replaces
     if write:
@@ -129,7 +132,7 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
 
 def dockerfile_text(planned: Planned, buildkit: bool = True) -> str:
     if planned.spec.dockerfile:
-        return (planned.checkout.path / planned.spec.dockerfile).read_text(encoding="utf-8")
+        return read_text(planned.checkout.path / planned.spec.dockerfile, planned.spec.dockerfile)
     return render_dockerfile(planned.spec, RenderOptions(buildkit=buildkit))
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Protocol
 
 from r2env.errors import SpecError
+from r2env.reading import kind_of, limit_for, os_problem, read_text
 
 
 class RepoView(Protocol):
@@ -18,6 +20,10 @@ class RepoView(Protocol):
     def is_dir(self, path: str) -> bool: ...
 
     def read_text(self, path: str) -> str: ...
+
+    def kind(self, path: str) -> str:
+        """"missing", "a regular file", "a directory", or what else is there ("a FIFO (named pipe)", ...)."""
+        ...
 
     def is_executable(self, path: str) -> bool: ...
 
@@ -49,16 +55,31 @@ class DiskRepo:
         return full
 
     def is_file(self, path: str) -> bool:
-        return self._path(path).is_file()
+        return self.kind(path) == "a regular file"
 
     def is_dir(self, path: str) -> bool:
-        return self._path(path).is_dir()
+        return self.kind(path) == "a directory"
 
     def read_text(self, path: str) -> str:
-        return self._path(path).read_text(encoding="utf-8")
+        # Through the one reading layer: bounded, non-blocking, strict UTF-8 (r2env/reading.py).
+        return read_text(self._path(path), path, limit_for(path))
+
+    def kind(self, path: str) -> str:
+        full = self._path(path)
+        try:
+            return kind_of(full.stat().st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return "a symbolic link to nothing" if full.is_symlink() else "missing"
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                return "a loop of symbolic links"
+            raise SpecError(f"{path}: {os_problem(error)}", "r2env reads declaration files as files of the repository") from None
 
     def is_executable(self, path: str) -> bool:
-        return bool(self._path(path).stat().st_mode & 0o111)
+        try:
+            return bool(self._path(path).stat().st_mode & 0o111)
+        except OSError as error:
+            raise SpecError(f"{path}: {os_problem(error)}", "r2env reads declaration files as files of the repository") from None
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,8 @@ class MemoryRepo:
         return str(_relative(path)) in self.files
 
     def is_dir(self, path: str) -> bool:
+        if str(_relative(path)) == ".":
+            return True  # the repository root
         prefix = str(_relative(path)).rstrip("/") + "/"
         return any(name.startswith(prefix) for name in self.files)
 
@@ -83,3 +106,6 @@ class MemoryRepo:
 
     def is_executable(self, path: str) -> bool:
         return str(_relative(path)) in self.executables
+
+    def kind(self, path: str) -> str:
+        return "a regular file" if self.is_file(path) else "a directory" if self.is_dir(path) else "missing"

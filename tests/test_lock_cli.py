@@ -154,7 +154,7 @@ def test_adding_a_postbuild_makes_the_lock_stale_as_it_brings_node(repo: Path, e
     [
         ("version: 1\nbase: [unclosed\n", "r2env.lock line 3: invalid YAML"),
         ("version: 7\n", "r2env.lock: lock format 7 is not 1"),
-        ("version: 1\ninputs: {digest: x, files: {}}\n", "r2env.lock: 'base' is missing"),
+        ("version: 1\ninputs: {digest: x, files: {}}\n", "r2env.lock: base: is missing"),
     ],
 )
 @pytest.mark.parametrize("command", [["lock", "--check"], ["plan"], ["dockerfile"]])

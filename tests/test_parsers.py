@@ -242,15 +242,15 @@ def test_pipfile_lock_gives_sorted_hash_pinned_lines() -> None:
     lock = {
         "_meta": {},
         "default": {
-            "termcolor": {"version": "==2.4.0", "hashes": ["sha256:aa", "sha256:bb"], "markers": "python_version >= '3.8'"},
-            "iniconfig": {"version": "==2.0.0", "hashes": ["sha256:cc"]},
+            "termcolor": {"version": "==2.4.0", "hashes": ["sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"], "markers": "python_version >= '3.8'"},
+            "iniconfig": {"version": "==2.0.0", "hashes": ["sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"]},
         },
-        "develop": {"pytest": {"version": "==8.0.0", "hashes": ["sha256:dd"]}},
+        "develop": {"pytest": {"version": "==8.0.0", "hashes": ["sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"]}},
     }
     assert tuple(p.requirement_line() for p in parse_pipfile_lock(json.dumps(lock), "Pipfile.lock")) == (
-        "iniconfig==2.0.0 --hash=sha256:cc",
-        "pytest==8.0.0 --hash=sha256:dd",  # develop packages too, as `pipenv install --dev`
-        "termcolor==2.4.0 ; python_version >= '3.8' --hash=sha256:aa --hash=sha256:bb",
+        "iniconfig==2.0.0 --hash=sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+        "pytest==8.0.0 --hash=sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd",  # develop packages too, as `pipenv install --dev`
+        "termcolor==2.4.0 ; python_version >= '3.8' --hash=sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa --hash=sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
     )
 
 
@@ -259,7 +259,7 @@ def test_pipfile_lock_gives_sorted_hash_pinned_lines() -> None:
     [
         ('{"default": {"numpy": {"version": "==1.0"}}}', ("Pipfile.lock: entry 'numpy' lacks an exact version and hashes",)),
         ('{"default": {"numpy": {"version": "==1.0", "hashes": []}}}', ("entry 'numpy' lacks",)),
-        ('{"default": {"numpy": {"version": ">=1.0", "hashes": ["sha256:aa"]}}}', ("entry 'numpy' lacks",)),
+        ('{"default": {"numpy": {"version": ">=1.0", "hashes": ["sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"]}}}', ("entry 'numpy' lacks",)),
         ('{"default": {"numpy": "==1.0"}}', ("Pipfile.lock", "numpy")),
         ('{"default": {', ("Pipfile.lock: invalid JSON", "line 1 column")),
         ("{}", ("Pipfile.lock: no 'default' section",)),

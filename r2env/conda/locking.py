@@ -19,6 +19,7 @@ from r2env.errors import LockError
 from r2env.parsers.conda_lock import CondaLockFile, parse_conda_lock
 from r2env.parsers.environment import DEFAULT_CHANNELS, CondaEnvironment
 from r2env.lock.resolve import Runner
+from r2env.reading import LOCK_LIMIT, read_text
 
 LOCK_NAME = "conda-lock.yml"
 # conda-lock is one of r2env's dependencies: run the one installed beside r2env, whatever is on PATH.
@@ -118,5 +119,5 @@ def lock_environment(
         if result.returncode != 0 or not lockfile.is_file():
             explanation = solver_explanation((result.stderr or "") + "\n" + (result.stdout or ""))
             raise LockError(f"{environment.path}: cannot lock the conda environment: {explanation}", "fix the specs or channels named above")
-        text = lockfile.read_text(encoding="utf-8")
+        text = read_text(lockfile, LOCK_NAME, LOCK_LIMIT, LockError)
     return text, parse_conda_lock(text, posixpath.join(posixpath.dirname(environment.path), LOCK_NAME), platform)

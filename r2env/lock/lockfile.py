@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Mapping
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from r2env.documents import DocumentTooComplex, Shape, bounded_yaml
 from r2env.errors import LockError
+from r2env.grammars import DEBIAN_NAME, DEBIAN_VERSION, SHA256_HASH, excerpt, has_control, is_canonical_python_name, is_marker, is_python_version
 
 LOCK_FILE = "r2env.lock"
 FORMAT_VERSION = 1
@@ -124,83 +128,123 @@ def dump_lock(lock: Lock) -> str:
     return stream.getvalue()
 
 
-def _require(data: Mapping[str, Any], key: str, kind: type, path: str, where: str = "") -> Any:
-    value = data.get(key)
-    if not isinstance(value, kind):
-        raise LockError(
-            f"{path}: {where}{key!r} is missing or not a {kind.__name__}",
-            f"the lock is corrupt or hand-edited: regenerate it with `r2env lock`",
-        )
+_HINT = "the lock is corrupt or hand-edited: regenerate it with `r2env lock`"
+_PYTHON = re.compile(r"^[0-9]{1,2}\.[0-9]{1,3}$")
+_SUITE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_PLATFORM = re.compile(r"^(?:noarch|[a-z0-9]+-[a-z0-9_]+)$")
+# A Docker image reference (name[:tag][@digest]) or ID: what `FROM` gets.
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+_IMAGE_ID = re.compile(r"^(?:sha256:[0-9a-f]{64})?$")
+_VERSION_WORD = re.compile(r"^[A-Za-z0-9.+!_-]{1,64}$")
+
+
+def _checked(shape: Shape, pattern: re.Pattern[str], what: str) -> str:
+    value = shape.string()
+    if not pattern.match(value):
+        raise shape.fail(f"{excerpt(value)} is not {what}")
     return value
 
 
-def _packages(entries: Any, path: str, section: str) -> tuple[LockedPackage, ...]:
-    section = section if "." in section else f"python-packages.{section}"
-    if not isinstance(entries, list):
-        raise LockError(f"{path}: {section} is not a list", "regenerate it with `r2env lock`")
+def _relative_path(shape: Shape) -> str:
+    value = shape.string()
+    pure = PurePosixPath(value)
+    if not value or has_control(value) or pure.is_absolute() or ".." in pure.parts:
+        raise shape.fail(f"{excerpt(value)} is not a path inside the repository")
+    return value
+
+
+def _packages(shape: Shape) -> tuple[LockedPackage, ...]:
     packages = []
-    for index, entry in enumerate(entries):
-        where = f"{section}[{index}] "
-        if not isinstance(entry, dict):
-            raise LockError(f"{path}: {where}is not a mapping", "regenerate it with `r2env lock`")
-        name = _require(entry, "name", str, path, where)
-        version = _require(entry, "version", str, path, f"{where}({name}) ")
-        hashes = _require(entry, "hashes", list, path, f"{where}({name}) ")
-        if not hashes or not all(isinstance(h, str) and h.startswith("sha256:") and len(h) == 71 for h in hashes):
-            raise LockError(f"{path}: {where}({name}) has no valid sha256 hashes", "regenerate it with `r2env lock`")
-        packages.append(LockedPackage(name, version, tuple(hashes), str(entry.get("marker", ""))))
+    seen: set[tuple[str, str]] = set()
+    for entry in shape.list():
+        name = entry.key("name").string()
+        if not is_canonical_python_name(name):
+            raise entry.key("name").fail(f"{excerpt(name)} is not a normalized Python package name")
+        version = entry.key("version").string()
+        if not is_python_version(version):
+            raise entry.key("version").fail(f"{excerpt(version)} is not a PEP 440 version")
+        hashes = tuple(_checked(h, SHA256_HASH, "a sha256:HEX hash") for h in entry.key("hashes").list())
+        if not hashes:
+            raise entry.key("hashes").fail("is empty: every locked package needs its sha256 hashes")
+        marker = entry.key("marker", "").string()
+        if marker and not is_marker(marker):
+            raise entry.key("marker").fail(f"{excerpt(marker)} is not a PEP 508 environment marker")
+        # A universal lock may pin one package twice, under different markers (never twice under the same one).
+        if (name, marker) in seen:
+            raise entry.fail(f"{name} is listed twice" + (f" for {marker!r}" if marker else ""))
+        seen.add((name, marker))
+        packages.append(LockedPackage(name, version, hashes, marker))
     return tuple(packages)
 
 
-def _conda_section(data: Any, path: str) -> CondaSection:
-    if not isinstance(data, dict):
-        raise LockError(f"{path}: conda is not a mapping", "regenerate it with `r2env lock`")
+def _conda_section(shape: Shape) -> CondaSection:
     return CondaSection(
-        lockfile=_require(data, "lockfile", str, path, "conda."),
-        digest=_require(data, "digest", str, path, "conda."),
-        platform=_require(data, "platform", str, path, "conda."),
-        installer=_packages(data.get("installer"), path, "conda.installer"),
-        kernel=_packages(data.get("kernel", []), path, "conda.kernel"),
+        lockfile=_relative_path(shape.key("lockfile")),
+        digest=_checked(shape.key("digest"), SHA256_HASH, "a sha256:HEX digest"),
+        platform=_checked(shape.key("platform"), _PLATFORM, "a conda platform such as linux-64"),
+        installer=_packages(shape.key("installer")),
+        kernel=_packages(shape.key("kernel", [])),
         # Required: a lock made before the server moved into the environment must be made again.
-        server=_packages(data.get("server"), path, "conda.server"),
+        server=_packages(shape.key("server")),
     )
 
 
 def parse_lock(text: str, path: str) -> Lock:
+    """An r2env.lock, every value checked against the grammar it is rendered with (issue 17): a version with a
+    newline, a quoted hash, a package name with shell characters or an unknown `source` is refused here."""
     try:
-        data = _yaml().load(text)
+        data = bounded_yaml().load(text)
     except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise LockError(f"{path}{where}: invalid YAML", "regenerate it with `r2env lock`") from None
+        problem = getattr(error, "problem", None) if isinstance(error, DocumentTooComplex) else None
+        raise LockError(f"{path}{where}: invalid YAML" + (f": {problem}" if problem else ""), "regenerate it with `r2env lock`") from None
     if not isinstance(data, dict):
         raise LockError(f"{path}: not an r2env lock", "regenerate it with `r2env lock`")
     if data.get("version") != FORMAT_VERSION:
-        raise LockError(f"{path}: lock format {data.get('version')!r} is not {FORMAT_VERSION}", "regenerate it with `r2env lock`")
-    inputs = _require(data, "inputs", dict, path)
-    files = _require(inputs, "files", dict, path, "inputs.")
-    base = _require(data, "base", dict, path)
-    apt = _require(data, "apt", dict, path)
-    python_packages = _require(data, "python-packages", dict, path)
+        raise LockError(f"{path}: lock format {excerpt(data.get('version'), 40)} is not {FORMAT_VERSION}", "regenerate it with `r2env lock`")
+    document = Shape(data, path, error=LockError, hint=_HINT)
+    inputs = document.key("inputs")
+    files = {name: _checked(digest, SHA256_HASH, "a sha256:HEX digest") for name, digest in inputs.key("files").items()}
+    for name in files:
+        if not name.startswith("option:"):
+            _relative_path(inputs.key("files").key(name))
+    base = document.key("base")
+    apt = {}
+    for name, version in document.key("apt").items():
+        if not DEBIAN_NAME.match(name):
+            raise version.fail("is not a Debian package name")
+        apt[name] = _checked(version, DEBIAN_VERSION, "a Debian version")
+    python_packages = document.key("python-packages")
     lock = Lock(
-        r2env_version=str(data.get("r2env", "")),
-        inputs={str(k): str(v) for k, v in files.items()},
+        r2env_version=_checked(document.key("r2env"), _VERSION_WORD, "an r2env version"),
+        inputs=files,
         base=LockedBase(
-            image=_require(base, "image", str, path, "base."),
-            id=_require(base, "id", str, path, "base."),
-            suite=_require(base, "suite", str, path, "base."),
-            mirror=str(base.get("mirror", "")),
+            image=_checked(base.key("image"), _IMAGE, "an image reference"),
+            id=_checked(base.key("id"), _IMAGE_ID, "an image ID (sha256:HEX)"),
+            suite=_checked(base.key("suite"), _SUITE, "a Debian suite name"),
+            mirror=_mirror(base.key("mirror", "")),
         ),
-        python=str(_require(data, "python", str, path)),
-        server=_packages(python_packages.get("server"), path, "server"),
-        packages=_packages(python_packages.get("repository"), path, "repository"),
-        apt={str(k): str(v) for k, v in apt.items()},
-        source=str(python_packages.get("source", "r2env")),
-        conda=_conda_section(data["conda"], path) if "conda" in data else None,
+        python=_checked(document.key("python"), _PYTHON, "a Python version X.Y"),
+        server=_packages(python_packages.key("server")),
+        packages=_packages(python_packages.key("repository")),
+        apt=apt,
+        source=python_packages.key("source", "r2env").string(),
+        conda=_conda_section(document.key("conda")) if document.has("conda") else None,
     )
-    if inputs.get("digest") != lock.inputs_digest:
+    # Who resolved the packages: r2env, or an ecosystem lock that is itself one of the lock's inputs.
+    if lock.source != "r2env" and lock.source not in lock.inputs:
+        raise python_packages.key("source").fail(f"{excerpt(lock.source)} is neither r2env nor one of inputs.files")
+    if inputs.key("digest").value != lock.inputs_digest:
         raise LockError(f"{path}: inputs.digest does not match inputs.files", "the lock was hand-edited: regenerate it with `r2env lock`")
     return lock
+
+
+def _mirror(shape: Shape) -> str:
+    value = shape.string()
+    if value and (has_control(value) or " " in value or not value.startswith(("http://", "https://", "file:"))):
+        raise shape.fail(f"{excerpt(value)} is not a mirror URL")
+    return value
 
 
 def stale_inputs(lock: Lock, current: Mapping[str, str]) -> list[str]:

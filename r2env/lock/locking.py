@@ -12,7 +12,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from r2env import __version__
-from r2env.errors import LockError
+from r2env.errors import LockError, SpecError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.inspect import RepoFacts
 from r2env.conda.locking import LOCK_NAME as CONDA_LOCK_NAME
@@ -22,6 +22,9 @@ from r2env.lock.lockfile import LOCK_FILE, CondaSection, Lock, LockedBase, Locke
 from r2env.parsers.conda_lock import CondaLockFile, parse_conda_lock
 from r2env.parsers.toml import load_toml
 from r2env.plan import PlanOptions
+from r2env.reading import LOCK_LIMIT, limit_for, read_text
+from r2env.documents import Shape
+from r2env.grammars import SHA256_HASH, excerpt, is_marker, is_python_name, is_python_version
 from r2env.lock.resolve import Runner, parse_compiled, resolve_apt, resolve_python, run_tool, server_closure
 from r2env.spec import ImageSpec
 
@@ -43,7 +46,7 @@ def current_inputs(root: Path, facts: RepoFacts, options: PlanOptions) -> dict[s
     """Digests of everything a lock is made from: declaration files (requirements includes too) and options."""
     paths = {facts.path(name) for name in _LOCKED_FILES if facts.has(name)}
     paths |= {path for f in facts.requirements for path in (f.path, *f.constraints)}
-    inputs = {path: file_digest((root / path).read_text(encoding="utf-8")) for path in sorted(paths)}
+    inputs = {path: file_digest(read_text(root / path, path, limit_for(path), SpecError)) for path in sorted(paths)}
     inputs["option:server-requirement"] = file_digest(options.server_requirement)
     inputs["option:base"] = file_digest(f"{options.base_image}|{options.base_suite}")
     # --conda-channel is not an input: conda-lock.yml records the channels it locked from, and where the
@@ -51,16 +54,28 @@ def current_inputs(root: Path, facts: RepoFacts, options: PlanOptions) -> dict[s
     return inputs
 
 
+def read_lock_text(path: Path, shown: str) -> str | None:
+    """A lock's text through the reading layer (LockError, exit 8, for a FIFO, a directory, binary data...);
+    None when nothing is there at all."""
+    if not (path.exists() or path.is_symlink()):
+        return None
+    return read_text(path, shown, LOCK_LIMIT, LockError)
+
+
+def load_lock_file(path: Path, shown: str) -> Lock | None:
+    text = read_lock_text(path, shown)
+    return None if text is None else parse_lock(text, shown)
+
+
 def read_lock(root: Path, facts: RepoFacts) -> Lock | None:
-    path = root / lock_path(facts)
-    return parse_lock(path.read_text(encoding="utf-8"), lock_path(facts)) if path.is_file() else None
+    return load_lock_file(root / lock_path(facts), lock_path(facts))
 
 
 def check_fresh(lock: Lock, root: Path, facts: RepoFacts, options: PlanOptions) -> None:
     changed = stale_inputs(lock, current_inputs(root, facts, options))
     if lock.conda is not None:
-        conda_file = root / lock.conda.lockfile
-        if not conda_file.is_file() or file_digest(conda_file.read_text(encoding="utf-8")) != lock.conda.digest:
+        conda_text = read_lock_text(root / lock.conda.lockfile, lock.conda.lockfile)
+        if conda_text is None or file_digest(conda_text) != lock.conda.digest:
             changed.append(lock.conda.lockfile)  # conda-lock.yml is part of the lock: edited or lost, it is stale
     if changed:
         names = ", ".join(name.replace("option:", "the option ") for name in changed)
@@ -86,7 +101,10 @@ def read_conda_lock(root: Path, lock: Lock) -> CondaLockFile | None:
     if lock.conda is None:
         return None
     path = lock.conda.lockfile
-    return parse_conda_lock((root / path).read_text(encoding="utf-8"), path, lock.conda.platform)
+    text = read_lock_text(root / path, path)
+    if text is None:
+        raise LockError(f"{path}: does not exist, and {LOCK_FILE} refers to it", "run `r2env lock` to make it again")
+    return parse_conda_lock(text, path, lock.conda.platform)
 
 
 @dataclass(frozen=True)
@@ -98,25 +116,35 @@ class UserPins:
 
 
 def _poetry_pins(text: str, path: str) -> tuple[LockedPackage, ...]:
-    """poetry.lock (lock-version 2.1, Poetry 2): the main group's packages, each with its own markers."""
-    data = load_toml(text, path)
-    version = str(data.get("metadata", {}).get("lock-version", ""))
+    """poetry.lock (lock-version 2.1, Poetry 2): the main group's packages, each with its own markers. Every value is
+    checked for its type (naming the key path) and grammar: versions and names become install lines (issue 17)."""
+    document = Shape(load_toml(text, path, LockError), path, error=LockError, hint="regenerate it with `poetry lock`")
+    version = document.key("metadata", {}).key("lock-version", "").string()
     if not version.startswith("2.") or version == "2.0":
         raise LockError(
-            f"{path}: lock-version {version or '?'} has no per-package groups and markers",
+            f"{path}: lock-version {excerpt(version or '?', 20)} has no per-package groups and markers",
             "regenerate it with Poetry 2 (`poetry lock`), which writes lock-version 2.1",
         )
     pins = []
-    for package in data.get("package", []):
-        markers = package.get("markers", "")
-        if isinstance(markers, dict):
-            markers = markers.get("main", "")
-        if "main" not in package.get("groups", ["main"]):
+    for package in document.key("package", []).list():
+        markers_shape = package.key("markers", "")
+        markers = markers_shape.key("main", "").string() if isinstance(markers_shape.value, dict) else markers_shape.string()
+        if "main" not in [group.string() for group in package.key("groups", ["main"]).list()]:
             continue
-        hashes = tuple(f["hash"] for f in package.get("files", []) if str(f.get("hash", "")).startswith("sha256:"))
+        name, pinned = package.key("name").string(), package.key("version").string()
+        if not is_python_name(name):
+            raise package.key("name").fail(f"{excerpt(name)} is not a Python package name")
+        if not is_python_version(pinned):
+            raise package.key("version").fail(f"{excerpt(pinned)} is not a PEP 440 version")
+        if markers and not is_marker(markers):
+            raise markers_shape.fail(f"{excerpt(markers)} is not a PEP 508 environment marker")
+        hashes = tuple(h for f in package.key("files", []).list() if (h := f.key("hash", "").string()).startswith("sha256:"))
+        bad = next((h for h in hashes if not SHA256_HASH.match(h)), None)
+        if bad is not None:
+            raise package.key("files").fail(f"{excerpt(bad)} is not a sha256:HEX hash")
         if not hashes:
-            raise LockError(f"{path}: {package.get('name')} has no file hashes", "regenerate it with `poetry lock`")
-        pins.append(LockedPackage(str(canonicalize_name(package["name"])), str(package["version"]), hashes, str(markers)))
+            raise LockError(f"{path}: {name} has no file hashes", "regenerate it with `poetry lock`")
+        pins.append(LockedPackage(str(canonicalize_name(name)), pinned, hashes, markers))
     return tuple(pins)
 
 
@@ -131,9 +159,9 @@ def user_pins(root: Path, facts: RepoFacts, runner: Runner = run_tool) -> UserPi
         return UserPins(facts.path("uv.lock"), parse_compiled(result.stdout).packages)
     if facts.has("poetry.lock"):
         path = facts.path("poetry.lock")
-        return UserPins(path, _poetry_pins((root / path).read_text(encoding="utf-8"), path))
+        return UserPins(path, _poetry_pins(read_text(root / path, path, LOCK_LIMIT, LockError), path))
     if facts.requirements and all(f.hashed for f in facts.requirements):
-        lines = [line for f in facts.requirements for line in _hashed_lines(root / f.path)]
+        lines = [line for f in facts.requirements for line in _hashed_lines(root / f.path, f.path)]
         return UserPins(facts.requirements[0].path, parse_compiled("\n".join(lines)).packages)
     return None
 
@@ -148,8 +176,8 @@ def _continued(lines: tuple[str, ...]) -> str:
     return "\n".join(out)
 
 
-def _hashed_lines(path: Path) -> list[str]:
-    text = path.read_text(encoding="utf-8").replace("\\\n", " ")
+def _hashed_lines(path: Path, shown: str) -> list[str]:
+    text = read_text(path, shown).replace("\\\n", " ")
     return _continued(tuple(" ".join(line.split()) for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("#", "-")))).splitlines()
 
 

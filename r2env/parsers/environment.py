@@ -10,19 +10,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from packaging.utils import canonicalize_name
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from r2env.documents import PositionedList, PositionedMap, load_positioned_yaml
 from r2env.errors import SpecError
 
 DEFAULT_CHANNELS = ("conda-forge",)
 
 # A conda match spec as people write them in environment.yml: [channel::]name[ version[ build]], e.g.
 # `python=3.11`, `numpy >=1.26,<2`, `conda-forge::scipy`, `libblas=*=*mkl` (https://docs.conda.io/projects/conda/en/latest/user-guide/concepts/pkg-specs.html).
+# Each run of spaces has one place to go (the operator's \s* only after an operator): the former `\s*(?:op)?\s*`
+# tried every split of a long run of spaces, quadratic in its length (issue 17: 100,000 spaces).
 _MATCH_SPEC = re.compile(
     r"^(?:[A-Za-z0-9_./:-]+::)?(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)(?:\[[^\]]*\])?"
-    r"(?:\s*(?P<version>(?:[=<>!~]=?|==)?\s*[0-9*][A-Za-z0-9_.*+!=<>,|~-]*)(?:\s+[A-Za-z0-9_.*+=-]+)?)?$"
+    r"(?:\s*(?P<version>(?:(?:[=<>!~]=?|==)\s*)?[0-9*][A-Za-z0-9_.*+!=<>,|~-]*)(?:\s+[A-Za-z0-9_.*+=-]+)?)?$"
 )
 
 
@@ -59,6 +60,15 @@ class CondaEnvironment:
         return canonicalize_name(name) in {canonicalize_name(n) for n in names if n}
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _excerpt(value: Any) -> str:
+    """A bad value as errors show it: repr, cut to a line's worth (a 100,000-character value stays out of the terminal)."""
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
 def _spec_name(spec: str) -> str:
     match = _MATCH_SPEC.match(spec.strip())
     return match.group("name").lower() if match else ""
@@ -67,7 +77,7 @@ def _spec_name(spec: str) -> str:
 def _where(path: str, node: Any, key: Any) -> str:
     """file:line:column of an item in a mapping or sequence (1-based, like editors)."""
     try:
-        line, column = node.lc.key(key) if isinstance(node, CommentedMap) else node.lc.item(key)
+        line, column = node.positions[key]
     except (AttributeError, KeyError, IndexError, TypeError):
         return path
     return f"{path}:{line + 1}:{column + 1}"
@@ -77,15 +87,15 @@ def _fail(where: str, problem: str, fix: str) -> SpecError:
     return SpecError(f"{where}: {problem}", fix)
 
 
-def _strings(node: Any, path: str, parent: Any, key: Any, what: str) -> CommentedSeq:
-    if not isinstance(node, CommentedSeq):
+def _strings(node: Any, path: str, parent: Any, key: Any, what: str) -> PositionedList:
+    if not isinstance(node, PositionedList):
         raise _fail(_where(path, parent, key), f"{what} must be a list", f"write {what} as a YAML list of strings (`- item`)")
     return node
 
 
 def _load(text: str, path: str) -> Any:
     try:
-        return YAML(typ="rt", pure=True).load(text)
+        return load_positioned_yaml(text)
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
@@ -97,14 +107,16 @@ def _load(text: str, path: str) -> Any:
 
 def parse_environment(text: str, path: str) -> CondaEnvironment:
     data = _load(text, path)
-    if not isinstance(data, CommentedMap):
+    if not isinstance(data, PositionedMap):
         raise _fail(path, "not a conda environment file (expected a mapping with `dependencies:`)", "see conda's environment.yml format")
     name = data.get("name") or ""
+    if not isinstance(name, (str, int, float)) or isinstance(name, bool):
+        raise _fail(_where(path, data, "name"), "name must be a string", "write e.g. `name: analysis`")
     channels: list[str] = []
     if data.get("channels") is not None:
         for index, channel in enumerate(_strings(data["channels"], path, data, "channels", "channels")):
-            if not isinstance(channel, str) or not channel.strip():
-                raise _fail(_where(path, data["channels"], index), f"channel {channel!r} is not a name or URL", "write a channel name (conda-forge) or URL")
+            if not isinstance(channel, str) or not channel.strip() or _CONTROL.search(channel.strip()):
+                raise _fail(_where(path, data["channels"], index), f"channel {_excerpt(channel)} is not a name or URL", "write a channel name (conda-forge) or URL")
             if channel.strip() != "nodefaults":  # conda's marker for "not the default channels": r2env never adds them
                 channels.append(channel.strip())
     if data.get("dependencies") is None:
@@ -114,19 +126,20 @@ def parse_environment(text: str, path: str) -> CondaEnvironment:
     pip: list[str] = []
     for index, item in enumerate(dependencies):
         where = _where(path, dependencies, index)
-        if isinstance(item, CommentedMap):
+        if isinstance(item, PositionedMap):
             if list(item) != ["pip"]:
                 raise _fail(where, f"unknown subsection {', '.join(map(str, item))!r}", "only a `pip:` subsection may appear in dependencies")
             for pip_index, line in enumerate(_strings(item["pip"], path, item, "pip", "the pip: subsection")):
-                if not isinstance(line, str) or not line.strip():
-                    raise _fail(_where(path, item["pip"], pip_index), f"pip requirement {line!r} is not a string", "write one requirement per item, e.g. `- tabulate==0.9.0`")
+                if not isinstance(line, str) or not line.strip() or _CONTROL.search(line.strip()):
+                    raise _fail(_where(path, item["pip"], pip_index), f"pip requirement {_excerpt(line)} is not a one-line string",
+                                "write one requirement per item, e.g. `- tabulate==0.9.0`")
                 pip.append(line.strip())
             continue
         if not isinstance(item, (str, int, float)) or isinstance(item, bool):
-            raise _fail(where, f"dependency {item!r} is not a package spec", "write a conda spec such as `numpy>=1.26`")
+            raise _fail(where, f"dependency {_excerpt(item)} is not a package spec", "write a conda spec such as `numpy>=1.26`")
         spec = str(item).strip()
         if not _MATCH_SPEC.match(spec):
-            raise _fail(where, f"{spec!r} is not a conda package spec", "write NAME, NAME=VERSION or NAME>=VERSION (conda match spec syntax)")
+            raise _fail(where, f"{_excerpt(spec)} is not a conda package spec", "write NAME, NAME=VERSION or NAME>=VERSION (conda match spec syntax)")
         specs.append(spec)
     python = ""
     for spec in specs:

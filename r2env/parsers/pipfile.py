@@ -11,7 +11,9 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from r2env.documents import load_json
 from r2env.errors import SpecError
+from r2env.grammars import SHA256_HASH, excerpt, has_control, is_python_name, is_python_version
 from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.runtime import MAJOR_PYTHONS
 from r2env.parsers.toml import load_toml
@@ -46,6 +48,11 @@ def _requirement(name: str, value: Any, path: str) -> str:
     if isinstance(value, dict):
         if any(key in value for key in ("git", "file")) or ("editable" in value and "path" not in value):
             raise SpecError(f"{path}: package {name!r} uses a git or file source", "not supported yet: pin a version, or use a path inside the repository")
+        extras = value.get("extras", [])
+        if not isinstance(extras, list) or not all(isinstance(e, str) for e in extras) or \
+                not all(isinstance(value.get(key, ""), str) for key in ("version", "markers")):
+            raise SpecError(f"{path}: package {name!r}: extras must be a list of strings, version and markers strings",
+                            'write e.g. {version = ">=1.0", extras = ["socks"]}')
         extras = f"[{','.join(value['extras'])}]" if value.get("extras") else ""
         version = value.get("version", "")
         version = "" if version == "*" else version
@@ -56,9 +63,11 @@ def _requirement(name: str, value: Any, path: str) -> str:
 
 def _checked(requirement: str, path: str) -> str:
     try:
+        if has_control(requirement):  # packaging accepts a trailing newline; the Dockerfile must never get one
+            raise InvalidRequirement(requirement)
         Requirement(requirement)
     except InvalidRequirement:
-        raise SpecError(f"{path}: {requirement!r} is not a valid requirement", "fix the version string") from None
+        raise SpecError(f"{path}: {excerpt(requirement)} is not a valid requirement", "fix the version string") from None
     return requirement
 
 
@@ -101,7 +110,7 @@ def _python_version(requires: dict[str, Any]) -> str:
 
 def pipfile_lock_local_references(text: str, path: str) -> tuple[str, ...]:
     """The lock's `path` entries (the repository's own packages, which have no version or hashes), as pip arguments."""
-    data = json.loads(text)  # parse_pipfile_lock has validated it
+    data = load_json(text, path)  # parse_pipfile_lock has validated it
     entries = {**data.get("develop", {}), **data.get("default", {})}
     return tuple(local_reference(name, entries[name], path) for name in sorted(entries) if isinstance(entries[name], dict) and "path" in entries[name])
 
@@ -111,8 +120,8 @@ def pipfile_lock_python(text: str) -> str:
     (and the file validated) by parse_pipfile_lock."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
-        return ""
+    except (json.JSONDecodeError, RecursionError):
+        return ""  # parse_pipfile_lock reports it
     meta = data.get("_meta") if isinstance(data, dict) else None
     requires = meta.get("requires") if isinstance(meta, dict) else None
     return _python_version(requires) if isinstance(requires, dict) else ""
@@ -120,10 +129,7 @@ def pipfile_lock_python(text: str) -> str:
 
 def parse_pipfile_lock(text: str, path: str) -> tuple[LockedPackage, ...]:
     """The lock's packages, pinned with their hashes, for `pip install --require-hashes`."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SpecError(f"{path}: invalid JSON: {error}", "regenerate it with 'pipenv lock'") from None
+    data = load_json(text, path, SpecError, "regenerate it with 'pipenv lock'")
     default = data.get("default") if isinstance(data, dict) else None
     develop = data.get("develop", {}) if isinstance(data, dict) else None
     if not isinstance(default, dict) or not isinstance(develop, dict):
@@ -140,8 +146,16 @@ def parse_pipfile_lock(text: str, path: str) -> tuple[LockedPackage, ...]:
 
         version, hashes = entry.get("version"), entry.get("hashes")
         if not isinstance(version, str) or not version.startswith("==") or not hashes:
-            raise SpecError(f"{path}: entry {name!r} lacks an exact version and hashes", "regenerate it with 'pipenv lock'")
-        markers = str(entry.get("markers") or "")
+            raise SpecError(f"{path}: entry {excerpt(name)} lacks an exact version and hashes", "regenerate it with 'pipenv lock'")
+        # Checked against their grammars here: they become `NAME==VERSION --hash=…` lines of the image's install.
+        if not is_python_name(name) or not is_python_version(version[2:]):
+            raise SpecError(f"{path}: entry {excerpt(name)} has an invalid name or version {excerpt(version)}", "regenerate it with 'pipenv lock'")
+        if not isinstance(hashes, list) or not all(isinstance(h, str) and SHA256_HASH.match(h) for h in hashes):
+            raise SpecError(f"{path}: {name}.hashes: expected a list of sha256:HEX hashes, got {excerpt(hashes, 60)}",
+                            "regenerate it with 'pipenv lock' (pip checks sha256 hashes only)")
+        markers = entry.get("markers") or ""
+        if not isinstance(markers, str):
+            raise SpecError(f"{path}: {name}.markers: expected a string", "regenerate it with 'pipenv lock'")
         _checked(f"{name}{version}" + (f"; {markers}" if markers else ""), path)
         pins.append(LockedPackage(str(canonicalize_name(name)), version[2:], tuple(hashes), markers))
     return tuple(pins)

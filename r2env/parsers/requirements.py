@@ -20,9 +20,18 @@ _FLAG_OPTIONS = {"--pre", "--prefer-binary", "--no-index", "--require-hashes"}
 _INCLUDE_OPTIONS = {"-r", "--requirement"}
 _CONSTRAINT_OPTIONS = {"-c", "--constraint"}
 # Per-requirement options: pip accepts `--hash=sha256:…` and `--hash sha256:…`.
-_HASH = re.compile(r"\s+--hash(?:=|\s+)\S+")
+# Linear: a match starts only after whitespace, so a run of spaces is not retried from each of its characters
+# (the former `\s+--hash` took 69 s on a line of 100,000 spaces; issue 17). Same for comments below.
+_HASH = re.compile(r"(?<!\S)--hash(?:=|\s+)\S+")
+_COMMENT = re.compile(r"(?:^|(?<=\s))#")
 _OTHER_OPTION = re.compile(r"\s(--?[A-Za-z][\w-]*)")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://|^git\+|^hg\+|^svn\+|^bzr\+", re.IGNORECASE)
+_VCS = re.compile(r"^(?:git|hg|svn|bzr)\+", re.IGNORECASE)
+# What pip installs from a bare URL: a distribution archive (a VCS URL or `NAME @ URL` names the package instead).
+_ARCHIVES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip")
+# A local reference is a path in the repository, optionally with [extras]: it goes to pip (through a shell) as
+# written, so it gets a path's characters and nothing a shell or pip would expand.
+_LOCAL = re.compile(r"^[\w./+@=,~-]+(?:\[[\w.,\s-]*\])?$")
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,8 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
         if not pending:
             start = number
         # pip strips comments starting with '#' at line start or after whitespace.
-        line = re.sub(r"(^|\s+)#.*$", "", raw)
+        comment = _COMMENT.search(raw)
+        line = raw[: comment.start()].rstrip() if comment else raw
         if line.endswith("\\"):
             pending += line[:-1] + " "
             continue
@@ -66,6 +76,46 @@ def _is_local(target: str) -> bool:
     return target.startswith((".", "/", "file:")) or target.endswith("/") or not _URL.match(target) and "/" in target
 
 
+def local_path(reference: str) -> str:
+    """The repository path a local reference (`-e ./pkg[extra]`, `file:sub/pkg`) installs from, normalised: relative
+    to the repository root, where pip runs in the image ("" when it is absolute or leaves the repository)."""
+    target = reference.removeprefix("-e ").strip()
+    if target.startswith("file:"):
+        target = target.removeprefix("file:")
+        target = target[2:] if target.startswith("//") else target  # file://PATH; file:///abs stays absolute
+    target = target.split("[", 1)[0].split("#", 1)[0]
+    normal = posixpath.normpath(target)
+    return "" if posixpath.isabs(normal) or normal == ".." or normal.startswith("../") else normal
+
+
+def _local(where: str, reference: str) -> str:
+    """A local reference r2env can install: a path with no shell or pip expansion, inside the repository."""
+    target = reference.removeprefix("-e ").strip()
+    if not _LOCAL.match(target.removeprefix("file:")):
+        raise SpecError(f"{where}: {_excerpt(target)} is not a path r2env can install",
+                        "write a path inside the repository (letters, digits and ./_+-@=,~), e.g. '-e .' or './pkg'")
+    if not local_path(reference):
+        raise SpecError(f"{where}: {_excerpt(target)} is outside the repository",
+                        "the image has only the repository: install a package from inside it, or a released version")
+    return reference
+
+
+def _url(where: str, target: str) -> str:
+    if target.lower().startswith("file:"):
+        return _local(where, target)  # a file: URL is a local reference: inside the repository or refused
+    if any(c.isspace() or c in "`$\\\"'<>|;" for c in target):
+        raise SpecError(f"{where}: {_excerpt(target)} is not a URL pip can install", "quote nothing and expand nothing: write the URL itself")
+    if not _VCS.match(target) and not target.split("#", 1)[0].split("?", 1)[0].lower().endswith(_ARCHIVES):
+        raise SpecError(f"{where}: {_excerpt(target)} is a URL that names no package",
+                        "write NAME @ URL, a URL to a wheel or sdist, or a git+https:// URL")
+    return target
+
+
+def _excerpt(value: str) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
 def parse_requirements(text: str, path: str) -> RequirementsFile:
     """Parse a requirements file; `path` is repo-relative and names the file in errors."""
     requirements: list[str] = []
@@ -77,11 +127,15 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
     base = posixpath.dirname(path)
     for number, line in _logical_lines(text):
         where = f"{path} line {number}"
+        if "${" in line or "`" in line:
+            # pip expands ${VAR} from its own environment, which is not the user's when the image is built.
+            raise SpecError(f"{where}: {_excerpt(line)} uses {'${…}' if '${' in line else 'a backtick'}, which r2env does not expand",
+                            "write the value itself (environment variables are not passed to the build)")
         if line.startswith("-"):
             try:
                 words = shlex.split(line, posix=True)
             except ValueError as error:
-                raise SpecError(f"{where}: cannot split {line!r} ({error})", "fix the quoting") from None
+                raise SpecError(f"{where}: cannot split {_excerpt(line)} ({error})", "fix the quoting") from None
             head = words[0]
             option, _, attached = head.partition("=") if head.startswith("--") else (head[:2], "", head[2:])
             value = attached or (words[1] if len(words) > 1 else "")
@@ -97,9 +151,9 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
                 if not value:
                     raise SpecError(f"{where}: -e needs a path or URL", "e.g. '-e .'")
                 if _URL.match(value):
-                    requirements.append(value)
+                    requirements.append(_url(where, value))
                 else:
-                    local.append(f"-e {value}")  # kept editable: it is installed as written
+                    local.append(_local(where, f"-e {value}"))  # kept editable: it is installed as written
                 hashed = False
                 continue
             if option in _VALUE_OPTIONS:
@@ -111,28 +165,30 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
                 options.append(head)
                 continue
             raise SpecError(
-                f"{where}: unknown option {head!r}",
+                f"{where}: unknown option {_excerpt(head)}",
                 "remove it, or use an option pip accepts in requirements files",
             )
         target = _HASH.sub("", line).strip()
         has_hash = target != line
         unknown = _OTHER_OPTION.search(target.split(";", 1)[0])
         if unknown:
-            raise SpecError(f"{where}: unsupported per-requirement option {unknown.group(1)!r}", "only --hash is supported")
+            raise SpecError(f"{where}: unsupported per-requirement option {_excerpt(unknown.group(1))}", "only --hash is supported")
         hashed = hashed and has_hash
         if _URL.match(target):
-            requirements.append(target)
+            requirements.append(_url(where, target))
             continue
         try:
-            Requirement(target)
+            parsed = Requirement(target)
         except InvalidRequirement as error:
             if _is_local(target):
-                local.append(target)
+                local.append(_local(where, target))
                 continue
             raise SpecError(
-                f"{where}: {target!r} is not a valid requirement",
+                f"{where}: {_excerpt(target)} is not a valid requirement",
                 f"write it as NAME, NAME==VERSION or NAME>=VERSION ({str(error).splitlines()[0]})",
             ) from None
+        if parsed.url and parsed.url.startswith("file:"):
+            _local(where, parsed.url)  # `NAME @ file:…` is a local reference too: inside the repository
         requirements.append(target)
     if not requirements and not local:
         hashed = False
