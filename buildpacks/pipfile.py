@@ -40,7 +40,7 @@ def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
         locked = context.lock is not None or facts.pipfile_lock is not None
         arguments = " ".join(shlex.quote(word) for ref in facts.pipfile_local for word in ref.split())
         install += (pip_install(("--no-deps " if locked else "") + arguments, Stage.REPO, "pipfile",
-                                f"install the repository's own packages named in {facts.path('Pipfile')}"),)
+                                f"install the repository's own packages named in {facts.path('Pipfile')}", repository_code=True),)
     steps = python_foundation(context, "pipfile", declared) + install
     return Contribution(steps=steps, packages=(("python", declared),))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 
-from buildpacks.steps import apt_install
+from buildpacks.steps import PIP_SECRETS, apt_install
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
 from r2env.spec import Stage, Step
@@ -50,7 +50,10 @@ def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
         description=f"run {facts.path('postBuild')}",
         script=make_executable + path,
         user="user",
-        fetches=True,
+        # The repository's own script: the fetch settings without credentials, so that a postBuild can still
+        # pip install or npm install through the same proxy and index, and cannot read a password (issue 17).
+        secrets=PIP_SECRETS,
+        repository_code=True,
     )
     return Contribution(steps=node_steps(context) + (step,))
 

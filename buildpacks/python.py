@@ -24,7 +24,7 @@ def _package_steps(facts: RepoFacts) -> tuple[Step, ...]:
         return ()
     if facts.has("setup.py"):
         # Not editable, as repo2docker does it; a requirements.txt that says `-e .` gets what it asks for.
-        return (pip_install(".", Stage.REPO, "python", "install the repository (setup.py)"),)
+        return (pip_install(".", Stage.REPO, "python", "install the repository (setup.py)", repository_code=True),)
     pyproject = facts.pyproject
     if not (pyproject and pyproject.installable):
         return ()
@@ -34,7 +34,7 @@ def _package_steps(facts: RepoFacts) -> tuple[Step, ...]:
         arguments = " ".join(shlex.quote(d) for d in pyproject.dependencies)
         steps += copy_files(["pyproject.toml"], "python")
         steps += (pip_install(arguments, Stage.DEPENDENCIES, "python", "install pyproject.toml dependencies"),)
-    return steps + (pip_install(".", Stage.REPO, "python", "install the repository (pyproject.toml)"),)
+    return steps + (pip_install(".", Stage.REPO, "python", "install the repository (pyproject.toml)", repository_code=True),)
 
 
 def _locked_steps(facts: RepoFacts, packages: tuple[LockedPackage, ...], source: str) -> tuple[Step, ...]:
@@ -48,7 +48,8 @@ def _locked_steps(facts: RepoFacts, packages: tuple[LockedPackage, ...], source:
         local.append(".")
     if local:
         arguments = " ".join(shlex.quote(word) for ref in local for word in shlex.split(ref))
-        steps += (pip_install(f"--no-deps {arguments}", Stage.REPO, "python", "install the repository's own packages (no dependencies: locked)"),)
+        steps += (pip_install(f"--no-deps {arguments}", Stage.REPO, "python", "install the repository's own packages (no dependencies: locked)",
+                               repository_code=True),)
     return steps
 
 

@@ -9,7 +9,7 @@ from r2env.buildpack import PlanContext
 from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.requirements import RequirementsFile
-from r2env.spec import Stage, Step, StepUser
+from r2env.spec import BuildSecret, Stage, Step, StepUser
 
 # Kept minimal so images stay small: TLS roots, plus Debian's interpreter when it is the one used.
 # git joins only when a requirement needs it (git+ URLs); anything else belongs in apt.txt.
@@ -18,6 +18,10 @@ _SYSTEM_PACKAGES = ("ca-certificates",)
 
 
 _APT_PREFERENCES = "/etc/apt/preferences.d/r2env-lock"
+
+# What each kind of download gets of the fetch settings (r2env/build_secrets.py); nothing else can read them.
+APT_SECRETS: tuple[BuildSecret, ...] = ("ca", "proxy")  # apt needs no package index setting of pip's or uv's
+PIP_SECRETS: tuple[BuildSecret, ...] = ("ca", "proxy", "index")
 
 
 def ignored_note(facts: RepoFacts, unused: Iterable[str]) -> str:
@@ -46,7 +50,7 @@ def apt_install(packages: Iterable[str], buildpack: str, description: str, pins:
         buildpack=buildpack,
         description=description + (" (locked versions)" if pins else ""),
         script=f"apt-get update -q && {install}",
-        fetches=True,
+        secrets=APT_SECRETS,
         caches=("apt",),
         packages=requested,
     )
@@ -67,7 +71,7 @@ def locked_install(
         description=description,
         script=f"printf '%s\\n' \\\n    {lines} \\\n    > {path} && {pip} install --require-hashes --no-deps -r {path} && rm {path}",
         user=user,
-        fetches=True,
+        secrets=PIP_SECRETS,
         caches=("pip",),
     )
 
@@ -128,13 +132,15 @@ def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
                 f"/opt/r2env-uv/bin/uv venv --seed --python {version} --python-preference only-managed {prefix} && "
                 f"chown -R {context.user_id}:{context.user_id} {prefix} /opt/r2env-python && rm -rf /opt/r2env-uv"
             ),
-            fetches=True,
+            secrets=(*PIP_SECRETS, "python-mirror"),  # pip installs uv, uv downloads CPython
         ),
     )
 
 
-def pip_install(arguments: str, stage: Stage, buildpack: str, description: str) -> Step:
-    """pip runs in the repository's root, as in repo2docker: `-e .` means the repository wherever the file is."""
+def pip_install(arguments: str, stage: Stage, buildpack: str, description: str, repository_code: bool = False) -> Step:
+    """pip runs in the repository's root, as in repo2docker: `-e .` means the repository wherever the file is.
+    `repository_code`: it installs the repository's own packages, so it runs their setup.py or build backend
+    and gets the fetch settings without credentials (docs/user-guide.md, "What build steps can read")."""
     return Step(
         kind="run",
         stage=stage,
@@ -142,7 +148,8 @@ def pip_install(arguments: str, stage: Stage, buildpack: str, description: str) 
         description=description,
         script=f"pip install {arguments}",
         user="user",
-        fetches=True,
+        secrets=PIP_SECRETS,
+        repository_code=repository_code,
         caches=("pip",),
     )
 
@@ -198,5 +205,5 @@ def requirements_steps(files: tuple[RequirementsFile, ...], buildpack: str) -> t
         arguments = " ".join(shlex.quote(a) for a in [*options, *constraints, *named])
         steps += copy_files(inputs, buildpack)
         steps.append(pip_install(arguments, Stage.DEPENDENCIES, buildpack, f"install the packages named in {main.path}"))
-    steps.append(pip_install(f"-r {name}", Stage.REPO, buildpack, f"install {main.path} (local references)"))
+    steps.append(pip_install(f"-r {name}", Stage.REPO, buildpack, f"install {main.path} (local references)", repository_code=True))
     return tuple(steps)

@@ -1,16 +1,22 @@
 """What package downloads inside a build need from the host — CA bundle, proxies, index — as BuildKit
-secret files, so none of it lands in a layer, the image config or `docker history`."""
+secret files, so none of it lands in a layer, the image config or `docker history`.
+
+One file per group of settings (r2env.spec.BuildSecret), each mounted only in the steps whose `secrets` name it
+(r2env/render.py), and a second, credential-free copy of each for steps that run the repository's own code
+(issue 17: a postBuild could read the operator's mirror password)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, get_args
 
 from r2env.errors import UsageError
-from r2env.render import SECRET_CA, SECRET_ENV
+from r2env.render import SECRET_CA, env_secret
+from r2env.spec import BuildSecret
 
 _CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE")
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy")
@@ -21,6 +27,15 @@ _IN_BUILD_CA = "/run/secrets/" + SECRET_CA
 _IN_BUILD_CA_VARIABLES = (
     "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS", "npm_config_cafile",
 )
+# The user-info of a URL (RFC 3986 section 3.2.1: `user:password@` before the host).
+_USERINFO = re.compile(r"(?<=://)[^/\s]*@")
+
+
+def without_credentials(value: str) -> str | None:
+    """`value` with the user-info of every URL in it removed, or None when an "@" is still left (a value this
+    cannot take apart is withheld rather than guessed at)."""
+    cleaned = _USERINFO.sub("", value)
+    return None if "@" in cleaned else cleaned
 
 
 @dataclass(frozen=True)
@@ -57,29 +72,43 @@ def ca_bundle(settings: FetchSettings, host_env: Mapping[str, str]) -> str:
     return ""
 
 
+def fetch_exports(settings: FetchSettings, host_env: Mapping[str, str], has_ca: bool) -> dict[BuildSecret, dict[str, str]]:
+    """The variables of each group of settings, as the build steps that get that group see them."""
+    groups: dict[BuildSecret, dict[str, str]] = {group: {} for group in get_args(BuildSecret)}
+    if has_ca:
+        groups["ca"] = dict.fromkeys(_IN_BUILD_CA_VARIABLES, _IN_BUILD_CA)
+    groups["proxy"] = {variable: host_env[variable] for variable in PROXY_VARIABLES if host_env.get(variable)}
+    if settings.index_url:
+        groups["index"]["PIP_INDEX_URL"] = groups["index"]["UV_INDEX_URL"] = settings.index_url
+    if settings.extra_index_url:
+        groups["index"]["PIP_EXTRA_INDEX_URL"] = groups["index"]["UV_EXTRA_INDEX_URL"] = settings.extra_index_url
+    if settings.python_install_mirror:
+        groups["python-mirror"]["UV_PYTHON_INSTALL_MIRROR"] = settings.python_install_mirror
+    return groups
+
+
+def public_exports(exports: Mapping[str, str]) -> dict[str, str]:
+    """What a step running the repository's code gets: every value without its credentials."""
+    public = {key: without_credentials(value) for key, value in exports.items()}
+    return {key: value for key, value in public.items() if value is not None}
+
+
+def _env_file(path: Path, exports: Mapping[str, str]) -> Path:
+    path.write_text("".join(f"export {key}={shlex.quote(value)}\n" for key, value in sorted(exports.items())), encoding="utf-8")
+    return path
+
+
 def write_build_secrets(settings: FetchSettings, host_env: Mapping[str, str], directory: Path) -> dict[str, Path]:
     """Write the secret files into `directory` (a private temporary folder) and return {secret id: path}."""
-    exports: dict[str, str] = {}
     secrets: dict[str, Path] = {}
     bundle = ca_bundle(settings, host_env)
     if bundle:
         secrets[SECRET_CA] = directory / "ca.pem"
         secrets[SECRET_CA].write_text(bundle, encoding="utf-8")
-        for variable in _IN_BUILD_CA_VARIABLES:
-            exports[variable] = _IN_BUILD_CA
-    for variable in PROXY_VARIABLES:
-        if host_env.get(variable):
-            exports[variable] = host_env[variable]
-    if settings.index_url:
-        exports["PIP_INDEX_URL"] = exports["UV_INDEX_URL"] = settings.index_url
-    if settings.extra_index_url:
-        exports["PIP_EXTRA_INDEX_URL"] = exports["UV_EXTRA_INDEX_URL"] = settings.extra_index_url
-    if settings.python_install_mirror:
-        exports["UV_PYTHON_INSTALL_MIRROR"] = settings.python_install_mirror
-    if exports:
-        secrets[SECRET_ENV] = directory / "env.sh"
-        lines = [f"export {key}={shlex.quote(value)}" for key, value in sorted(exports.items())]
-        secrets[SECRET_ENV].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for group, exports in fetch_exports(settings, host_env, bool(bundle)).items():
+        if exports:
+            secrets[env_secret(group)] = _env_file(directory / f"env-{group}.sh", exports)
+            secrets[env_secret(group, public=True)] = _env_file(directory / f"env-{group}-public.sh", public_exports(exports))
     for path in secrets.values():
         path.chmod(0o600)
     return secrets

@@ -22,7 +22,8 @@ import docker.errors
 import docker.types
 
 from r2env.launch.container import SERVER_PORT, ContainerInfo, ContainerRequest, env_dict
-from r2env.errors import BuildError, EngineUnavailableError, LaunchError, PushError
+from r2env.build_secrets import PROXY_VARIABLES, without_credentials
+from r2env.errors import BuildError, EngineUnavailableError, LaunchError, PushError, UsageError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.launch.gpus import GPU_CAPABILITIES, TOOLKIT_HINT, GpuRequest, no_gpu_runtime
 from r2env.registry import Credentials
@@ -269,7 +270,7 @@ class DockerEngine:
         # `--build-arg KEY` takes KEY's value from the CLI's environment: values (proxy passwords, --build-arg
         # tokens) stay out of argv, which every user of the machine can read. Names the CLI itself reads stay in argv.
         by_name = {key: value for key, value in request.build_args.items()
-                   if _ENV_ARG.match(key) and (os.environ.get(key) == value or not key.startswith(_CLI_ENV))}
+                   if _ENV_ARG.match(key) and (os.environ.get(key) == value or not key.startswith(_CLI_ENV) or _proxy_by_name(key, value))}
         argv += [f"--build-arg={key}" if key in by_name else f"--build-arg={key}={value}" for key, value in request.build_args.items()]
         argv += [f"--secret=id={name},src={path}" for name, path in request.secrets.items()]
         argv += ["--no-cache"] if request.no_cache else []
@@ -520,6 +521,21 @@ def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
         environment=environment,
         created=str(attrs.get("Created", "")),
     )
+
+
+def _proxy_by_name(key: str, value: str) -> bool:
+    """Whether a proxy build arg that differs from the CLI's own goes through the CLI's environment. The CLI
+    sends its own requests through a proxy only to a tcp:// daemon (a unix socket or ssh ignores the variables),
+    so locally it may; otherwise a value with credentials is refused rather than put in argv (issue 17)."""
+    if key not in PROXY_VARIABLES:
+        return False
+    if not os.environ.get("DOCKER_CONTEXT") and os.environ.get("DOCKER_HOST", "unix://").startswith("unix://"):
+        return True
+    if without_credentials(value) != value:
+        raise UsageError(f"--build-arg {key}: a proxy with credentials that differs from r2env's own {key} would be on the "
+                         f"docker command line, which every user of the machine can read",
+                         f"set {key} to that value in r2env's environment and give --build-arg {key} alone")
+    return False
 
 
 def _write_dockerfile_ignore(request: BuildRequest) -> None:

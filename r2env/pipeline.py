@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Generator, Iterator, Mapping
 
 from r2env import __version__
 from r2env.base import dockerfile_bases, ensure_base
-from r2env.build_secrets import PROXY_VARIABLES, ca_bundle, write_build_secrets
+from r2env.build_secrets import PROXY_VARIABLES, ca_bundle, public_exports, write_build_secrets
 from buildpacks import load_buildpacks
 from r2env.buildpack import Role
 from r2env.config import Settings
@@ -171,8 +171,9 @@ def build_labels(planned: Planned, extra: tuple[tuple[str, str], ...] = ()) -> d
 
 def proxy_build_args(host_env: Mapping[str, str]) -> dict[str, str]:
     """A repository's own Dockerfile gets the host's proxies as Docker's predefined proxy build args, which
-    are kept out of `docker history` (https://docs.docker.com/reference/dockerfile/#predefined-args)."""
-    return {name: host_env[name] for name in PROXY_VARIABLES if host_env.get(name)}
+    are kept out of `docker history` (https://docs.docker.com/reference/dockerfile/#predefined-args). Its RUN
+    steps are the repository's code and see them: without credentials, as a postBuild does (issue 17)."""
+    return public_exports({name: host_env[name] for name in PROXY_VARIABLES if host_env.get(name)})
 
 
 def _is_git_dir(path: Path) -> bool:

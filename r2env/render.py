@@ -7,14 +7,13 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from r2env.spec import ImageSpec, Stage, Step
+from r2env.spec import BuildSecret, ImageSpec, Stage, Step
 
 # Build secrets are BuildKit secret mounts: they are readable during a step and absent from every layer
-# and from `docker history` (https://docs.docker.com/build/building/secrets/).
-SECRET_ENV = "r2env-env"  # shell exports: CA bundle paths, proxies, package index
+# and from `docker history` (https://docs.docker.com/build/building/secrets/). A step mounts only the groups its
+# `secrets` name, so no other step can read them (issue 17).
 SECRET_CA = "r2env-ca"  # the extra CA bundle
-_SECRET_ENV_PATH = "/run/secrets/r2env-env"
-_SECRET_CA_PATH = "/run/secrets/r2env-ca"
+_SECRETS_DIR = "/run/secrets"  # where BuildKit mounts a secret by default
 _PIP_CACHE = "/tmp/r2env-pip-cache"
 ENTRYPOINT = "/usr/local/bin/r2env-entrypoint"
 SOURCE_DATE_EPOCH = 1704067200  # 2024-01-01, as for bootstrapped bases
@@ -26,8 +25,14 @@ exec "$@"
 """
 
 
+def env_secret(group: BuildSecret, public: bool = False) -> str:
+    """The id of the secret file with a group's shell exports; `public`: the copy without credentials, for
+    steps that run the repository's own code (r2env/build_secrets.py)."""
+    return f"r2env-env-{group}" + ("-public" if public else "")
+
+
 _PLUMBING = re.compile(
-    r"--mount=\S+\s+|if \[ -f /run/secrets/r2env-env \]; then \. /run/secrets/r2env-env; fi && "
+    r"--mount=\S+\s+|for s in (?:/run/secrets/r2env-env-\S+ )+; do if \[ -f \$s \]; then \. \$s; fi; done && "
     r"|export SOURCE_DATE_EPOCH=\d+ && |export PIP_CACHE_DIR=\S+ && |export PIP_NO_CACHE_DIR=1 && |rm -f /etc/apt/apt.conf.d/docker-clean && "
 )
 
@@ -53,9 +58,10 @@ def _env_line(pairs: tuple[tuple[str, str], ...]) -> str:
 def _mounts(step: Step, spec: ImageSpec, options: RenderOptions) -> list[str]:
     if not options.buildkit:
         return []
-    mounts: list[str] = []
-    if step.fetches:
-        mounts += [f"--mount=type=secret,id={SECRET_ENV},mode=0444", f"--mount=type=secret,id={SECRET_CA},mode=0444"]
+    # mode 0444: steps run as the notebook user too. A secret the build was not given is simply not mounted.
+    mounts = [f"--mount=type=secret,id={env_secret(group, step.repository_code)},mode=0444" for group in step.secrets]
+    if "ca" in step.secrets:
+        mounts.append(f"--mount=type=secret,id={SECRET_CA},mode=0444")
     if "apt" in step.caches:
         mounts += [
             "--mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked",
@@ -79,8 +85,9 @@ def _script(step: Step, spec: ImageSpec, options: RenderOptions) -> str:
         # With SOURCE_DATE_EPOCH set, pip and ensurepip write checked-hash .pyc files (PEP 552), whose bytes do
         # not depend on when the build ran: the environment tree is then byte-identical across rebuilds.
         script = f"export SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH} && " + script
-    if step.fetches and options.buildkit:
-        script = f"if [ -f {_SECRET_ENV_PATH} ]; then . {_SECRET_ENV_PATH}; fi && " + script
+    if step.secrets and options.buildkit:
+        files = " ".join(f"{_SECRETS_DIR}/{env_secret(group, step.repository_code)}" for group in step.secrets)
+        script = f"for s in {files} ; do if [ -f $s ]; then . $s; fi; done && " + script
     return script
 
 

@@ -28,11 +28,16 @@ class Stage(IntEnum):
 StepKind = Literal["run", "copy", "env"]
 StepUser = Literal["root", "user"]
 Cache = Literal["apt", "pip"]
+# What a step gets of the host's fetch settings (r2env/build_secrets.py), each group a BuildKit secret file:
+# "ca" the CA bundle and the variables naming it, "proxy" the proxy variables, "index" pip's and uv's index URLs,
+# "python-mirror" uv's CPython download mirror. Only these steps can read them (issue 17).
+BuildSecret = Literal["ca", "proxy", "index", "python-mirror"]
 
 
 @dataclass(frozen=True)
 class Step:
-    """One build step. `fetches` marks steps that download packages: they get the CA bundle, proxy and index."""
+    """One build step. `secrets` lists what a step that downloads gets of the fetch settings; a step that runs
+    the repository's own code (`repository_code`) gets them without credentials (docs/user-guide.md)."""
 
     kind: StepKind
     stage: Stage
@@ -42,10 +47,15 @@ class Step:
     user: StepUser = "root"
     inputs: tuple[str, ...] = ()  # repo-relative files, for kind "copy"
     env: tuple[tuple[str, str], ...] = ()  # for kind "env"
-    fetches: bool = False
+    secrets: tuple[BuildSecret, ...] = ()
+    repository_code: bool = False
     caches: tuple[Cache, ...] = ()
     packages: tuple[str, ...] = ()  # Debian packages an apt step installs (what a lock resolves)
     source: str = ""  # for kind "copy": a build stage or image to copy absolute paths from ("" = the repository)
+
+    @property
+    def fetches(self) -> bool:
+        return bool(self.secrets)
 
 
 @dataclass(frozen=True)

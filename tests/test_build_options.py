@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -293,6 +295,47 @@ def test_buildkit_cli_gets_build_arg_values_through_its_environment(tmp_path: Pa
     assert "--build-arg=DOCKER_HOST_ARG=x" in argv and "DOCKER_HOST_ARG" not in env  # a name the CLI reads itself
     assert "--build-arg=weird-name=v" in argv
     assert not any("s3cret" in word or "pw@" in word for word in argv)
+
+
+def _buildkit_argv_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, build_args: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The docker CLI's argv and environment for a build: a fake runner in place of the CLI."""
+    seen: dict[str, Any] = {}
+
+    def stream(self: DockerEngine, argv: list[str], env: dict[str, str]) -> object:
+        seen.update(argv=argv, env=env)
+        return iter(())
+
+    monkeypatch.setattr(DockerEngine, "_stream_buildkit", stream)
+    engine = DockerEngine.__new__(DockerEngine)
+    request = BuildRequest(context=tmp_path, dockerfile=tmp_path / "Dockerfile", tag="t", labels={}, build_args=build_args, secrets={})
+    list(engine._build_buildkit(_Cli("/usr/bin/docker", "buildkit"), request))
+    return seen["argv"], seen["env"]
+
+
+@pytest.mark.parametrize("docker_host", [None, "unix:///var/run/docker.sock"])
+def test_a_proxy_build_arg_with_credentials_never_reaches_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, docker_host: str | None) -> None:
+    # issue 17: `ps` shows every process's argv to every user of the machine.
+    monkeypatch.setenv("HTTPS_PROXY", "http://env-user:ENV-PASSWORD@proxy.example:3128")
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    if docker_host:
+        monkeypatch.setenv("DOCKER_HOST", docker_host)
+    else:
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+    other = "http://arg-user:ARG-PASSWORD@other-proxy.example:3128"
+    argv, env = _buildkit_argv_env(monkeypatch, tmp_path, {"HTTPS_PROXY": os.environ["HTTPS_PROXY"], "http_proxy": other})
+    assert "--build-arg=HTTPS_PROXY" in argv and "--build-arg=http_proxy" in argv
+    assert env["http_proxy"] == other  # a unix socket: the CLI itself uses no proxy
+    assert not any("PASSWORD" in word for word in argv)
+
+
+def test_a_differing_proxy_with_credentials_for_a_tcp_daemon_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://docker.example:2376")
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    with pytest.raises(UsageError, match="--build-arg HTTPS_PROXY: a proxy with credentials"):
+        _buildkit_argv_env(monkeypatch, tmp_path, {"HTTPS_PROXY": "http://u:SECRET@proxy.example:3128"})
+    # Without credentials it is only an address: on the command line, the CLI's own proxy left alone.
+    argv, env = _buildkit_argv_env(monkeypatch, tmp_path, {"HTTPS_PROXY": "http://proxy.example:3128"})
+    assert "--build-arg=HTTPS_PROXY=http://proxy.example:3128" in argv and "HTTPS_PROXY" not in env
 
 
 # --- -e/--env -----------------------------------------------------------------------------------------------

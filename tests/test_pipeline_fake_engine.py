@@ -12,7 +12,7 @@ from r2env.config import Settings, load_config
 from r2env.errors import BaseImageError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.pipeline import build, plan_source
-from r2env.render import SECRET_ENV, render_dockerfile
+from r2env.render import env_secret, render_dockerfile
 
 from fake_engine import BOOKWORM_ID, FakeEngine
 
@@ -60,8 +60,8 @@ def test_build_request_carries_labels_dockerfile_and_secrets(settings_for: Setti
         "org.r2env.spec-digest": planned.spec.digest,
     }
     assert engine.dockerfiles == [render_dockerfile(planned.spec)]
-    assert set(request.secrets) == {SECRET_ENV}
-    assert "PIP_INDEX_URL=https://idx.example/simple" in engine.secrets_during_build[0][SECRET_ENV]
+    assert set(request.secrets) == {env_secret("index"), env_secret("index", public=True)}
+    assert "PIP_INDEX_URL=https://idx.example/simple" in engine.secrets_during_build[0][env_secret("index")]
     assert not request.dockerfile.exists() and not any(path.exists() for path in request.secrets.values())
 
 
@@ -77,6 +77,18 @@ def test_repository_dockerfile_is_built_as_is_with_user_build_args(settings_for:
     (request,) = engine.requests
     assert request.dockerfile == EXAMPLES / "dockerfile" / "Dockerfile"
     assert dict(request.build_args) == {"NB_USER": "jovyan", "NB_UID": "1234"}
+    assert dict(request.secrets) == {}
+
+
+def test_a_repositorys_dockerfile_gets_the_proxies_without_credentials(settings_for: SettingsFor, monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 17: a repository's own Dockerfile is repository code; Docker's predefined proxy args reach its RUN steps.
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:PLANTED-SECRET@proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "localhost,.example")
+    engine = FakeEngine(images={"debian:bookworm": BOOKWORM_ID})
+    list(build(str(EXAMPLES / "dockerfile"), settings_for(), lambda: engine))
+    (request,) = engine.requests
+    assert dict(request.build_args) == {"NB_USER": "jovyan", "NB_UID": "1000", "HTTPS_PROXY": "http://proxy.example:3128",
+                                        "no_proxy": "localhost,.example"}
     assert dict(request.secrets) == {}
 
 

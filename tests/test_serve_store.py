@@ -243,3 +243,38 @@ def test_a_token_stored_by_an_earlier_release_still_opens_and_is_stored_anew(sto
     assert store.token_matches(token) is True
     assert store.setting("token_sha256") is None and store.setting("token_hmac_sha256")
     assert store.token_matches(token) is True and store.token_matches("wrong") is False
+
+
+# --- file modes (issue 17) ----------------------------------------------------------------------------------
+
+STATE_FILES = ("r2env-serve.sqlite", "r2env-serve.sqlite-wal", "r2env-serve.sqlite-shm")
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {name: (directory / name).stat().st_mode & 0o777 for name in STATE_FILES}
+
+
+def test_a_first_start_creates_the_database_and_its_wal_and_shm_files_private(database: Path) -> None:
+    # The database holds build logs and launch URLs with tokens: no other user may read any of the three files,
+    # not even between their creation and a later chmod (the umask of a daemon is usually 022).
+    store = Store(database)
+    try:
+        store.add_build("https://github.com/org/repo", "main", COMMIT, SPEC, "image", "/checkouts/x")
+        assert _modes(database.parent) == dict.fromkeys(STATE_FILES, 0o600)
+    finally:
+        store.close()
+
+
+def test_state_files_left_readable_by_an_older_daemon_are_made_private(database: Path) -> None:
+    Store(database).close()
+    with sqlite3.connect(database) as connection:  # a WAL left behind by a daemon that was killed
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        for name in STATE_FILES:
+            (database.parent / name).chmod(0o644)
+        store = Store(database)
+        try:
+            assert _modes(database.parent) == dict.fromkeys(STATE_FILES, 0o600)
+        finally:
+            store.close()
+    connection.close()

@@ -72,10 +72,8 @@ def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = F
     path = serve_settings.state_dir / DATABASE
     lock = _lock_state(serve_settings.state_dir)
     try:
+        # Opened before any thread starts: Store sets the process umask while it creates its files (0600).
         store = Store(path)
-        # The database holds notebook URLs with their tokens: for the daemon's user only (SQLite gives its
-        # -wal and -shm files the database's permissions).
-        path.chmod(0o600)
     except (OSError, sqlite3.Error) as error:
         raise UsageError(f"{path}: cannot open the daemon's state ({error})",
                          "give a writable --state-dir; a damaged database can be moved away (its builds are forgotten)") from None

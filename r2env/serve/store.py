@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -113,16 +114,36 @@ def _legacy_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def private(path: Path) -> None:
+    """Make an existing file readable and writable by its owner only."""
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except FileNotFoundError:
+        pass
+
+
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        # WAL: readers never block the writer, and a kill -9 leaves a consistent database.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        # The database keeps build logs and notebook URLs with their tokens: it and its -wal and -shm files are
+        # the daemon user's only, from their first byte (issue 17). SQLite creates the -wal and -shm files with the
+        # database's mode (https://www.sqlite.org/tempfiles.html), so the database is created 0600 before SQLite
+        # opens it, and the umask covers any file SQLite makes while the schema is set up.
+        previous = os.umask(0o077)
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            for name in ("", "-wal", "-shm"):  # left readable by an older daemon
+                private(path.with_name(path.name + name))
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            # WAL: readers never block the writer, and a kill -9 leaves a consistent database.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        finally:
+            os.umask(previous)
 
     def close(self) -> None:
         self._db.close()

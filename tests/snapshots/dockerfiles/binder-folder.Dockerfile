@@ -16,13 +16,13 @@ ENV DEBIAN_FRONTEND="noninteractive" \
     PATH="/srv/venv/bin:/home/jovyan/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # [system] python: install system packages
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates python3 python3-venv
+RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy ; do if [ -f $s ]; then . $s; fi; done && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates python3 python3-venv
 # [system] python: create user jovyan (1000)
 RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/venv /home/jovyan
 # [system] apt: install binder/apt.txt packages
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends jq tree
+RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy ; do if [ -f $s ]; then . $s; fi; done && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends jq tree
 # [system] postbuild: install Node.js and npm (postBuild scripts expect them, as on Binder)
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm
+RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy ; do if [ -f $s ]; then . $s; fi; done && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm
 # [system] postbuild: create /srv/npm, npm's global prefix, owned by the user
 RUN install -d -o 1000 -g 1000 /srv/npm
 # [system] postbuild: npm install --global goes to /srv/npm
@@ -37,17 +37,17 @@ USER jovyan
 # [interpreter] python: create the Python 3.11 environment at /srv/venv
 RUN export SOURCE_DATE_EPOCH=1704067200 && python3 -m venv /srv/venv && /srv/venv/bin/python -c 'import sys; assert sys.version.startswith("3.11."), sys.version'
 # [server] python: install the notebook server (jupyterlab==4.6.6)
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export SOURCE_DATE_EPOCH=1704067200 && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install jupyterlab==4.6.6
+RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-env-index,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy /run/secrets/r2env-env-index ; do if [ -f $s ]; then . $s; fi; done && export SOURCE_DATE_EPOCH=1704067200 && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install jupyterlab==4.6.6
 # [dependency_files] python: copy dependency files
 COPY --chown=1000:1000 ["binder/requirements.txt", "/home/jovyan/binder/requirements.txt"]
 # [dependencies] python: install binder/requirements.txt
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export SOURCE_DATE_EPOCH=1704067200 && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install -r binder/requirements.txt
+RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-env-index,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy /run/secrets/r2env-env-index ; do if [ -f $s ]; then . $s; fi; done && export SOURCE_DATE_EPOCH=1704067200 && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install -r binder/requirements.txt
 # [repo] the repository's contents
 COPY --chown=1000:1000 . /home/jovyan/
 # [repo] start: run start on every container start
 ENV R2ENV_START="/home/jovyan/binder/start"
 # [post_build] postbuild: run binder/postBuild
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export SOURCE_DATE_EPOCH=1704067200 && ./binder/postBuild
+RUN --mount=type=secret,id=r2env-env-ca-public,mode=0444 --mount=type=secret,id=r2env-env-proxy-public,mode=0444 --mount=type=secret,id=r2env-env-index-public,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 for s in /run/secrets/r2env-env-ca-public /run/secrets/r2env-env-proxy-public /run/secrets/r2env-env-index-public ; do if [ -f $s ]; then . $s; fi; done && export SOURCE_DATE_EPOCH=1704067200 && ./binder/postBuild
 ENTRYPOINT ["/usr/local/bin/r2env-entrypoint"]
 CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
 LABEL org.r2env.version="0.1.0"

@@ -16,13 +16,13 @@ ENV DEBIAN_FRONTEND="noninteractive" \
     PATH="/srv/conda/envs/notebook/bin:/home/jovyan/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # [system] conda: install system packages
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates
+RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy ; do if [ -f $s ]; then . $s; fi; done && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates
 # [system] conda: create user jovyan (1000)
 RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/conda/envs/notebook /home/jovyan
 # [system] apt: install binder/apt.txt packages
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends jq
+RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy ; do if [ -f $s ]; then . $s; fi; done && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends jq
 # [system] postbuild: install Node.js and npm (postBuild scripts expect them, as on Binder)
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm
+RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy ; do if [ -f $s ]; then . $s; fi; done && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm
 # [system] postbuild: create /srv/npm, npm's global prefix, owned by the user
 RUN install -d -o 1000 -g 1000 /srv/npm
 # [system] postbuild: npm install --global goes to /srv/npm
@@ -39,7 +39,7 @@ RUN echo "r2env: binder/environment.yml is built from its lock: run \`r2env lock
 COPY --chown=1000:1000 . /home/jovyan/
 USER jovyan
 # [post_build] postbuild: run binder/postBuild
-RUN --mount=type=secret,id=r2env-env,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 if [ -f /run/secrets/r2env-env ]; then . /run/secrets/r2env-env; fi && export SOURCE_DATE_EPOCH=1704067200 && ./binder/postBuild
+RUN --mount=type=secret,id=r2env-env-ca-public,mode=0444 --mount=type=secret,id=r2env-env-proxy-public,mode=0444 --mount=type=secret,id=r2env-env-index-public,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 for s in /run/secrets/r2env-env-ca-public /run/secrets/r2env-env-proxy-public /run/secrets/r2env-env-index-public ; do if [ -f $s ]; then . $s; fi; done && export SOURCE_DATE_EPOCH=1704067200 && ./binder/postBuild
 ENTRYPOINT ["/usr/local/bin/r2env-entrypoint"]
 CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
 LABEL org.r2env.version="0.1.0"
