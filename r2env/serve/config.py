@@ -11,8 +11,9 @@ from typing import Mapping
 from traitlets import Bool, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
-from r2env.config import read_config_file, trait_values
+from r2env.config import read_config_file, traits_with_origins
 from r2env.errors import UsageError
+from r2env.option_checks import check_address, check_directory
 from r2env.serve.sources import SourcePolicy
 
 # What a browser sends as Origin: scheme://host[:port], nothing after it (RFC 6454).
@@ -56,23 +57,26 @@ class ServeSettings:
 
 
 def load_serve_config(config_file: str | None, overrides: Mapping[str, str | list[str]], environ: Mapping[str, str]) -> ServeSettings:
-    values = trait_values(Serve, read_config_file(config_file), overrides)
+    values = traits_with_origins(Serve, read_config_file(config_file), overrides, config_file)
     for name in ("max_builds", "max_launches"):
         if values[name] < 1:
-            raise UsageError(f"{name} {values[name]} is not allowed", "give 1 or more")
+            raise values.refuse(name, "is not allowed", "give 1 or more")
     for name in ("build_timeout", "resolve_timeout"):
         if not values[name] > 0:  # not `<= 0`: NaN compares false with everything (wait_for(nan) times out at once)
-            raise UsageError(f"{name} {values[name]:g} is not allowed", "give a number of seconds above 0")
+            raise values.refuse(name, "is not allowed", "give a number of seconds above 0")
     origins = tuple(origin.strip().rstrip("/") for origin in values["allowed_origins"] if origin.strip())
     for origin in origins:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             raise UsageError(f"allowed_origins: {origin!r} is not a web origin", "give scheme://host[:port], e.g. https://binder.example.org, or *")
     if not 0 <= values["port"] <= 65535:
-        raise UsageError(f"--port {values['port']} is not a port", "give 1-65535 (0: any free port)")
+        raise values.refuse("port", "is not a port", "give 1-65535 (0: any free port)")
+    # Checked before the engine is asked anything: a bad address or state directory is the user's to fix first.
+    check_address(values, "host", host_names=True)
+    state_dir = check_directory(values, "state_dir")
     return ServeSettings(
         host=values["host"],
         port=values["port"],
-        state_dir=Path(values["state_dir"]).expanduser(),
+        state_dir=state_dir,
         token=values["token"] or environ.get("R2ENV_SERVE_TOKEN", ""),
         max_builds=values["max_builds"],
         build_timeout=values["build_timeout"],
