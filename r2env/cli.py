@@ -209,7 +209,11 @@ def _lock(arguments: argparse.Namespace, settings: Settings) -> int:
     if arguments.diff:
         old, new = (Path(name) for name in arguments.diff)
         for path in (old, new):
-            if not path.is_file():
+            try:
+                is_file = path.is_file()
+            except OSError as error:  # a name longer than NAME_MAX
+                raise LockError(f"{path}: {error.strerror or error}", "give two r2env.lock files") from None
+            if not is_file:
                 raise LockError(f"{path}: no such lock file", "give two r2env.lock files")
         print(format_diff(diff_locks(parse_lock(old.read_text(), str(old)), parse_lock(new.read_text(), str(new)))))
         return 0

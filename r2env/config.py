@@ -140,6 +140,8 @@ def config_path(config_file: str | None) -> Path | None:
         exists = path.is_file()
     except OSError as error:  # a name longer than NAME_MAX, a path through a file: the OS's word, on one line
         raise UsageError(f"--config {str(path)!r}: {error.strerror or error}", "give the path of a config file") from None
+    if config_file and path.exists() and not exists:  # a FIFO or device would block the loader, a folder confuse it
+        raise UsageError(f"--config {str(path)!r} is not a regular file", "give the path of a config file")
     return path if config_file or exists else None
 
 
