@@ -105,7 +105,8 @@ def check_requirement(values: Values, name: str) -> None:
 def memory_bytes(text: str) -> int | None:
     """Bytes of a Docker memory size (`4g`, `512m`, `1.5g`), or None when `text` is not one."""
     match = _MEMORY.fullmatch(text)
-    return int(float(match["number"]) * _UNITS[match["unit"].lower()]) if match else None
+    size = float(match["number"]) * _UNITS[match["unit"].lower()] if match else math.inf
+    return int(size) if math.isfinite(size) else None
 
 
 def check_launch(values: Values) -> None:

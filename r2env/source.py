@@ -51,6 +51,8 @@ def _is_bare(path: Path, git: Runner) -> bool:
 def fetch(source: str, ref: str, cache_dir: Path, git: Runner = run_git) -> Checkout:
     """Return a checkout. A local directory without --ref is used in place (uncommitted edits included)."""
     hint = "give a path to a repository or a git URL"
+    if not source.strip():
+        raise SourceError("the source is empty", hint + " (`.` for the current directory)")
     try:
         local = Path(source).expanduser()
         # stat once here: a name longer than NAME_MAX or PATH_MAX is the user's error, not a traceback later.
@@ -83,7 +85,11 @@ def subdirectory(checkout: Checkout, subdir: str) -> Checkout:
     real = Path(os.path.realpath(path))
     if not real.is_relative_to(os.path.realpath(checkout.path)):
         raise SourceError(f"--subdir {subdir} leads outside the repository (to {real}) through a symbolic link", hint)
-    if not real.is_dir():
+    try:
+        is_dir = real.is_dir()
+    except OSError as error:  # a name longer than NAME_MAX
+        raise SourceError(f"--subdir {subdir}: {error.strerror or error}", hint) from None
+    if not is_dir:
         raise SourceError(f"--subdir {subdir}: no such folder in {checkout.url}", hint)
     return replace(checkout, path=real, subdir=subdir)
 
