@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NoReturn, Sequence
 
 from traitlets import Bool, List
 from traitlets.config import Configurable
@@ -14,6 +14,7 @@ from r2env import __version__
 from r2env.config import LAUNCH_TRAITS, R2env, Settings, cli_traits, load_config
 from r2env.errors import EXIT_INTERRUPTED, R2envError, UsageError
 from r2env.events import Kind, format_event
+from r2env.redact import redact, safe_line
 
 # Options only `build` has: what happens after the image exists.
 PUBLISH_FLAGS = ("push", "tag", "cache-from", "check-registry", "json", "output-json")
@@ -21,6 +22,13 @@ PUBLISH_FLAGS = ("push", "tag", "cache-from", "check-registry", "json", "output-
 BUILD_FLAGS = ("label", "build-arg")
 # repo2docker's short flags (`repo2docker -e KEY=VALUE -E`).
 SHORT_FLAGS = {"env": "-e", "editable": "-E"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (no usage block) that echoes only a redacted excerpt of the input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {safe_line(message)}: see {self.prog} --help\n")
 
 
 def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str], configurable: type[Configurable] = R2env) -> None:
@@ -44,7 +52,7 @@ def _add_trait_flags(parser: argparse.ArgumentParser, names: Iterable[str], conf
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="r2env", description="Turn a code repository into a reproducible, runnable environment image.")
+    parser = _Parser(prog="r2env", description="Turn a code repository into a reproducible, runnable environment image.")
     parser.add_argument("--version", action="version", version=f"r2env {__version__}")
     parser.add_argument("--config", metavar="FILE", help="traitlets config file (default: ./r2env_config.py if present)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -254,9 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(arguments)
     except R2envError as error:
+        # The one place errors are shown: credentials redacted, control characters escaped, long input cut to an
+        # excerpt (r2env/redact.py), whatever the message was built from.
         if error.details:
-            print("\n".join("    " + line for line in error.details.splitlines()), file=sys.stderr)
-        print(f"r2env: error: {error}", file=sys.stderr, flush=True)
+            print("\n".join("    " + safe_line(redact(line)) for line in error.details.splitlines()), file=sys.stderr)
+        print(f"r2env: error: {safe_line(str(error))}", file=sys.stderr, flush=True)
         return error.exit_code
     except KeyboardInterrupt:
         print("r2env: interrupted", file=sys.stderr)

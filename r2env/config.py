@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode
 from traitlets.config import Config, Configurable
-from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+from traitlets.config.loader import ConfigFileNotFound, LazyConfigValue, PyFileConfigLoader
 
 from r2env.build_secrets import FetchSettings
 from r2env.conda.packages import parse_channel_map
@@ -17,6 +18,8 @@ from r2env.cuda import CUDA_BASES
 from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.launch.launcher import LaunchOptions
+from r2env.option_checks import (Values, check_image_reference, check_launch, check_requirement, check_single_line,
+                                 check_user, expand_path, is_finite)
 from r2env.options import check_repo_dir, check_subdir, parse_build_args, parse_labels
 from r2env.plan import DEFAULT_SERVER, ENV_PREFIX, PlanOptions
 from r2env.spec import CONDA_DIR
@@ -120,8 +123,8 @@ def cli_traits(configurable: type[Configurable] = R2env) -> dict[str, Any]:
 
 def read_config_file(config_file: str | None) -> Config:
     """The traitlets config in `config_file`, or in ./r2env_config.py when that exists; else empty."""
-    path = Path(config_file or DEFAULT_CONFIG_FILE)
-    if not (config_file or path.is_file()):
+    path = config_path(config_file)
+    if path is None:
         return Config()
     try:
         return PyFileConfigLoader(path.name, path=str(path.parent.resolve())).load_config()
@@ -131,27 +134,78 @@ def read_config_file(config_file: str | None) -> Config:
         raise UsageError(f"{path}: cannot load ({type(error).__name__}: {error})", "fix the config file") from None
 
 
-def trait_values(configurable: type[Configurable], config: Config, overrides: Mapping[str, str | list[str]]) -> dict[str, Any]:
+def config_path(config_file: str | None) -> Path | None:
+    """The config file in effect: `config_file`, or ./r2env_config.py when that exists."""
+    path = Path(config_file or DEFAULT_CONFIG_FILE)
+    try:
+        exists = path.is_file()
+    except OSError as error:  # a name longer than NAME_MAX, a path through a file: the OS's word, on one line
+        raise UsageError(f"--config {str(path)!r}: {error.strerror or error}", "give the path of a config file") from None
+    if config_file and path.exists() and not exists:  # a FIFO or device would block the loader, a folder confuse it
+        raise UsageError(f"--config {str(path)!r} is not a regular file", "give the path of a config file")
+    return path if config_file or exists else None
+
+
+def trait_values(configurable: type[Configurable], config: Config, overrides: Mapping[str, str | list[str]],
+                 config_file: str | None = None) -> dict[str, Any]:
     """Every configurable trait's value: defaults < `config` < `overrides` (trait name -> command-line string,
     or a list for a repeatable option: one item per flag)."""
+    return dict(traits_with_origins(configurable, config, overrides, config_file).values)
+
+
+def traits_with_origins(configurable: type[Configurable], config: Config, overrides: Mapping[str, str | list[str]],
+                        config_file: str | None = None) -> Values:
+    """trait_values, remembering which flag or config file line set each value."""
     section = configurable.__name__
     traits = configurable.class_traits(config=True)
+    path = config_path(config_file) if section in config else None
+    file_name = str(path) if path else DEFAULT_CONFIG_FILE
+    origins: dict[str, str] = {}
+    defaults = configurable()
+    for name, value in list(config[section].items()) if section in config else []:
+        where = f"{file_name}: c.{section}.{name}"
+        if name not in traits:
+            close = difflib.get_close_matches(name, traits, n=1)
+            raise UsageError(f"{where} is not an option of r2env", f"did you mean c.{section}.{close[0]}?" if close else "see r2env --help")
+        origins[name] = where
+        if isinstance(value, LazyConfigValue):  # c.R2env.label.append(...): checked below, with the rest
+            continue
+        try:
+            setattr(defaults, name, value)
+        except TraitError as error:
+            raise UsageError(f"{where} = {value!r}: {_trait_problem(error)}", "fix the config file") from None
     for name, text in overrides.items():
         trait = traits[name]
+        flag = f"--{name.replace('_', '-')}"
+        origins[name] = flag
         try:
             if isinstance(text, list) and isinstance(trait, List):
                 config[section][name] = trait.from_string_list(text)
             else:
                 text = ",".join(text) if isinstance(text, list) else text
                 config[section][name] = trait.from_string_list(text.split(",")) if isinstance(trait, List) else trait.from_string(text)
+            setattr(defaults, name, config[section][name])
         except (TraitError, ValueError) as error:
-            raise UsageError(f"--{name.replace('_', '-')} {text!r}: {error}", "see r2env --help") from None
+            raise UsageError(f"{flag} {text!r}: {_trait_problem(error)}", "see r2env --help") from None
     try:
         options = configurable(config=config)
-        return {name: getattr(options, name) for name in traits}
+        values = {name: getattr(options, name) for name in traits}
     except TraitError as error:
-        raise UsageError(f"invalid configuration: {error}", "fix the config file or flag") from None
+        raise UsageError(f"invalid configuration: {_trait_problem(error)}", f"fix {file_name} or the flag") from None
+    checked = Values(values, origins)
+    for name, value in values.items():
+        # Float accepts nan and inf ("nan" parses), which compare false with every bound: refused for every option.
+        if not is_finite(value):
+            raise checked.refuse(name, "is not a finite number", "give a number such as 1.5")
+    check_single_line(checked)
+    return checked
 
+
+def _trait_problem(error: Exception) -> str:
+    # traitlets says "The 'cpus' trait of an R2env instance expected a float, not the str 'x'.": the part after the
+    # instance is the rule; the value itself is in our own message already.
+    text = str(error)
+    return text.split(" instance ", 1)[1].rstrip(".") if " instance " in text else text
 
 
 def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]], host_env: Mapping[str, str] | None = None) -> Settings:
@@ -159,13 +213,17 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
     (a list for repeatable options: one item per flag). `host_env` (default os.environ) gives `--build-arg KEY` its value."""
     import os
 
-    values = trait_values(R2env, read_config_file(config_file), overrides)
+    values = traits_with_origins(R2env, read_config_file(config_file), overrides, config_file)
     if values["cuda"] and values["cuda"] not in CUDA_BASES:
-        raise UsageError(f"--cuda {values['cuda']!r} is not a CUDA version r2env knows", f"choose one of {', '.join(CUDA_BASES)}")
+        raise values.refuse("cuda", "is not a CUDA version r2env knows", f"choose one of {', '.join(CUDA_BASES)}")
     if values["image_name"]:
         parse_reference(values["image_name"])  # refused before anything runs, with the rule (docker's own error comes late)
-    if values["user_id"] < 1:
-        raise UsageError(f"user_id {values['user_id']} is not allowed", "the notebook user must be a non-root uid such as 1000")
+    # Each value that reaches the Dockerfile or the engine is checked against its grammar here, where it enters.
+    check_user(values)
+    check_image_reference(values, "base_image")
+    check_requirement(values, "server_requirement")
+    check_launch(values)
+    cache_dir = expand_path(values, "cache_dir")
     return Settings(
         image_name=values["image_name"],
         ref=values["ref"],
@@ -182,7 +240,7 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
         buildpacks=tuple(values["buildpacks"]),
         mirror=values["mirror"],
         fetch=FetchSettings(values["extra_ca_certs"], values["index_url"], values["extra_index_url"], values["python_install_mirror"]),
-        cache_dir=Path(values["cache_dir"]).expanduser(),
+        cache_dir=cache_dir,
         no_cache=values["no_cache"],
         builder=values["builder"],
         relock=values["relock"],

@@ -19,6 +19,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from r2env.errors import R2envError, SpecError
+from r2env.grammars import excerpt
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -168,6 +169,13 @@ class Shape:
                 raise self._child(None, name).fail("is missing")
             return self._child(default, name)
         return self._child(data[name], name)
+
+    def only(self, *names: str) -> Shape:
+        """This mapping, refusing keys other than `names`: a key a reader would ignore is a typo or a hand edit."""
+        for key in self.mapping():
+            if key not in names:
+                raise self.fail(f"unknown key {excerpt(key, 60)} (known: {', '.join(names)})")
+        return self
 
     def items(self) -> Iterator[tuple[str, Shape]]:
         """A mapping's entries, each key a string (TOML and YAML allow numbers and lists as keys)."""

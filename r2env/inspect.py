@@ -101,7 +101,28 @@ def _read_requirements(repo: RepoView, path: str) -> tuple[RequirementsFile, ...
             # pip runs from the repository root in the image: a path that is not there fails the build late.
             if repo.kind(local_path(reference)) == "missing":
                 raise SpecError(f"{current}: {reference!r} does not exist in the repository", "fix the path, or commit what it points at")
+    _refuse_include_cycle(seen, path)
     return tuple(seen.values())
+
+
+def _refuse_include_cycle(files: dict[str, RequirementsFile], start: str) -> None:
+    """pip refuses a requirements file that includes itself, directly or through others; say so before the build."""
+    chain: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in chain:
+            cycle = " -> ".join([*chain[chain.index(name):], name])
+            raise SpecError(f"{chain[-1]}: -r includes form a cycle ({cycle})", "remove the -r line that includes a file back")
+        if name in done or name not in files:
+            return
+        chain.append(name)
+        for include in files[name].includes:
+            visit(include)
+        chain.pop()
+        done.add(name)
+
+    visit(start)
 
 
 def _runtime(repo: RepoView, path: str, files: frozenset[str], pipfile_python: str) -> tuple[Runtime | None, str]:

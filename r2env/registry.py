@@ -49,7 +49,8 @@ def parse_reference(text: str) -> Reference:
     if ":" in last:
         repository, tag = text.rsplit(":", 1)
     match = _REPOSITORY.match(repository)
-    if not match or not _TAG.match(tag):
+    # distribution/reference's NameTotalLengthMax: a longer name is refused by the registry, late.
+    if not match or not _TAG.match(tag) or len(repository) > 255:
         raise UsageError(
             f"image name {text!r} is not a valid reference",
             "use lower-case REGISTRY/NAME[:TAG], e.g. ghcr.io/myteam/analysis:v1",

@@ -50,10 +50,20 @@ def _is_bare(path: Path, git: Runner) -> bool:
 
 def fetch(source: str, ref: str, cache_dir: Path, git: Runner = run_git) -> Checkout:
     """Return a checkout. A local directory without --ref is used in place (uncommitted edits included)."""
-    local = Path(source).expanduser()
+    hint = "give a path to a repository or a git URL"
+    if not source.strip():
+        raise SourceError("the source is empty", hint + " (`.` for the current directory)")
+    try:
+        local = Path(source).expanduser()
+        # stat once here: a name longer than NAME_MAX or PATH_MAX is the user's error, not a traceback later.
+        exists = local.exists() if not is_remote(source) else False
+    except RuntimeError:  # pathlib's "Could not determine home directory." for ~nosuchuser
+        raise SourceError(f"{source}: no such user's home directory", hint) from None
+    except OSError as error:
+        raise SourceError(f"{source}: {error.strerror or error}", hint) from None
     if not is_remote(source):
-        if not local.exists():
-            raise SourceError(f"{source}: no such directory", "give a path to a repository or a git URL")
+        if not exists:
+            raise SourceError(f"{source}: no such directory", hint)
         if local.is_dir() and not ref and not _is_bare(local, git):
             if (local / ".git").exists() or _head_commit(local, git):
                 return Checkout(local.resolve(), str(local.resolve()), _head_commit(local, git), "")
@@ -75,7 +85,11 @@ def subdirectory(checkout: Checkout, subdir: str) -> Checkout:
     real = Path(os.path.realpath(path))
     if not real.is_relative_to(os.path.realpath(checkout.path)):
         raise SourceError(f"--subdir {subdir} leads outside the repository (to {real}) through a symbolic link", hint)
-    if not real.is_dir():
+    try:
+        is_dir = real.is_dir()
+    except OSError as error:  # a name longer than NAME_MAX
+        raise SourceError(f"--subdir {subdir}: {error.strerror or error}", hint) from None
+    if not is_dir:
         raise SourceError(f"--subdir {subdir}: no such folder in {checkout.url}", hint)
     return replace(checkout, path=real, subdir=subdir)
 

@@ -178,7 +178,7 @@ WRONG_TYPES: list[Any] = [
     pytest.param(parse_conda_lock, CONDA_LOCK.replace("hash: {sha256: " + "a" * 64 + "}", "hash: abc"), "package[0].hash: expected a mapping, got a string", id="conda-lock: a string for a table"),
     pytest.param(parse_conda_lock, "version: 1\npackage: []\nmetadata: " + "[" * DEEP, "nests deeper than 64 levels", id="conda-lock: deep nesting"),
     pytest.param(parse_lock, dump_lock(sample_lock()).replace("  - name: requests", "  - name: 7", 1), "python-packages.repository[0].name: expected a string, got an integer", id="r2env.lock: an int for a name"),
-    pytest.param(parse_lock, dump_lock(sample_lock()).replace("apt:\n", "apt: x\nold-apt:\n"), "apt: expected a mapping, got a string", id="r2env.lock: a string for a table"),
+    pytest.param(parse_lock, re.sub(r"^apt:\n(?:  .*\n)*", "apt: x\n", dump_lock(sample_lock()), flags=re.M), "apt: expected a mapping, got a string", id="r2env.lock: a string for a table"),
     pytest.param(parse_lock, "version: 1\ninputs: " + "{a: " * DEEP, "invalid YAML: the document nests deeper", id="r2env.lock: deep nesting"),
     pytest.param(parse_pipfile, '[packages]\nsix = {version = "==1.0", extras = [1]}\n', "package 'six': extras must be a list of strings", id="Pipfile: an int for an extra"),
     pytest.param(parse_pipfile, "[packages]\nx = " + "[" * DEEP, "Pipfile: invalid TOML", id="Pipfile: deep nesting"),

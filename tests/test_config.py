@@ -62,7 +62,7 @@ def test_bool_flag_from_string() -> None:
     ("overrides", "message"),
     [
         ({"user_id": "abc"}, "--user-id 'abc'"),
-        ({"base_suite": "sid"}, "base_suite"),
+        ({"base_suite": "sid"}, "--base-suite 'sid': expected any of"),
         ({"builder": "podman"}, "builder"),
     ],
 )

@@ -74,9 +74,24 @@ def test_missing_include_names_the_including_file() -> None:
     assert str(caught.value).startswith("binder/sub/extra.txt: included file 'binder/sub/missing.txt' does not exist")
 
 
-def test_includes_are_read_once_even_when_circular() -> None:
-    facts = inspect(MemoryRepo({"requirements.txt": "-r extra.txt\nnumpy\n", "extra.txt": "-r requirements.txt\nscipy\n"}))
-    assert [f.path for f in facts.requirements] == ["requirements.txt", "extra.txt"]
+def test_an_include_shared_by_two_files_is_read_once() -> None:
+    files = {"requirements.txt": "-r a.txt\n-r b.txt\n", "a.txt": "-r common.txt\n", "b.txt": "-r common.txt\n", "common.txt": "numpy\n"}
+    facts = inspect(MemoryRepo(files))
+    assert [f.path for f in facts.requirements] == ["requirements.txt", "a.txt", "b.txt", "common.txt"]
+
+
+@pytest.mark.parametrize(
+    ("files", "cycle"),
+    [
+        ({"requirements.txt": "-r requirements.txt\nnumpy\n"}, "requirements.txt -> requirements.txt"),
+        ({"requirements.txt": "-r extra.txt\nnumpy\n", "extra.txt": "-r requirements.txt\nscipy\n"},
+         "requirements.txt -> extra.txt -> requirements.txt"),
+    ],
+)
+def test_an_include_cycle_is_refused_as_pip_refuses_it(files: dict[str, str], cycle: str) -> None:
+    # pip 23 dies of a RecursionError on it, later pips refuse it: say so at plan time, naming the chain.
+    with pytest.raises(SpecError, match=f"-r includes form a cycle \\({cycle}\\)"):
+        inspect(MemoryRepo(files))
 
 
 def test_include_outside_the_repository_is_a_spec_error() -> None:

@@ -23,8 +23,8 @@ def test_only_launch_takes_a_command(capsys: pytest.CaptureFixture[str]) -> None
         (["--volume", "no-such-folder:/data"], "no-such-folder:/data': "),
         (["--gpus", "many"], "--gpus 'many' is not a GPU request"),
         (["--env", "1=2"], "--env '1=2' is not KEY=VALUE"),
-        (["--port", "70000"], "--port 70000 is not a port"),
-        (["--memory", "lots"], "--memory 'lots' is not a size"),
+        (["--port", "70000"], "--port = 70000: is not a port"),
+        (["--memory", "lots"], "--memory = 'lots': is not a size"),
     ],
 )
 def test_bad_launch_options_fail_before_building(flags: list[str], message: str, capsys: pytest.CaptureFixture[str],

@@ -204,8 +204,13 @@ def test_base_without_an_id_names_base_id() -> None:
                      ("python-packages.repository[0].version: is missing",), id="no version"),
         pytest.param(lambda t: t.replace("  - name: requests\n", "  - nme: requests\n"),
                      ("python-packages.repository[0].name: is missing",), id="no name"),
-        pytest.param(lambda t: t.replace("  server:\n", "  server: jupyterlab\n  old-server:\n"),
+        pytest.param(lambda t: re.sub(r"^  server:\n(?:  - .*\n|    .*\n)*", "  server: jupyterlab\n", t, flags=re.M),
                      ("python-packages.server: expected a list, got a string",), id="server is not a list"),
+        pytest.param(lambda t: t.replace("  server:\n", "  sever:\n  server:\n", 1),
+                     ("python-packages: unknown key 'sever' (known: source, server, repository)",), id="a misspelt key"),
+        pytest.param(lambda t: t + "mirror: [1, 2]\n",
+                     ("unknown key 'mirror' (known: version, r2env, inputs, base, python, apt, python-packages, conda)",),
+                     id="an unknown top-level key"),
     ],
 )
 def test_a_bad_package_entry_is_named(edit: object, fragments: tuple[str, ...]) -> None:

@@ -40,13 +40,13 @@ VALID_REQUIREMENTS = [
     (
         "continuation lines with hashes",
         "requirements.txt",
-        "numpy==1.26.4 \\\n    --hash=sha256:aaa \\\n    --hash=sha256:bbb\n",
+        "numpy==1.26.4 \\\n    --hash=sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa \\\n    --hash=sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n",
         requirements_file(requirements=("numpy==1.26.4",), hashed=True),
     ),
     (
         "hashed only when every requirement has a hash",
         "requirements.txt",
-        "numpy==1.26.4 --hash=sha256:aaa\nscipy==1.13.0\n",
+        "numpy==1.26.4 --hash=sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\nscipy==1.13.0\n",
         requirements_file(requirements=("numpy==1.26.4", "scipy==1.13.0")),
     ),
     (
@@ -90,6 +90,9 @@ MALFORMED_REQUIREMENTS = [
     ("include without a file", "-r\n", "requirements.txt line 1: -r needs a file name"),
     ("index option without a value", "--index-url\n", "requirements.txt line 1: --index-url needs a value"),
     ("unsupported per-requirement option", "numpy --install-option=x\n", "requirements.txt line 1: unsupported per-requirement option"),
+    ("a truncated hash", "numpy==1.26.0 --hash=sha256:abc\n", "requirements.txt line 1: --hash='sha256:abc' is not a hash pip can check"),
+    ("an unknown hash algorithm", "numpy==1.26.0 --hash md5:" + "a" * 32 + "\n", "requirements.txt line 1: --hash='md5:aaaa"),
+    ("a non-hex hash", "numpy==1.26.0 --hash=sha256:" + "z" * 64 + "\n", "requirements.txt line 1: --hash='sha256:zzz"),
     ("unbalanced quote", 'numpy "oops\n', "requirements.txt line 1: 'numpy \"oops' is not a valid requirement"),
     ("error in a continued line names its first line", "numpy\nfoo \\\n  ==\n", "requirements.txt line 2:"),
 ]

@@ -17,8 +17,20 @@ from r2env.launch.launcher import Exited, Ready, container_request, free_port, h
 from r2env.source import is_remote
 
 
+def _local_dir(text: str) -> Path | None:
+    """`text` as a local directory, or None (also when it cannot be a path here: too long, ~nosuchuser)."""
+    try:
+        local = Path(text).expanduser()
+        return local if local.is_dir() else None
+    except (OSError, RuntimeError):
+        return None
+
+
 def _is_source(text: str) -> bool:
-    return is_remote(text) or Path(text).expanduser().exists()
+    try:
+        return is_remote(text) or Path(text).expanduser().exists()
+    except (OSError, RuntimeError):
+        return True  # then fetching says what is wrong with it, in one line
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -30,9 +42,9 @@ def launch_command(source: str, command: tuple[str, ...], settings: Settings) ->
     from r2env.engine import DockerEngine
 
     options = replace(settings.launch, command=command)
-    local = Path(source).expanduser()
+    local = _local_dir(source)
     # With --subdir, the image holds that folder at its repository path: mount the same folder over it.
-    editable_dir = local.resolve().joinpath(*settings.subdir.split("/")) if local.is_dir() and not settings.ref else None
+    editable_dir = local.resolve().joinpath(*settings.subdir.split("/")) if local is not None and not settings.ref else None
     uid, gid = host_identity()
     # Bad options fail now, before a build that may take minutes.
     container_request("", {}, options, token="", editable_dir=editable_dir, cwd=Path.cwd(), uid=uid, gid=gid, host_env=os.environ)

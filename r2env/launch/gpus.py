@@ -45,7 +45,8 @@ def parse_gpus(text: str) -> GpuRequest:
     value = text.strip().strip("'\"")
     if value == "all":
         return GpuRequest(count=-1, text=text)
-    if value.isdigit() and int(value) > 0:
+    # At most 4 digits: no host has more GPUs, and int() refuses over 4,300 digits (CVE-2020-10735) with a ValueError.
+    if value.isdigit() and len(value) <= 4 and int(value) > 0:
         return GpuRequest(count=int(value), text=text)
     if value.startswith("device="):
         devices = tuple(d.strip() for d in value.removeprefix("device=").split(",") if d.strip())

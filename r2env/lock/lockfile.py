@@ -178,6 +178,7 @@ def _packages(shape: Shape) -> tuple[LockedPackage, ...]:
 
 
 def _conda_section(shape: Shape) -> CondaSection:
+    shape.only("lockfile", "digest", "platform", "installer", "kernel", "server")
     return CondaSection(
         lockfile=_relative_path(shape.key("lockfile")),
         digest=_checked(shape.key("digest"), SHA256_HASH, "a sha256:HEX digest"),
@@ -203,19 +204,20 @@ def parse_lock(text: str, path: str) -> Lock:
         raise LockError(f"{path}: not an r2env lock", "regenerate it with `r2env lock`")
     if data.get("version") != FORMAT_VERSION:
         raise LockError(f"{path}: lock format {excerpt(data.get('version'), 40)} is not {FORMAT_VERSION}", "regenerate it with `r2env lock`")
-    document = Shape(data, path, error=LockError, hint=_HINT)
-    inputs = document.key("inputs")
+    document = Shape(data, path, error=LockError, hint=_HINT).only(
+        "version", "r2env", "inputs", "base", "python", "apt", "python-packages", "conda")
+    inputs = document.key("inputs").only("digest", "files")
     files = {name: _checked(digest, SHA256_HASH, "a sha256:HEX digest") for name, digest in inputs.key("files").items()}
     for name in files:
         if not name.startswith("option:"):
             _relative_path(inputs.key("files").key(name))
-    base = document.key("base")
+    base = document.key("base").only("image", "id", "suite", "mirror")
     apt = {}
     for name, version in document.key("apt").items():
         if not DEBIAN_NAME.match(name):
             raise version.fail("is not a Debian package name")
         apt[name] = _checked(version, DEBIAN_VERSION, "a Debian version")
-    python_packages = document.key("python-packages")
+    python_packages = document.key("python-packages").only("source", "server", "repository")
     lock = Lock(
         r2env_version=_checked(document.key("r2env"), _VERSION_WORD, "an r2env version"),
         inputs=files,

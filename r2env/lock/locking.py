@@ -57,7 +57,11 @@ def current_inputs(root: Path, facts: RepoFacts, options: PlanOptions) -> dict[s
 def read_lock_text(path: Path, shown: str) -> str | None:
     """A lock's text through the reading layer (LockError, exit 8, for a FIFO, a directory, binary data...);
     None when nothing is there at all."""
-    if not (path.exists() or path.is_symlink()):
+    try:
+        present = path.exists() or path.is_symlink()
+    except OSError as error:  # a name longer than NAME_MAX, a path through a file
+        raise LockError(f"{shown}: {error.strerror or error}", "give the path of an r2env.lock file") from None
+    if not present:
         return None
     return read_text(path, shown, LOCK_LIMIT, LockError)
 
@@ -153,6 +157,8 @@ def user_pins(root: Path, facts: RepoFacts, runner: Runner = run_tool) -> UserPi
     if facts.pipfile_lock is not None:
         return UserPins(facts.path("Pipfile.lock"), facts.pipfile_lock)
     if facts.has("uv.lock"):
+        # Read and parsed here first: uv would report an unreadable, huge or broken file less clearly.
+        load_toml(read_text(root / facts.path("uv.lock"), facts.path("uv.lock"), LOCK_LIMIT, LockError), facts.path("uv.lock"), LockError)
         result = runner(["uv", "export", "--frozen", "--format", "requirements-txt", "--no-emit-project", "--no-header", "--quiet"], root)
         if result.returncode != 0:
             raise LockError(f"{facts.path('uv.lock')}: uv export failed: {result.stderr.strip()[:300]}", "run `uv lock` and commit the result")

@@ -3,8 +3,10 @@ packages by simulating apt in the base image. Side effects go through an injecte
 
 from __future__ import annotations
 
+import os
 import platform
 import re
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from packaging.utils import canonicalize_name
 
-from r2env.errors import LockError
+from r2env.errors import LockError, UsageError
 from r2env.lock.lockfile import LockedPackage
 
 if TYPE_CHECKING:
@@ -26,7 +28,26 @@ _MANYLINUX = {"bookworm": "manylinux_2_36", "trixie": "manylinux_2_40"}
 
 
 def run_tool(argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=False, env=env)
+    command = list(argv)
+    if command[0] == "uv" and not shutil.which("uv", path=(env or os.environ).get("PATH")):
+        # The uv that r2env depends on is installed beside it even when its bin directory is not on PATH
+        # (a virtual environment run without activating it).
+        command[0] = _installed_uv() or "uv"
+    try:
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False, env=env)
+    except FileNotFoundError:
+        raise UsageError(f"{command[0]} is not installed or not on PATH", f"install it (pip install {command[0]}) or put it on PATH") from None
+    except OSError as error:
+        raise UsageError(f"cannot run {command[0]}: {error.strerror}", "check that this user may run it, or reinstall it") from None
+
+
+def _installed_uv() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return ""
 
 
 def target_platform(suite: str, machine: str = "") -> str:

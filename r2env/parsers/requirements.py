@@ -23,6 +23,9 @@ _CONSTRAINT_OPTIONS = {"-c", "--constraint"}
 # Linear: a match starts only after whitespace, so a run of spaces is not retried from each of its characters
 # (the former `\s+--hash` took 69 s on a line of 100,000 spaces; issue 17). Same for comments below.
 _HASH = re.compile(r"(?<!\S)--hash(?:=|\s+)\S+")
+# The hashes pip accepts (hashlib names and hex lengths); anything else fails only when pip downloads.
+_HASH_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+_HEX = re.compile(r"[0-9a-fA-F]+")
 _COMMENT = re.compile(r"(?:^|(?<=\s))#")
 _OTHER_OPTION = re.compile(r"\s(--?[A-Za-z][\w-]*)")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://|^git\+|^hg\+|^svn\+|^bzr\+", re.IGNORECASE)
@@ -116,6 +119,14 @@ def _excerpt(value: str) -> str:
     return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
+def _check_hash(where: str, value: str) -> None:
+    algorithm, _, digest = value.partition(":")
+    length = _HASH_LENGTHS.get(algorithm.lower())
+    if length is None or len(digest) != length or not _HEX.fullmatch(digest):
+        raise SpecError(f"{where}: --hash={_excerpt(value)} is not a hash pip can check",
+                        "write --hash=sha256:<64 hex digits> (pip-compile --generate-hashes writes them)")
+
+
 def parse_requirements(text: str, path: str) -> RequirementsFile:
     """Parse a requirements file; `path` is repo-relative and names the file in errors."""
     requirements: list[str] = []
@@ -168,6 +179,8 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
                 f"{where}: unknown option {_excerpt(head)}",
                 "remove it, or use an option pip accepts in requirements files",
             )
+        for found in _HASH.finditer(line):
+            _check_hash(where, found.group().split("=", 1)[-1].split()[-1])
         target = _HASH.sub("", line).strip()
         has_hash = target != line
         unknown = _OTHER_OPTION.search(target.split(";", 1)[0])

@@ -17,6 +17,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from r2env import __version__
 from r2env.errors import EngineUnavailableError, LaunchError, R2envError, UsageError
+from r2env.redact import safe_line
 from r2env.serve.builds import Builds, Changes
 from r2env.serve.launches import DaemonEngine, Launches
 from r2env.serve import binderhub, cors
@@ -64,7 +65,8 @@ def http_status(error: R2envError) -> int:
 
 
 def error_body(error: R2envError) -> dict[str, str]:
-    return {"error": error.message, "hint": error.hint}
+    # As the CLI's error line: no credentials, no control characters, at most an excerpt of the input (r2env/redact.py).
+    return {"error": safe_line(error.message), "hint": safe_line(error.hint)}
 
 
 @web.middleware
@@ -309,7 +311,7 @@ async def binderhub_build(request: web.Request) -> web.StreamResponse:
         build, _ = await request.app[BUILDS].submit(repo, ref)
         launch = request.app[LAUNCHES].submit(build.id)
     except R2envError as error:
-        await send(binderhub.failed(str(error)))
+        await send(binderhub.failed(safe_line(str(error))))
         return response
 
     async def send_event(event: Any) -> None:
@@ -318,7 +320,7 @@ async def binderhub_build(request: web.Request) -> web.StreamResponse:
     if build.state not in BUILD_ENDED:  # a finished build's log is history: BinderHub goes straight to "built"
         build = await _follow_build(request, build.id, 0, send_event, keepalive)
     if build.state != "built":
-        await send(binderhub.failed(f"{build.error}: {build.hint}" if build.hint else build.error))
+        await send(binderhub.failed(safe_line(f"{build.error}: {build.hint}" if build.hint else build.error)))
         return response
     await send(binderhub.built(build.image))
     await send(binderhub.launching())
@@ -332,7 +334,7 @@ async def binderhub_build(request: web.Request) -> web.StreamResponse:
             await send(binderhub.ready(url, build.image, build.repo, build.commit, provider, raw_spec))
             return response
         if current.state in ("failed", "stopped"):
-            await send(binderhub.failed(current.error or current.stopped_reason))
+            await send(binderhub.failed(safe_line(current.error or current.stopped_reason)))
             return response
         try:
             await asyncio.wait_for(news.wait(), KEEPALIVE_SECONDS)

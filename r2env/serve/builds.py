@@ -23,6 +23,7 @@ from typing import Any, Callable
 from r2env.config import PublishSettings, Settings
 from r2env.errors import SpecError, UsageError
 from r2env.pipeline import plan_checkout
+from r2env.redact import safe_line
 from r2env.repo import leads_outside
 from r2env.serve.config import ServeSettings
 from r2env.serve.dockerfile_policy import check_dockerfile
@@ -248,6 +249,8 @@ class Builds:
         return outcome
 
     def _fail(self, build_id: str, error: str, hint: str, details: str = "") -> None:
+        # The record is served as JSON and kept in SQLite: redacted and cut to an excerpt, as every error line.
+        error, hint = safe_line(error), safe_line(hint)
         # A failed step's last lines (the details) were streamed as it ran: only what the log lacks is added.
         logged = self.store.last_messages(build_id, 200)
         for line in details.splitlines():

@@ -11,14 +11,12 @@ from typing import Mapping
 from traitlets import Bool, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
-from r2env.config import read_config_file, trait_values
+from r2env.config import read_config_file, traits_with_origins
 from r2env.errors import UsageError
+from r2env.option_checks import Values, check_address, check_directory, memory_bytes
 from r2env.serve.sources import SourcePolicy
 
 # What a browser sends as Origin: scheme://host[:port], nothing after it (RFC 6454).
-# Docker's size notation (docker run --memory): a number and an optional unit.
-_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([bkmgBKMG]?)")
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 MIN_TOKEN_LENGTH = 32
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
@@ -81,31 +79,32 @@ class ServeSettings:
     request_timeout: float = 20.0
 
 
-def _size(name: str, text: str) -> int:
-    """Bytes of a size in Docker's notation (512m, 4g); 0 for ""."""
-    if not text.strip():
+def _size(values: Values, name: str) -> int:
+    """Bytes of a size in Docker's notation (512m, 4g); 0 for "" (no limit)."""
+    text = values[name].strip()
+    if not text:
         return 0
-    match = _SIZE.fullmatch(text.strip())
-    if not match or float(match.group(1)) <= 0:
-        raise UsageError(f"{name} {text!r} is not a size", "give a size such as 512m or 4g, or \"\" for no limit")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    size = memory_bytes(text)
+    if not size:  # None for a non-size or a 5,000-digit number (infinite as a float), 0 for zero
+        raise values.refuse(name, "is not a size", "give a size such as 512m or 4g, or \"\" for no limit")
+    return size
 
 
 def load_serve_config(config_file: str | None, overrides: Mapping[str, str | list[str]], environ: Mapping[str, str]) -> ServeSettings:
-    values = trait_values(Serve, read_config_file(config_file), overrides)
+    values = traits_with_origins(Serve, read_config_file(config_file), overrides, config_file)
     for name in ("max_builds", "max_launches", "max_queued", "max_connections", "max_client_connections"):
         if values[name] < 1:
-            raise UsageError(f"{name} {values[name]} is not allowed", "give 1 or more")
+            raise values.refuse(name, "is not allowed", "give 1 or more")
     for name in ("build_timeout", "resolve_timeout", "request_timeout"):
         if not values[name] > 0:  # not `<= 0`: NaN compares false with everything (wait_for(nan) times out at once)
-            raise UsageError(f"{name} {values[name]:g} is not allowed", "give a number of seconds above 0")
+            raise values.refuse(name, "is not allowed", "give a number of seconds above 0")
     for name in ("max_age", "launch_cpus"):
         if not 0 <= values[name] < float("inf"):  # NaN, negative and infinite values are refused alike
-            raise UsageError(f"{name} {values[name]:g} is not allowed", "give 0 (no limit) or a number above 0")
+            raise values.refuse(name, "is not allowed", "give 0 (no limit) or a number above 0")
     if values["launch_pids"] < 0:
-        raise UsageError(f"launch_pids {values['launch_pids']} is not allowed", "give 0 (no limit) or a number of processes")
+        raise values.refuse("launch_pids", "is not allowed", "give 0 (no limit) or a number of processes")
     for name in ("launch_memory", "build_memory"):
-        _size(name, values[name])
+        _size(values, name)
     token = values["token"] or environ.get("R2ENV_SERVE_TOKEN", "")
     if token and len(token) < MIN_TOKEN_LENGTH:
         source = "c.Serve.token" if values["token"] else "R2ENV_SERVE_TOKEN"
@@ -117,11 +116,14 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             raise UsageError(f"allowed_origins: {origin!r} is not a web origin", "give scheme://host[:port], e.g. https://binder.example.org, or *")
     if not 0 <= values["port"] <= 65535:
-        raise UsageError(f"--port {values['port']} is not a port", "give 1-65535 (0: any free port)")
+        raise values.refuse("port", "is not a port", "give 1-65535 (0: any free port)")
+    # Checked before the engine is asked anything: a bad address or state directory is the user's to fix first.
+    check_address(values, "host", host_names=True)
+    state_dir = check_directory(values, "state_dir")
     return ServeSettings(
         host=values["host"],
         port=values["port"],
-        state_dir=Path(values["state_dir"]).expanduser(),
+        state_dir=state_dir,
         token=token,
         max_builds=values["max_builds"],
         build_timeout=values["build_timeout"],
@@ -141,7 +143,7 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
         launch_cpus=values["launch_cpus"],
         launch_pids=values["launch_pids"],
         build_memory=values["build_memory"].strip(),
-        max_repo_size=_size("max_repo_size", values["max_repo_size"]),
+        max_repo_size=_size(values, "max_repo_size"),
         max_connections=values["max_connections"],
         max_client_connections=values["max_client_connections"],
         request_timeout=values["request_timeout"],

@@ -20,6 +20,7 @@ from r2env.config import Settings
 from r2env.launch.container import ContainerInfo
 from r2env.errors import LaunchError, R2envError, UsageError
 from r2env.launch.launcher import ContainerEngine, Ready, container_request, free_port, host_identity, new_token, open_url, run, split_server_url
+from r2env.redact import safe_line
 from r2env.serve.builds import Changes
 from r2env.serve.config import ServeSettings
 from r2env.serve.store import INTERRUPTED, LAUNCH_ACTIVE, Launch, Store
@@ -91,7 +92,7 @@ class Launches:
             failure = (error.message, error.hint)
         except Exception as error:  # the engine's own errors, or a bug: the launch fails instead of starting for ever
             self.log(f"launch {launch_id}: {traceback.format_exc()}")
-            failure = (f"the server could not be started: {type(error).__name__}: {error}", "see the daemon's log")
+            failure = (safe_line(f"the server could not be started: {type(error).__name__}: {error}"), "see the daemon's log")
         current = self.store.launch(launch_id)
         if current is None or current.state != "starting":
             # Stopped while it was starting: its record says so already, and a server that came up is for nobody.
