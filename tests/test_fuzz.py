@@ -24,6 +24,7 @@ import json
 import os
 import queue
 import random
+import re
 import shutil
 import stat
 import subprocess
@@ -306,6 +307,41 @@ def lock_text(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return (repo / "r2env.lock").read_bytes()
 
 
+@dataclass(frozen=True)
+class CondaLocked:
+    """examples/environment-yml locked with fake tools: the r2env.lock and the conda-lock.yml it refers to."""
+
+    lock: object  # r2env.lock.lockfile.Lock
+    conda_lock: bytes
+
+    def files(self, content: Content) -> tuple[tuple[str, Content], ...]:
+        """conda-lock.yml replaced by `content`, and an r2env.lock whose digest matches it whenever it is text, so
+        that the broken file reaches the conda-lock parser (a digest mismatch would only say the lock is stale)."""
+        from dataclasses import replace
+
+        from r2env.lock.lockfile import dump_lock, file_digest
+
+        lock = self.lock
+        if isinstance(content, bytes):
+            with contextlib.suppress(UnicodeDecodeError):
+                lock = replace(lock, conda=replace(lock.conda, digest=file_digest(content.decode("utf-8"))))  # type: ignore[attr-defined]
+        return (("binder/conda-lock.yml", content), ("binder/r2env.lock", dump_lock(lock).encode()))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def conda_locked(tmp_path_factory: pytest.TempPathFactory) -> CondaLocked:
+    import test_conda_lock
+
+    repo = tmp_path_factory.mktemp("fuzz-conda") / "repo"
+    shutil.copytree(EXAMPLES / "environment-yml", repo)
+    assert test_conda_lock.SERVER == SERVER  # the lock's server option must be the one CONFIG sets
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("r2env.conda.locking.shutil.which", test_conda_lock.which)
+        patch.setattr("r2env.lock.locking.conda_platform", lambda: "linux-64")
+        lock, text, _ = test_conda_lock.lock_repo(repo)
+    return CondaLocked(lock, text.encode())
+
+
 # --- generating cases: option values -------------------------------------------------------------------------
 
 CONTROL_VALUES = (f"x\nRUN {PWNED}", "\x00", "\x1b[2J", "a\rb")
@@ -569,6 +605,37 @@ def _assert_clean(title: str, outcomes: Sequence[Outcome], skipped: int) -> None
     assert not failures and not skipped, text
 
 
+def conda_lock_cases(locked: CondaLocked) -> Iterator[Case]:
+    """conda-lock.yml, read when a conda repository's r2env.lock refers to it (plan, dockerfile, lock --check)."""
+    rng = random.Random(SEED)
+    valid = locked.conda_lock
+    text = valid.decode()
+    extra = {
+        "alias bomb": _yaml_bomb(),
+        "deep nesting": b"version: 1\npackage: " + b"[" * 100_000,
+        "a list at the top": b"- 1\n- 2\n",
+        "a list for metadata": text.replace("metadata:\n", "metadata: []\nold-metadata:\n", 1).encode(),
+        "a version on two lines": text.replace("  version: 1.0.0\n", f'  version: "1.0.0\\nRUN {PWNED}"\n', 1).encode(),
+        "a non-hex hash": re.sub(r"sha256: [0-9a-f]{64}", "sha256: " + "z" * 64, text, count=1).encode(),
+        "a URL with a newline": re.sub(r"url: (\S+)", lambda m: f'url: "{m.group(1)}\\nRUN {PWNED}"', text.split("package:", 1)[1], count=1).join(
+            [text.split("package:", 1)[0] + "package:", ""]).encode(),
+    }
+    mutations = [*_generic(valid, rng), *((name, content, True) for name, content in extra.items())]
+    for name, content, refuse in mutations:
+        for verb in VERBS:
+            yield Case(f"environment-yml/binder/conda-lock.yml: {name} [{verb[0]}{' ' + verb[1] if verb[1] != '{repo}' else ''}]", verb,
+                       template="environment-yml", files=locked.files(content), cwd_files=(("r2env_config.py", CONFIG.encode()),),
+                       must_refuse=refuse, names=("conda-lock.yml",), drop=isinstance(content, Unreadable))
+    for number in range(RANDOM_CASES // 3):
+        data = bytearray(valid)
+        for _ in range(rng.randint(1, 8)):
+            position = rng.randrange(len(data))
+            data[position:position] = rng.choice([b"\n", b"\x00", b"'", b'"', b"[", b"{", b"&a", b"*a", b"\t", b": ", b"- "])
+        verb = VERBS[number % len(VERBS)]
+        yield Case(f"environment-yml/binder/conda-lock.yml: random mutation {number} [{verb[0]}]", verb, template="environment-yml",
+                   files=locked.files(bytes(data)), cwd_files=(("r2env_config.py", CONFIG.encode()),), names=("conda-lock.yml",))
+
+
 def test_fuzz_options_and_arguments(lock_text: bytes) -> None:
     """Every option with hostile values (flags and r2env_config.py), sources and the argument checks of every verb."""
     cases = [*option_cases(), *argument_cases()]
@@ -582,3 +649,13 @@ def test_fuzz_declaration_files(lock_text: bytes) -> None:
     cases = list(file_cases(lock_text))
     assert len(cases) >= 600
     _assert_clean("declaration files", *run_all(cases, lock_text))
+
+
+def test_fuzz_conda_lock(lock_text: bytes, conda_locked: CondaLocked) -> None:
+    """conda-lock.yml, broken in every way we know and mutated at random; first a control: the valid pair plans."""
+    control = run_all([Case("environment-yml: the valid lock", ("plan", "{repo}"), template="environment-yml",
+                            files=conda_locked.files(conda_locked.conda_lock), cwd_files=(("r2env_config.py", CONFIG.encode()),))], lock_text)
+    assert [outcome.verdict for outcome in control[0]] == ["clean"] and control[0][0].rc == 0, report("control", *control)
+    cases = list(conda_lock_cases(conda_locked))
+    assert len(cases) >= 60
+    _assert_clean("conda-lock.yml", *run_all(cases, lock_text))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from packaging.requirements import InvalidRequirement, Requirement
 
 from r2env.errors import SpecError
+from r2env.grammars import excerpt
 
 # Options pip accepts inside a requirements file that take a value / take none.
 _VALUE_OPTIONS = {
@@ -95,10 +96,10 @@ def _local(where: str, reference: str) -> str:
     """A local reference r2env can install: a path with no shell or pip expansion, inside the repository."""
     target = reference.removeprefix("-e ").strip()
     if not _LOCAL.match(target.removeprefix("file:")):
-        raise SpecError(f"{where}: {_excerpt(target)} is not a path r2env can install",
+        raise SpecError(f"{where}: {excerpt(target)} is not a path r2env can install",
                         "write a path inside the repository (letters, digits and ./_+-@=,~), e.g. '-e .' or './pkg'")
     if not local_path(reference):
-        raise SpecError(f"{where}: {_excerpt(target)} is outside the repository",
+        raise SpecError(f"{where}: {excerpt(target)} is outside the repository",
                         "the image has only the repository: install a package from inside it, or a released version")
     return reference
 
@@ -107,23 +108,18 @@ def _url(where: str, target: str) -> str:
     if target.lower().startswith("file:"):
         return _local(where, target)  # a file: URL is a local reference: inside the repository or refused
     if any(c.isspace() or c in "`$\\\"'<>|;" for c in target):
-        raise SpecError(f"{where}: {_excerpt(target)} is not a URL pip can install", "quote nothing and expand nothing: write the URL itself")
+        raise SpecError(f"{where}: {excerpt(target)} is not a URL pip can install", "quote nothing and expand nothing: write the URL itself")
     if not _VCS.match(target) and not target.split("#", 1)[0].split("?", 1)[0].lower().endswith(_ARCHIVES):
-        raise SpecError(f"{where}: {_excerpt(target)} is a URL that names no package",
+        raise SpecError(f"{where}: {excerpt(target)} is a URL that names no package",
                         "write NAME @ URL, a URL to a wheel or sdist, or a git+https:// URL")
     return target
-
-
-def _excerpt(value: str) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def _check_hash(where: str, value: str) -> None:
     algorithm, _, digest = value.partition(":")
     length = _HASH_LENGTHS.get(algorithm.lower())
     if length is None or len(digest) != length or not _HEX.fullmatch(digest):
-        raise SpecError(f"{where}: --hash={_excerpt(value)} is not a hash pip can check",
+        raise SpecError(f"{where}: --hash={excerpt(value)} is not a hash pip can check",
                         "write --hash=sha256:<64 hex digits> (pip-compile --generate-hashes writes them)")
 
 
@@ -140,13 +136,13 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
         where = f"{path} line {number}"
         if "${" in line or "`" in line:
             # pip expands ${VAR} from its own environment, which is not the user's when the image is built.
-            raise SpecError(f"{where}: {_excerpt(line)} uses {'${…}' if '${' in line else 'a backtick'}, which r2env does not expand",
+            raise SpecError(f"{where}: {excerpt(line)} uses {'${…}' if '${' in line else 'a backtick'}, which r2env does not expand",
                             "write the value itself (environment variables are not passed to the build)")
         if line.startswith("-"):
             try:
                 words = shlex.split(line, posix=True)
             except ValueError as error:
-                raise SpecError(f"{where}: cannot split {_excerpt(line)} ({error})", "fix the quoting") from None
+                raise SpecError(f"{where}: cannot split {excerpt(line)} ({error})", "fix the quoting") from None
             head = words[0]
             option, _, attached = head.partition("=") if head.startswith("--") else (head[:2], "", head[2:])
             value = attached or (words[1] if len(words) > 1 else "")
@@ -176,7 +172,7 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
                 options.append(head)
                 continue
             raise SpecError(
-                f"{where}: unknown option {_excerpt(head)}",
+                f"{where}: unknown option {excerpt(head)}",
                 "remove it, or use an option pip accepts in requirements files",
             )
         for found in _HASH.finditer(line):
@@ -185,7 +181,7 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
         has_hash = target != line
         unknown = _OTHER_OPTION.search(target.split(";", 1)[0])
         if unknown:
-            raise SpecError(f"{where}: unsupported per-requirement option {_excerpt(unknown.group(1))}", "only --hash is supported")
+            raise SpecError(f"{where}: unsupported per-requirement option {excerpt(unknown.group(1))}", "only --hash is supported")
         hashed = hashed and has_hash
         if _URL.match(target):
             requirements.append(_url(where, target))
@@ -197,7 +193,7 @@ def parse_requirements(text: str, path: str) -> RequirementsFile:
                 local.append(_local(where, target))
                 continue
             raise SpecError(
-                f"{where}: {_excerpt(target)} is not a valid requirement",
+                f"{where}: {excerpt(target)} is not a valid requirement",
                 f"write it as NAME, NAME==VERSION or NAME>=VERSION ({str(error).splitlines()[0]})",
             ) from None
         if parsed.url and parsed.url.startswith("file:"):
