@@ -115,6 +115,9 @@ class Settings:
     labels: tuple[tuple[str, str], ...] = ()  # extra image labels: not in the spec digest
     build_args: tuple[tuple[str, str], ...] = ()  # extra build args (values may be secrets: never printed)
     build_memory: str = ""  # memory limit of each build step (Docker's notation); set by `r2env serve` (c.Serve.build_memory)
+    # Set by `r2env serve`, which builds what clients send: conda packages come from public addresses unless
+    # under the operator's conda channels or channel map (r2env/conda/packages.py check_public).
+    public_packages_only: bool = False
 
 
 def cli_traits(configurable: type[Configurable] = R2env) -> dict[str, Any]:

@@ -329,7 +329,8 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
     """Build; return whether every step came from the cache (no step ran)."""
     checkout, spec, publishing = planned.checkout, planned.spec, settings.publish
     if planned.conda is not None:
-        yield from ensure_package_image(engine, planned.conda, settings.channel_map, ca_bundle(settings.fetch, os.environ), settings.no_cache)
+        trusted = settings.plan.conda_channels if settings.public_packages_only else None
+        yield from ensure_package_image(engine, planned.conda, settings.channel_map, ca_bundle(settings.fetch, os.environ), settings.no_cache, trusted)
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"building {image} with {engine.builder} ({len(spec.steps)} planned steps)")
     started: list[str] = []
     cached: set[int] = set()

@@ -9,7 +9,9 @@ builds work at all. The image is named by a digest of what it holds, so an uncha
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import socket
 import ssl
 import tempfile
 import urllib.error
@@ -66,20 +68,57 @@ def package_image(lock: CondaLockFile) -> str:
     return f"{_IMAGE}:{digest[:20]}"
 
 
-def _fetch(url: str, context: ssl.SSLContext) -> bytes:
+_PUBLIC_HINT = "a repository this server builds may use public channels only; the operator can allow a channel with c.R2env.conda_channel or c.R2env.channel_map"
+
+
+def check_public(url: str, lockfile: str, filename: str) -> None:
+    """For repositories `r2env serve` builds for its clients: the daemon's host fetches their conda packages, outside
+    the containers its firewall confines, so a lock must not make it read its own files or reach its loopback,
+    link-local (cloud metadata) or private network (issue 17). Names are resolved here; each redirect is checked again."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise BuildError(f"{lockfile}: {filename} would be read from {url}: this server fetches conda packages over http(s) only", _PUBLIC_HINT)
+    try:
+        infos = socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as error:
+        raise BuildError(f"{lockfile}: cannot resolve {parsed.hostname} for {filename} ({error})", "make the channel reachable") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        if not (mapped or address).is_global:
+            raise BuildError(f"{lockfile}: {filename} would be fetched from {parsed.hostname} ({address}), "
+                             "an address of this machine or its private network", _PUBLIC_HINT)
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a public address, for the same reason as check_public."""
+
+    def __init__(self, lockfile: str, filename: str) -> None:
+        self.lockfile, self.filename = lockfile, filename
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        check_public(newurl, self.lockfile, self.filename)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _fetch(url: str, context: ssl.SSLContext, redirects: urllib.request.HTTPRedirectHandler) -> bytes:
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
         return Path(urllib.parse.unquote(parsed.path)).read_bytes()
-    with urllib.request.urlopen(url, timeout=120, context=context) as response:  # noqa: S310 - http(s) only, checked below
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), redirects)
+    with opener.open(url, timeout=120) as response:  # http(s) only, checked by the caller
         data: bytes = response.read()
         return data
 
 
-def fetch_package(package: CondaPackage, url: str, context: ssl.SSLContext, lockfile: str) -> bytes:
+def fetch_package(package: CondaPackage, url: str, context: ssl.SSLContext, lockfile: str, public_only: bool = False) -> bytes:
     if urllib.parse.urlparse(url).scheme not in ("file", "http", "https"):
         raise BuildError(f"{lockfile}: {package.filename} has an unsupported URL {url}", "use https://, http:// or file:// channels")
+    if public_only:
+        check_public(url, lockfile, package.filename)
+    redirects = _CheckedRedirects(lockfile, package.filename) if public_only else urllib.request.HTTPRedirectHandler()
     try:
-        data = _fetch(url, context)
+        data = _fetch(url, context, redirects)
     except (OSError, urllib.error.URLError) as error:
         reason = getattr(error, "reason", None) or error.strerror or error
         raise BuildError(
@@ -97,12 +136,22 @@ def fetch_package(package: CondaPackage, url: str, context: ssl.SSLContext, lock
     return data
 
 
-def stage_packages(lock: CondaLockFile, channel_map: Sequence[tuple[str, str]], directory: Path, context: ssl.SSLContext) -> None:
-    """Write the package image's build context: a Dockerfile, the installer, records.json and pkgs/."""
+def _under(url: str, channels: Sequence[str]) -> bool:
+    return any(url == channel.rstrip("/") or url.startswith(channel.rstrip("/") + "/") for channel in channels)
+
+
+def stage_packages(lock: CondaLockFile, channel_map: Sequence[tuple[str, str]], directory: Path, context: ssl.SSLContext,
+                   trusted_channels: Sequence[str] | None = None) -> None:
+    """Write the package image's build context: a Dockerfile, the installer, records.json and pkgs/.
+
+    `trusted_channels` (the daemon's): only packages under these, or mapped by the operator's channel map, may come
+    from anywhere; the others must come from a public address (check_public). None: trust every URL (the CLI's)."""
     pkgs = directory / "pkgs"
     pkgs.mkdir(parents=True)
     for package in lock.packages:
-        (pkgs / package.filename).write_bytes(fetch_package(package, map_url(package.url, channel_map), context, lock.path))
+        url = map_url(package.url, channel_map)
+        public_only = trusted_channels is not None and url == package.url and not _under(url, trusted_channels)
+        (pkgs / package.filename).write_bytes(fetch_package(package, url, context, lock.path, public_only))
     (directory / "records.json").write_text(records_json(lock), encoding="utf-8")
     (directory / "conda_installer.py").write_bytes(INSTALLER.read_bytes())
     (directory / "Dockerfile").write_text(f"FROM scratch\nCOPY . {PACKAGES_DIR}/\n", encoding="utf-8")
@@ -116,7 +165,8 @@ def ssl_context(ca_bundle: str) -> ssl.SSLContext:
 
 
 def ensure_package_image(
-    engine: "Engine", lock: CondaLockFile, channel_map: Sequence[tuple[str, str]], ca_bundle: str, refetch: bool = False
+    engine: "Engine", lock: CondaLockFile, channel_map: Sequence[tuple[str, str]], ca_bundle: str, refetch: bool = False,
+    trusted_channels: Sequence[str] | None = None,
 ) -> Iterator[BuildEvent]:
     """Build the package image unless it exists (its name says what it holds); `refetch` (--no-cache) fetches anew."""
     from r2env.engine import BuildRequest
@@ -128,7 +178,7 @@ def ensure_package_image(
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"conda packages: fetching {len(lock.packages)} locked packages and checking their hashes")
     with tempfile.TemporaryDirectory(prefix="r2env-conda-pkgs-") as scratch:
         directory = Path(scratch)
-        stage_packages(lock, channel_map, directory, ssl_context(ca_bundle))
+        stage_packages(lock, channel_map, directory, ssl_context(ca_bundle), trusted_channels)
         request = BuildRequest(context=directory, dockerfile=directory / "Dockerfile", tag=image, labels={}, build_args={}, secrets={}, no_cache=refetch)
         for event in engine.build(request):
             if event.kind is Kind.RESULT:

@@ -78,7 +78,8 @@ class Builds:
                  changes: Changes, log: Callable[[str], None]) -> None:
         self.store = store
         # The daemon builds what was asked, locally: publishing and relocking are for the CLI and CI.
-        self.settings = replace(settings, publish=PublishSettings(), relock=False, ref="", build_memory=serve.build_memory)
+        self.settings = replace(settings, publish=PublishSettings(), relock=False, ref="", build_memory=serve.build_memory,
+                                public_packages_only=True)
         self.serve = serve
         self.image_exists = image_exists
         self.changes = changes
