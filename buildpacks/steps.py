@@ -140,17 +140,18 @@ def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
 def pip_install(arguments: str, stage: Stage, buildpack: str, description: str, repository_code: bool = False) -> Step:
     """pip runs in the repository's root, as in repo2docker: `-e .` means the repository wherever the file is.
     `repository_code`: it installs the repository's own packages, so it runs their setup.py or build backend
-    and gets the fetch settings without credentials (docs/user-guide.md, "What build steps can read")."""
+    and gets the fetch settings without credentials (docs/user-guide.md, "What build steps can read"), and
+    no shared pip cache: code that can write there could plant wheels for every later build on the engine."""
     return Step(
         kind="run",
         stage=stage,
         buildpack=buildpack,
         description=description,
-        script=f"pip install {arguments}",
+        script=f"pip install --no-cache-dir {arguments}" if repository_code else f"pip install {arguments}",
         user="user",
         secrets=PIP_SECRETS,
         repository_code=repository_code,
-        caches=("pip",),
+        caches=() if repository_code else ("pip",),
     )
 
 

@@ -220,3 +220,18 @@ def test_the_postbuild_step_cannot_reach_the_full_secret_files() -> None:
     assert run.repository_code and run.user == "user"
     line = [l for l in render_dockerfile(spec_of(ALL_REPO_KINDS)).splitlines() if l.startswith("RUN") and "./postBuild" in l][0]
     assert re.findall(r"r2env-env-[\w-]+", line) and all(n.endswith("-public") for n in re.findall(r"r2env-env-[\w-]+", line))
+
+
+def test_repository_code_mounts_no_shared_cache() -> None:
+    # The pip cache mount is shared by every build on the engine: a setup.py or postBuild that could write there
+    # could plant wheels or cached index answers for other repositories' builds (issue 17).
+    spec = spec_of(ALL_REPO_KINDS)
+    code = [s for s in spec.steps if s.repository_code]
+    assert {s.stage.name for s in code} == {"REPO", "POST_BUILD"}
+    assert all(not s.caches for s in code)
+    lines = [line for line in render_dockerfile(spec).splitlines() if line.startswith("RUN ")]
+    for s in code:
+        (line,) = [line for line in lines if line.endswith(s.script)]
+        assert "type=cache" not in line and "PIP_CACHE_DIR" not in line, line
+    assert any("id=r2env-pip" in line for line in lines)  # r2env's own install steps keep the cache
+    assert all("--no-cache-dir" in s.script for s in code if "pip install" in s.script)

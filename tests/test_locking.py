@@ -724,11 +724,11 @@ def test_a_locked_plan_pins_every_debian_package(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "install"),
     [
-        ({"setup.py": "from setuptools import setup\nsetup(name='demo-pkg')\n", "requirements.txt": "requests==2.32.3\n"}, "pip install --no-deps ."),
+        ({"setup.py": "from setuptools import setup\nsetup(name='demo-pkg')\n", "requirements.txt": "requests==2.32.3\n"}, "pip install --no-cache-dir --no-deps ."),
         ({"pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n[project]\nname = "demo-pkg"\nversion = "0.1"\ndependencies = ["requests"]\n'},
-         "pip install --no-deps ."),
-        ({"requirements.txt": "requests==2.32.3\n-e .\n", "setup.py": "from setuptools import setup\nsetup(name='demo-pkg')\n"}, "pip install --no-deps -e ."),
-        ({"requirements.txt": "requests==2.32.3\n./vendored/pkg\n", "vendored/pkg/setup.py": "# pkg\n"}, "pip install --no-deps ./vendored/pkg"),
+         "pip install --no-cache-dir --no-deps ."),
+        ({"requirements.txt": "requests==2.32.3\n-e .\n", "setup.py": "from setuptools import setup\nsetup(name='demo-pkg')\n"}, "pip install --no-cache-dir --no-deps -e ."),
+        ({"requirements.txt": "requests==2.32.3\n./vendored/pkg\n", "vendored/pkg/setup.py": "# pkg\n"}, "pip install --no-cache-dir --no-deps ./vendored/pkg"),
     ],
     ids=["setup.py", "pyproject.toml", "-e . in requirements.txt", "a local path in requirements.txt"],
 )

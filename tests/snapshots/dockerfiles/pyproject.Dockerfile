@@ -34,7 +34,7 @@ RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-e
 # [repo] the repository's contents
 COPY --chown=1000:1000 . /home/jovyan/
 # [repo] python: install the repository (pyproject.toml)
-RUN --mount=type=secret,id=r2env-env-ca-public,mode=0444 --mount=type=secret,id=r2env-env-proxy-public,mode=0444 --mount=type=secret,id=r2env-env-index-public,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-pip,target=/tmp/r2env-pip-cache,uid=1000,gid=1000 for s in /run/secrets/r2env-env-ca-public /run/secrets/r2env-env-proxy-public /run/secrets/r2env-env-index-public ; do if [ -f $s ]; then . $s; fi; done && export SOURCE_DATE_EPOCH=1704067200 && export PIP_CACHE_DIR=/tmp/r2env-pip-cache && pip install .
+RUN --mount=type=secret,id=r2env-env-ca-public,mode=0444 --mount=type=secret,id=r2env-env-proxy-public,mode=0444 --mount=type=secret,id=r2env-env-index-public,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 for s in /run/secrets/r2env-env-ca-public /run/secrets/r2env-env-proxy-public /run/secrets/r2env-env-index-public ; do if [ -f $s ]; then . $s; fi; done && export SOURCE_DATE_EPOCH=1704067200 && pip install --no-cache-dir .
 ENTRYPOINT ["/usr/local/bin/r2env-entrypoint"]
 CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
 LABEL org.r2env.version="0.1.0"
