@@ -32,6 +32,9 @@ REFUSED = [
     ("FROM $UNSET\n", "an image named through a variable"),
     ("FROM debian:bookworm\nCOPY --from=169.254.169.254/x /a /b\n", "COPY --from 169.254.169.254/x"),
     ("FROM debian:bookworm\nRUN --mount=type=bind,from=127.0.0.1:5000/x,target=/m true\n", "RUN --mount from 127.0.0.1:5000/x"),
+    ("FROM debian:bookworm\nRUN --mount=type=cache,id=r2env-pip,target=/c cp evil.whl /c/\n",
+     "line 2: RUN --mount id=r2env-pip: r2env's own build caches are not available"),
+    ("FROM debian:bookworm\nRUN --mount=target=/v,type=cache,id=R2ENV-APT-LISTS true\n", "RUN --mount id=R2ENV-APT-LISTS:"),
 ]
 
 ACCEPTED = [

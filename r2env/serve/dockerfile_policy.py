@@ -93,9 +93,15 @@ def check_dockerfile_text(text: str, name: str) -> None:
                 option = flag.split("=", 1)[0]
                 if option not in _ALLOWED_RUN_FLAGS:
                     _refuse(name, line, f"RUN {_short(flag)} is not allowed by this server", "remove the flag")
-                for part in flag.split("=", 1)[-1].split(","):
-                    if part.startswith("from="):
-                        _check_stage_or_image(part.removeprefix("from="), stages, name, line, "RUN --mount from")
+                parts = dict(part.split("=", 1) if "=" in part else (part, "") for part in flag.split("=", 1)[-1].split(","))
+                if "from" in parts:
+                    _check_stage_or_image(parts["from"], stages, name, line, "RUN --mount from")
+                # r2env's own cache mounts are shared by every build on the engine: a repository's Dockerfile that
+                # mounted one could plant wheels or apt packages for the next repository built (issue 17).
+                cache_id = parts.get("id") or parts.get("target") or parts.get("dst") or parts.get("destination") or ""
+                if parts.get("type") == "cache" and cache_id.lower().startswith("r2env-"):
+                    _refuse(name, line, f"RUN --mount id={_short(cache_id)}: r2env's own build caches are not available to a repository's Dockerfile on this server",
+                            "use a cache id of your own, e.g. --mount=type=cache,target=/root/.cache")
 
 
 def _check_stage_or_image(reference: str, stages: set[str], name: str, line: int, where: str) -> None:
