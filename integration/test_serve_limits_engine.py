@@ -1,6 +1,7 @@
 """The daemon's limits on the real engine: a notebook server's memory, CPU and pids limits reach its cgroup, the
-classic builder stops a build step past c.Serve.build_memory, and BuildKit through the docker CLI does not (Docker
-Engine 20.10 ignores `docker build --memory`; the engine logs say so instead of pretending). Images are named
+classic builder stops a build step past c.Serve.build_memory, BuildKit through the docker CLI does not (Docker
+Engine 20.10 ignores `docker build --memory`; the engine logs say so instead of pretending), but a limit on the
+engine's BuildKit cgroup, as the daemon sets it, does. Images are named
 r2env-it/h17-* and removed at the end; base debian:bookworm must exist (integration/support.py makes it elsewhere)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from r2env.engine import BuildRequest, DockerEngine, find_buildkit_cli
 from r2env.errors import BuildError
 from r2env.events import Kind
 from r2env.launch.container import ContainerRequest
+from r2env.serve.build_cgroup import BuildkitMemoryLimit
 
 BASE = "debian:bookworm"
 # `tail` keeps a line in memory until its end: 400 MiB of zeros without a newline need 400 MiB of memory.
@@ -69,3 +71,29 @@ def test_buildkit_through_the_docker_cli_cannot_limit_a_build_step_and_says_so(b
     assert (events[0].kind, events[0].message) == (Kind.INFO, "memory limit 64m not applied: BuildKit through the docker CLI cannot limit build steps")
     # The step ran with 400 MiB: the documented limitation, not a silent one.
     assert any("ALLOCATED-OK" in event.message for event in events)
+
+
+def test_the_daemons_buildkit_limit_kills_a_step_past_it_and_is_put_back(base: str, tmp_path: Path, engine: docker.DockerClient) -> None:
+    """r2env/serve/build_cgroup.py on the engine's own cgroup: what `r2env serve` installs when it starts."""
+    if find_buildkit_cli() is None or shutil.which("docker") is None:
+        pytest.skip("no docker CLI that drives BuildKit")
+    buildkit = DockerEngine.connect()
+    assert buildkit.cgroup_driver() == "cgroupfs"  # what .ci/run's dockerd uses: the limit must apply in CI
+    (tmp_path / "Dockerfile").write_text(ALLOCATE)
+    request = BuildRequest(tmp_path, tmp_path / "Dockerfile", "r2env-it/h17-memory:cgroup", {}, {}, {}, no_cache=True)
+    limit = BuildkitMemoryLimit(64 << 20)
+    where = Path(limit.install())
+    limit_file = where / "memory.limit_in_bytes" if (where / "memory.limit_in_bytes").exists() else where / "memory.max"
+    previous = [value for path, value, _ in limit._written]
+    try:
+        assert int(limit_file.read_text()) <= 64 << 20
+        with pytest.raises(BuildError, match="137"):
+            list(buildkit.build(request))
+    finally:
+        limit.remove()
+    assert limit_file.read_text().strip() == previous[0]
+    try:
+        events = list(buildkit.build(request))  # the same step, with the engine's own limits back
+        assert any("ALLOCATED-OK" in event.message for event in events)
+    finally:
+        engine.images.remove("r2env-it/h17-memory:cgroup", force=True)

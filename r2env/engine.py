@@ -363,6 +363,13 @@ class DockerEngine:
             return ""
         return str((attrs.get("Options") or {}).get("com.docker.network.bridge.name") or "")
 
+    def cgroup_driver(self) -> str:
+        """"cgroupfs" or "systemd" (where the engine puts containers' and BuildKit steps' cgroups); "" if unknown."""
+        try:
+            return str(self._client.info().get("CgroupDriver") or "")
+        except docker.errors.DockerException:
+            return ""
+
     def is_podman(self) -> bool:
         components = self._client.version().get("Components") or []
         return any("podman" in str(c.get("Name", "")).lower() for c in components)
