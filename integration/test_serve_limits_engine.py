@@ -81,7 +81,7 @@ def test_the_daemons_buildkit_limit_kills_a_step_past_it_and_is_put_back(base: s
     assert buildkit.cgroup_driver() == "cgroupfs"  # what .ci/run's dockerd uses: the limit must apply in CI
     (tmp_path / "Dockerfile").write_text(ALLOCATE)
     request = BuildRequest(tmp_path, tmp_path / "Dockerfile", "r2env-it/h17-memory:cgroup", {}, {}, {}, no_cache=True)
-    limit = BuildkitMemoryLimit(64 << 20)
+    limit = BuildkitMemoryLimit(64 << 20, record=tmp_path / "record.json")
     where = Path(limit.install())
     limit_file = where / "memory.limit_in_bytes" if (where / "memory.limit_in_bytes").exists() else where / "memory.max"
     previous = [value for path, value, _ in limit._written]

@@ -11,11 +11,13 @@ Only for an engine on this machine with the cgroupfs driver; anything else is re
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+RECORD = Path("/run/r2env-serve-buildkit-memory.json")
 PARENT = "docker/buildkit"  # the cgroupfs driver's parent ("/docker") + BuildKit's "buildkit"
 
 
@@ -27,6 +29,7 @@ class CgroupUnavailable(Exception):
 class BuildkitMemoryLimit:
     limit: int  # bytes, for all BuildKit steps together
     root: Path = CGROUP_ROOT
+    record: Path = RECORD
     _written: list[tuple[Path, str, str]] = field(default_factory=list)  # (file, previous value, our value)
 
     def files(self) -> list[tuple[Path, str]]:
@@ -46,6 +49,11 @@ class BuildkitMemoryLimit:
         """Set the limit; return where. CgroupUnavailable (nothing left changed) when it cannot."""
         files = self.files()
         folder = files[0][0].parent
+        owner = _read_record(self.record)
+        if owner is not None and not _alive(owner[0]):
+            _restore(owner[1])  # a daemon that was killed: its limit goes first
+            self.record.unlink(missing_ok=True)
+            owner = None
         try:
             folder.mkdir(parents=True, exist_ok=True)  # made by the first BuildKit build otherwise; it is the same cgroup
             for path, value in files:
@@ -54,6 +62,8 @@ class BuildkitMemoryLimit:
                 previous = path.read_text().strip()
                 path.write_text(value)
                 self._written.append((path, previous, value))
+            if owner is None:  # a running daemon's record stays: its values are the ones to put back in the end
+                self.record.write_text(json.dumps({"pid": os.getpid(), "written": [[str(p), old, new] for p, old, new in self._written]}))
         except OSError as error:
             self.remove()
             raise CgroupUnavailable(f"cannot set {folder}: {error.strerror or error}") from None
@@ -61,13 +71,42 @@ class BuildkitMemoryLimit:
 
     def remove(self) -> None:
         """Put back what was there, unless someone changed it since (another daemon's limit is not ours to undo)."""
-        for path, previous, value in reversed(self._written):  # raise swap+memory before memory
-            try:
-                if path.read_text().strip() == _normal(path, value):
-                    path.write_text(previous)
-            except OSError:
-                pass
+        _restore(self._written)
+        owner = _read_record(self.record)
+        if owner is not None and owner[0] == os.getpid():
+            self.record.unlink(missing_ok=True)
         self._written.clear()
+
+
+def _restore(written: list[tuple[Path, str, str]]) -> None:
+    for path, previous, value in reversed(written):  # raise swap+memory before memory
+        try:
+            if path.read_text().strip() == _normal(path, value):
+                path.write_text(previous)
+        except OSError:
+            pass
+
+
+def _read_record(record: Path) -> tuple[int, list[tuple[Path, str, str]]] | None:
+    try:
+        data = json.loads(record.read_text())
+        return int(data["pid"]), [(Path(path), str(old), str(new)) for path, old, new in data["written"]]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return (0, [])  # unreadable: treated as a dead daemon's, with nothing to put back
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _accounts_swap(memory_root: Path) -> bool:

@@ -20,7 +20,7 @@ from r2env.serve.app import make_app
 from r2env.serve.builds import Builds, Changes
 from r2env.option_checks import memory_bytes
 from r2env.serve.config import ServeSettings
-from r2env.serve.build_cgroup import CGROUP_ROOT, BuildkitMemoryLimit, CgroupUnavailable
+from r2env.serve.build_cgroup import CGROUP_ROOT, RECORD, BuildkitMemoryLimit, CgroupUnavailable
 from r2env.serve.firewall import BridgeFirewall, available_tools
 from r2env.serve.connections import RESERVED_FILES, install_logging, listen, loop_exception_handler, raise_file_limit, scrub
 from r2env.serve.launches import DaemonEngine, Launches
@@ -111,7 +111,8 @@ def _firewall(engine: "DockerEngine") -> BridgeFirewall:
     return firewall
 
 
-def _buildkit_memory_limit(engine: "DockerEngine", serve: ServeSettings, root: Path = CGROUP_ROOT) -> BuildkitMemoryLimit | None:
+def _buildkit_memory_limit(engine: "DockerEngine", serve: ServeSettings, root: Path = CGROUP_ROOT,
+                           record: Path = RECORD) -> BuildkitMemoryLimit | None:
     """c.Serve.build_memory for BuildKit builds, which take no per-build limit: see r2env/serve/build_cgroup.py.
     Where it cannot be set, the daemon says why once and each build's log says the limit is not applied."""
     if not serve.build_memory or engine.builder != "buildkit":
@@ -121,7 +122,7 @@ def _buildkit_memory_limit(engine: "DockerEngine", serve: ServeSettings, root: P
         _log(f"build memory: BuildKit steps are not limited (the engine at {engine.host} is not on this machine or does not use the "
              "cgroupfs driver): limit the engine itself, or use the classic builder (docs/serve.md, Limits)")
         return None
-    limit = BuildkitMemoryLimit(total, root)
+    limit = BuildkitMemoryLimit(total, root, record)
     try:
         where = limit.install()
     except CgroupUnavailable as error:
