@@ -179,14 +179,23 @@ def old_python_packages(python: str = "/usr/bin/python3.11") -> list[Package]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str] | None = None  # the paths asked for, when a test wants to know
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         pass
 
+    def do_GET(self) -> None:
+        if self.requests is not None:
+            self.requests.append(self.path)
+        super().do_GET()
+
 
 @contextlib.contextmanager
-def serve_directory(directory: Path) -> Iterator[str]:
-    """A channel on a loopback http server, as a site's private mirror would be; yields its URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(directory)))
+def serve_directory(directory: Path, requests: list[str] | None = None) -> Iterator[str]:
+    """A channel on a loopback http server, as a site's private mirror would be; yields its URL.
+    `requests`, if given, receives the path of every GET."""
+    handler = type("Handler", (_QuietHandler,), {"requests": requests})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -7,13 +7,10 @@ and air-gapped mirrors work), and the operator's channels and channel map are tr
 
 from __future__ import annotations
 
-import functools
-import http.server
 import ssl
-import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -21,34 +18,18 @@ from r2env.conda.packages import _CheckedRedirects, check_public, stage_packages
 from r2env.errors import BuildError
 from r2env.parsers.conda_lock import CondaLockFile, parse_conda_lock
 
+from conda_channel import serve_directory
 from test_conda_lock import CONDA_LOCK, FIXTURE_CHANNEL, channel  # noqa: F401 - the channel fixture
 
 HINT = "a repository this server builds may use public channels only"
 
 
-class _Recording(http.server.SimpleHTTPRequestHandler):
-    requests: list[str] = []
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.requests.append(self.path)
-        super().do_GET()
-
-
 @pytest.fixture
 def loopback_channel(channel: Path) -> Iterator[tuple[str, list[str]]]:  # noqa: F811
     """The test channel served over http on 127.0.0.1, and the paths it was asked for."""
-    handler = type("Handler", (_Recording,), {"requests": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(channel)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.requests
-    finally:
-        server.shutdown()
-        server.server_close()
+    requests: list[str] = []
+    with serve_directory(channel, requests) as url:
+        yield url, requests
 
 
 def _locked_at(url: str) -> CondaLockFile:

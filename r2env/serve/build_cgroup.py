@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from r2env.serve.firewall import process_alive
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 RECORD = Path("/run/r2env-serve-buildkit-memory.json")
 PARENT = "docker/buildkit"  # the cgroupfs driver's parent ("/docker") + BuildKit's "buildkit"
@@ -50,7 +52,7 @@ class BuildkitMemoryLimit:
         files = self.files()
         folder = files[0][0].parent
         owner = _read_record(self.record)
-        if owner is not None and not _alive(owner[0]):
+        if owner is not None and not process_alive(owner[0]):
             _restore(owner[1])  # a daemon that was killed: its limit goes first
             self.record.unlink(missing_ok=True)
             owner = None
@@ -95,18 +97,6 @@ def _read_record(record: Path) -> tuple[int, list[tuple[Path, str, str]]] | None
         return None
     except (OSError, ValueError, KeyError, TypeError):
         return (0, [])  # unreadable: treated as a dead daemon's, with nothing to put back
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _accounts_swap(memory_root: Path) -> bool:

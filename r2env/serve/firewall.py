@@ -81,7 +81,7 @@ class BridgeFirewall:
         listed = self.run([tool, "-w", "-S"])
         for line in listed.stdout.splitlines():
             match = _CHAIN.match(line.strip())
-            if match and not _alive(int(match.group(2))):
+            if match and not process_alive(int(match.group(2))):
                 self._remove(tool, match.group(1))
 
     def _remove(self, tool: str, chain: str) -> None:
@@ -101,7 +101,10 @@ def available_tools() -> tuple[str, ...]:
     return ("iptables",) + (("ip6tables",) if shutil.which("ip6tables") else ())
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user's counts): whose leftovers may be cleaned up."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
