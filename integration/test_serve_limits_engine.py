@@ -16,7 +16,7 @@ from r2env.engine import BuildRequest, DockerEngine, find_buildkit_cli
 from r2env.errors import BuildError
 from r2env.events import Kind
 from r2env.launch.container import ContainerRequest
-from r2env.serve.build_cgroup import BuildkitMemoryLimit
+from r2env.serve.build_cgroup import BuildkitLimits
 
 BASE = "debian:bookworm"
 # `tail` keeps a line in memory until its end: 400 MiB of zeros without a newline need 400 MiB of memory.
@@ -81,7 +81,7 @@ def test_the_daemons_buildkit_limit_kills_a_step_past_it_and_is_put_back(base: s
     assert buildkit.cgroup_driver() == "cgroupfs"  # what .ci/run's dockerd uses: the limit must apply in CI
     (tmp_path / "Dockerfile").write_text(ALLOCATE)
     request = BuildRequest(tmp_path, tmp_path / "Dockerfile", "r2env-it/h17-memory:cgroup", {}, {}, {}, no_cache=True)
-    limit = BuildkitMemoryLimit(64 << 20, record=tmp_path / "record.json")
+    limit = BuildkitLimits(memory=64 << 20, record=tmp_path / "record.json")
     where = Path(limit.install())
     limit_file = where / "memory.limit_in_bytes" if (where / "memory.limit_in_bytes").exists() else where / "memory.max"
     previous = [value for path, value, _ in limit._written]
@@ -100,3 +100,27 @@ def test_the_daemons_buildkit_limit_kills_a_step_past_it_and_is_put_back(base: s
         assert any("ALLOCATED-OK" in event.message for event in events)
     finally:
         engine.images.remove("r2env-it/h17-memory:cgroup", force=True)
+
+
+def test_the_daemons_buildkit_pids_limit_stops_a_fork_bomb(base: str, tmp_path: Path, engine: docker.DockerClient) -> None:
+    if find_buildkit_cli() is None or shutil.which("docker") is None:
+        pytest.skip("no docker CLI that drives BuildKit")
+    # 200 sleeping processes at once: past a limit of 50 for all BuildKit steps, fork fails.
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm\nRUN for i in $(seq 200); do sleep 5 & done; wait && echo FORKED-OK\n")
+    buildkit = DockerEngine.connect()
+    request = BuildRequest(tmp_path, tmp_path / "Dockerfile", "r2env-it/h17-pids:cgroup", {}, {}, {}, no_cache=True)
+    limit = BuildkitLimits(pids=50, record=tmp_path / "record.json")
+    limit.install()
+    try:
+        seen: list[str] = []
+        with pytest.raises(BuildError, match="^build step failed: RUN for i in"):
+            for event in buildkit.build(request):
+                seen.append(event.message)
+        assert any("fork" in message.lower() or "resource temporarily unavailable" in message.lower() for message in seen), seen[-5:]
+    finally:
+        limit.remove()
+    try:
+        events = list(buildkit.build(request))
+        assert any("FORKED-OK" in event.message for event in events)
+    finally:
+        engine.images.remove("r2env-it/h17-pids:cgroup", force=True)

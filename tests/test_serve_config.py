@@ -159,6 +159,9 @@ def test_a_configured_token_shorter_than_32_characters_is_refused(
         ({"max_age": "-5"}, "--max-age = -5.0: is not allowed"),
         ({"launch_cpus": "inf"}, "--launch-cpus = inf: is not a finite number"),
         ({"launch_pids": "-1"}, "--launch-pids = -1: is not allowed"),
+        ({"build_cpus": "nan"}, "--build-cpus = nan: is not a finite number"),
+        ({"build_cpus": "-2"}, "--build-cpus = -2.0: is not allowed"),
+        ({"build_pids": "-1"}, "--build-pids = -1: is not allowed"),
         ({"launch_memory": "4 GB"}, "--launch-memory = '4 GB': is not a size"),
         ({"build_memory": "0"}, "--build-memory = '0': is not a size"),
         ({"max_repo_size": "lots"}, "--max-repo-size = 'lots': is not a size"),
@@ -173,6 +176,7 @@ def test_bad_limits_stop_the_daemon_before_it_starts(isolated_cwd: Path, overrid
 def test_the_daemons_limits_have_defaults_and_may_be_turned_off(isolated_cwd: Path) -> None:
     settings = load_serve_config(None, {}, {})
     assert (settings.launch_memory, settings.launch_cpus, settings.launch_pids, settings.build_memory) == ("4g", 1.0, 1024, "4g")
+    assert (settings.build_cpus, settings.build_pids) == (2.0, 4096)
     assert (settings.max_age, settings.max_queued, settings.max_repo_size) == (8 * 3600.0, 20, 1 << 30)
     assert (settings.max_connections, settings.max_client_connections, settings.request_timeout) == (512, 64, 20.0)
     off = load_serve_config(None, {"launch_memory": "", "launch_cpus": "0", "launch_pids": "0", "build_memory": "",

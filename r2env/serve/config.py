@@ -46,7 +46,9 @@ class Serve(Configurable):
     launch_memory = Unicode("4g", help="Memory limit of each notebook server unless c.R2env.memory is set; empty = none.").tag(config=True)
     launch_cpus = Float(1.0, help="CPU limit of each notebook server unless c.R2env.cpus is set; 0 = none.").tag(config=True)
     launch_pids = Int(1024, help="Processes and threads each notebook server may have; 0 = no limit.").tag(config=True)
-    build_memory = Unicode("4g", help="Memory limit of each build step (classic builder only: BuildKit through the docker CLI cannot limit it); empty = none.").tag(config=True)
+    build_memory = Unicode("4g", help="Memory limit of each build step (classic builder), or of each build's share of all BuildKit steps (times max_builds); empty = none.").tag(config=True)
+    build_cpus = Float(2.0, help="CPUs of each build's share of all BuildKit steps (times max_builds); 0 = none. Not applied by the classic builder.").tag(config=True)
+    build_pids = Int(4096, help="Processes and threads of each build's share of all BuildKit steps (times max_builds); 0 = none. Not applied by the classic builder.").tag(config=True)
     max_repo_size = Unicode("1g", help="Largest git mirror of a requested repository; a clone or fetch that grows past it is stopped; empty = no limit.").tag(config=True)
     max_connections = Int(512, help="Open HTTP connections at once; more are refused (503).").tag(config=True)
     max_client_connections = Int(64, help="Open HTTP connections at once from one client address; more are refused (503).").tag(config=True)
@@ -73,6 +75,8 @@ class ServeSettings:
     launch_cpus: float = 0.0
     launch_pids: int = 0
     build_memory: str = ""
+    build_cpus: float = 0.0
+    build_pids: int = 0
     max_repo_size: int = 0  # bytes; 0: no limit
     max_connections: int = 512
     max_client_connections: int = 64
@@ -98,11 +102,12 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
     for name in ("build_timeout", "resolve_timeout", "request_timeout"):
         if not values[name] > 0:  # not `<= 0`: NaN compares false with everything (wait_for(nan) times out at once)
             raise values.refuse(name, "is not allowed", "give a number of seconds above 0")
-    for name in ("max_age", "launch_cpus"):
+    for name in ("max_age", "launch_cpus", "build_cpus"):
         if not 0 <= values[name] < float("inf"):  # NaN, negative and infinite values are refused alike
             raise values.refuse(name, "is not allowed", "give 0 (no limit) or a number above 0")
-    if values["launch_pids"] < 0:
-        raise values.refuse("launch_pids", "is not allowed", "give 0 (no limit) or a number of processes")
+    for name in ("launch_pids", "build_pids"):
+        if values[name] < 0:
+            raise values.refuse(name, "is not allowed", "give 0 (no limit) or a number of processes")
     for name in ("launch_memory", "build_memory"):
         _size(values, name)
     token = values["token"] or environ.get("R2ENV_SERVE_TOKEN", "")
@@ -143,6 +148,8 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
         launch_cpus=values["launch_cpus"],
         launch_pids=values["launch_pids"],
         build_memory=values["build_memory"].strip(),
+        build_cpus=values["build_cpus"],
+        build_pids=values["build_pids"],
         max_repo_size=_size(values, "max_repo_size"),
         max_connections=values["max_connections"],
         max_client_connections=values["max_client_connections"],

@@ -20,7 +20,7 @@ from r2env.serve.app import make_app
 from r2env.serve.builds import Builds, Changes
 from r2env.option_checks import memory_bytes
 from r2env.serve.config import ServeSettings
-from r2env.serve.build_cgroup import CGROUP_ROOT, RECORD, BuildkitMemoryLimit, CgroupUnavailable
+from r2env.serve.build_cgroup import CGROUP_ROOT, RECORD, BuildkitLimits, CgroupUnavailable
 from r2env.serve.firewall import BridgeFirewall, available_tools
 from r2env.serve.connections import RESERVED_FILES, install_logging, listen, loop_exception_handler, raise_file_limit, scrub
 from r2env.serve.launches import DaemonEngine, Launches
@@ -81,14 +81,14 @@ def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = F
                          "give a writable --state-dir; a damaged database can be moved away (its builds are forgotten)") from None
     try:
         firewall = _firewall(engine) if serve_settings.block_host_network else None
-        build_limit = _buildkit_memory_limit(engine, serve_settings)
-        if build_limit is not None:  # applied to the engine's BuildKit as a whole: not a per-build option any more
+        build_limits = _buildkit_limits(engine, serve_settings)
+        if build_limits is not None:  # applied to the engine's BuildKit as a whole: not a per-build option any more
             serve_settings = replace(serve_settings, build_memory="")
         try:
             asyncio.run(_run(store, engine, settings, serve_settings, new_token, out))
         finally:
-            if build_limit is not None:
-                build_limit.remove()
+            if build_limits is not None:
+                build_limits.remove()
             if firewall is not None:
                 firewall.remove()
     finally:
@@ -111,27 +111,33 @@ def _firewall(engine: "DockerEngine") -> BridgeFirewall:
     return firewall
 
 
-def _buildkit_memory_limit(engine: "DockerEngine", serve: ServeSettings, root: Path = CGROUP_ROOT,
-                           record: Path = RECORD) -> BuildkitMemoryLimit | None:
-    """c.Serve.build_memory for BuildKit builds, which take no per-build limit: see r2env/serve/build_cgroup.py.
-    Where it cannot be set, the daemon says why once and each build's log says the limit is not applied."""
-    if not serve.build_memory or engine.builder != "buildkit":
-        return None  # the classic builder limits each step itself
-    total = (memory_bytes(serve.build_memory) or 0) * serve.max_builds
+def _buildkit_limits(engine: "DockerEngine", serve: ServeSettings, root: Path = CGROUP_ROOT, record: Path = RECORD) -> BuildkitLimits | None:
+    """c.Serve.build_memory, build_cpus and build_pids for BuildKit builds, which take no per-build limit: see
+    r2env/serve/build_cgroup.py. Where they cannot be set, the daemon says why once (and each build's log says the
+    memory limit is not applied)."""
+    if not (serve.build_memory or serve.build_cpus or serve.build_pids):
+        return None
+    if engine.builder != "buildkit":  # the classic builder limits each step's memory itself, and nothing else
+        if serve.build_cpus or serve.build_pids:
+            _log("build limits: c.Serve.build_cpus and build_pids are not applied by the classic builder")
+        return None
+    limits = BuildkitLimits((memory_bytes(serve.build_memory) or 0) * serve.max_builds if serve.build_memory else 0,
+                            serve.build_cpus * serve.max_builds, serve.build_pids * serve.max_builds, root, record)
     if not engine.host.startswith("unix://") or engine.cgroup_driver() != "cgroupfs":
-        _log(f"build memory: BuildKit steps are not limited (the engine at {engine.host} is not on this machine or does not use the "
+        _log(f"build limits: BuildKit steps are not limited (the engine at {engine.host} is not on this machine or does not use the "
              "cgroupfs driver): limit the engine itself, or use the classic builder (docs/serve.md, Limits)")
         return None
-    limit = BuildkitMemoryLimit(total, root, record)
     try:
-        where = limit.install()
+        where = limits.install()
     except CgroupUnavailable as error:
-        _log(f"build memory: BuildKit steps are not limited ({error}): run the daemon as root on the engine's host, "
+        _log(f"build limits: BuildKit steps are not limited ({error}): run the daemon as root on the engine's host, "
              "or limit the engine itself (docs/serve.md, Limits)")
         return None
-    _log(f"build memory: all BuildKit build steps together limited to {total:,} bytes "
-         f"(c.Serve.build_memory {serve.build_memory} x c.Serve.max_builds {serve.max_builds}) in {where}")
-    return limit
+    asked = [f"memory {limits.memory:,} bytes" if limits.memory else "", f"{limits.cpus:g} CPUs" if limits.cpus else "",
+             f"{limits.pids} processes" if limits.pids else ""]
+    _log(f"build limits: all BuildKit build steps together limited to {', '.join(a for a in asked if a)} "
+         f"(c.Serve.build_* x c.Serve.max_builds {serve.max_builds}) in {where}")
+    return limits
 
 
 def _lock_state(state_dir: Path) -> IO[str]:
