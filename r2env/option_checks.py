@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from packaging.requirements import InvalidRequirement, Requirement
 
 from r2env.errors import UsageError
-from r2env.redact import excerpt
+from r2env.redact import shorten
 
 # useradd's portable name rule (Debian's adduser NAME_REGEX, `man 8 useradd`): a lower-case letter, then lower-case
 # letters, digits, `-` and `_`; at most 32 characters (utmp's UT_NAMESIZE). The name is a path (/home/NAME),
@@ -64,7 +64,7 @@ class Values:
 
     def refuse(self, name: str, problem: str, hint: str) -> UsageError:
         """The error for a bad value of `name`: where it was set, an excerpt of it, what is wrong, what to give."""
-        return UsageError(f"{self.origin(name)} = {excerpt(repr(self.values[name]), 120)}: {problem}", hint)
+        return UsageError(f"{self.origin(name)} = {shorten(repr(self.values[name]), 120)}: {problem}", hint)
 
 
 def check_single_line(values: Values) -> None:

@@ -42,7 +42,7 @@ def one_line(text: str) -> str:
     return _CONTROL.sub(_escape, text)
 
 
-def excerpt(text: str, limit: int = LINE_LIMIT) -> str:
+def shorten(text: str, limit: int = LINE_LIMIT) -> str:
     """`text` if it has at most `limit` characters, else its start and end around a count of what was left out."""
     if len(text) <= limit:
         return text
@@ -52,11 +52,11 @@ def excerpt(text: str, limit: int = LINE_LIMIT) -> str:
 
 
 def _shorten_word(match: re.Match[str]) -> str:
-    return excerpt(match.group(), WORD_LIMIT)
+    return shorten(match.group(), WORD_LIMIT)
 
 
 def safe_line(text: str, limit: int = LINE_LIMIT) -> str:
     """One printable line of at most about `limit` characters, without credentials: how errors are shown."""
     text = one_line(redact(text))
     text = _LONG_SPACE.sub(lambda m: f" …[{len(m.group()):,} blanks]… ", text)
-    return excerpt(_LONG_WORD.sub(_shorten_word, text), limit)
+    return shorten(_LONG_WORD.sub(_shorten_word, text), limit)

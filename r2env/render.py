@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Iterator
 
 from r2env.errors import SpecError
-from r2env.redact import excerpt
+from r2env.redact import shorten
 from r2env.spec import BuildSecret, ImageSpec, Stage, Step
 
 # Build secrets are BuildKit secret mounts: they are readable during a step and absent from every layer
@@ -137,7 +137,7 @@ def refuse_unsafe_values(spec: ImageSpec) -> None:
     for path, text in _strings(spec, ""):
         if _CONTROL.search(_CONTINUATION.sub("", text) if path.endswith(".script") else text):
             raise SpecError(
-                f"the image spec's {path} = {excerpt(repr(text), 120)} contains a newline or control character",
+                f"the image spec's {path} = {shorten(repr(text), 120)} contains a newline or control character",
                 "a declaration file, r2env.lock or an option gives a value on two lines: fix it (r2env refuses to render it into the Dockerfile)",
             )
 

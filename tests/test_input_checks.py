@@ -17,7 +17,7 @@ from r2env.cli import main
 from r2env.config import load_config
 from r2env.errors import SourceError, SpecError, UsageError
 from r2env.lock import resolve
-from r2env.redact import LINE_LIMIT, excerpt, one_line, redact, safe_line
+from r2env.redact import LINE_LIMIT, shorten, one_line, redact, safe_line
 from r2env.render import render_dockerfile
 from r2env.serve.app import error_body
 from r2env.serve.config import load_serve_config
@@ -64,7 +64,7 @@ def test_redact_keeps_urls_without_a_password() -> None:
 
 def test_excerpt_keeps_both_ends_and_counts_the_rest() -> None:
     text = "start-" + "x" * 100_000 + "-end"
-    short = excerpt(text, 100)
+    short = shorten(text, 100)
     assert len(short) < 140 and short.startswith("start-") and short.endswith("-end") and "characters]" in short
 
 
