@@ -36,6 +36,9 @@ class PlanContext:
     pins_source: str = ""
     conda: CondaLockFile | None = None  # the conda-lock.yml r2env.lock refers to, read for its platform
     suite: str = "bookworm"  # Debian suite of the base image
+    cran_mirror: str = ""  # R: the repository template (r2env/r/snapshot.py)
+    r_builds_url: str = ""  # R: where R builds Debian does not ship come from (r2env/r/versions.py)
+    base_fixed: bool = False  # --base-image was given: its suite stays
 
 
 @dataclass(frozen=True)
@@ -57,3 +60,6 @@ class Buildpack:
     # A primary that brings its own Python (a conda environment): the interpreter the plan shows, and the prefix
     # the notebook server runs from. None: the plan chooses a Python for the repository.
     environment: Callable[[RepoFacts, CondaLockFile | None], tuple[Interpreter, str]] | None = None
+    # A primary whose packages exist for one Debian suite only (R 4.5 is trixie's): (facts, default suite,
+    # whether --base-image fixes it) -> the suite of the base image.
+    suite: Callable[[RepoFacts, str, bool], str] | None = None

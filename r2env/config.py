@@ -19,8 +19,10 @@ from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.launch.launcher import LaunchOptions
 from r2env.option_checks import (Values, check_image_reference, check_launch, check_requirement, check_single_line,
-                                 check_user, expand_path, is_finite)
+                                 check_url_template, check_user, expand_path, is_finite)
 from r2env.options import check_repo_dir, check_subdir, parse_build_args, parse_labels
+from r2env.r.snapshot import DEFAULT_CRAN_MIRROR
+from r2env.r.versions import DEFAULT_R_BUILDS_URL
 from r2env.plan import DEFAULT_SERVER, ENV_PREFIX, PlanOptions
 from r2env.spec import CONDA_DIR
 from r2env.registry import check_tag, parse_reference
@@ -53,6 +55,8 @@ class R2env(Configurable):
     conda_channel = List(Unicode(), [], help="Conda channels to lock from instead of environment.yml's (names or URLs: an https mirror, a loopback http server, file:///path); default its channels, else conda-forge.").tag(config=True)
     channel_map = List(Unicode(), [], help="FROM=TO: fetch locked conda packages from TO where the lock says FROM (a mirror or an air-gapped copy of a channel).").tag(config=True)
     conda_pypi_lookup = Unicode("", help="PyPI-to-conda name mapping for conda-lock (file or URL); default conda-lock's own, downloaded.").tag(config=True)
+    cran_mirror = Unicode(DEFAULT_CRAN_MIRROR, help="CRAN-like repository for R packages; {date} is runtime.txt's snapshot date (or latest), {suite} the Debian codename.").tag(config=True)
+    r_builds_url = Unicode(DEFAULT_R_BUILDS_URL, help="Where R versions Debian does not ship come from: Posit's R builds; {platform} and {version} are filled in.").tag(config=True)
     builder = Enum(["auto", "classic"], "auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder.").tag(config=True)
     gpu = Bool(False, help="Plan a GPU image: a CUDA base and torch's CUDA wheel index, chosen from the pinned torch, tensorflow or jax.").tag(config=True)
     cuda = Unicode("", help="CUDA version of a GPU image (implies --gpu), e.g. 12.4; default the newest the pinned frameworks share.").tag(config=True)
@@ -239,6 +243,8 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
             conda_channels=tuple(c.strip() for c in values["conda_channel"] if c.strip()),
             cuda=values["cuda"] or ("auto" if values["gpu"] else ""),
             target_repo_dir=check_repo_dir(values["target_repo_dir"], ENV_PREFIX, CONDA_DIR) if values["target_repo_dir"] else "",
+            cran_mirror=check_url_template(values, "cran_mirror"),
+            r_builds_url=check_url_template(values, "r_builds_url"),
         ),
         buildpacks=tuple(values["buildpacks"]),
         mirror=values["mirror"],

@@ -64,3 +64,11 @@ def excerpt(value: object, width: int = 80) -> str:
     """A bad value as an error shows it: its repr, cut to a line's worth."""
     shown = repr(value)
     return shown if len(shown) <= width else shown[: width - 3] + "..."
+
+
+# "Writing R Extensions" 1.1.1: a package name has letters, digits and periods, starts with a letter and does not
+# end with a period; a version is at least two non-negative integers separated by . or -.
+R_PACKAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.]{0,98}[A-Za-z0-9]$")
+R_PACKAGE_VERSION = re.compile(r"^[0-9]{1,9}(?:[.-][0-9]{1,9}){1,6}$")
+# An http(s) or file URL without spaces, quotes or shell metacharacters: R code and shell scripts name it.
+URL = re.compile(r"^(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?|file://)(?:/[A-Za-z0-9._~%+:@=,-]*)*$")

@@ -10,6 +10,8 @@ from packaging.specifiers import SpecifierSet
 from r2env.errors import SpecError
 from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.apt import parse_apt
+from r2env.parsers.description import Description, parse_description
+from r2env.parsers.renv_lock import RenvLock, parse_renv_lock
 from r2env.parsers.environment import CondaEnvironment, parse_environment
 from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock, pipfile_lock_local_references, pipfile_lock_python
 from r2env.parsers.pyproject import Pyproject, parse_pyproject
@@ -23,6 +25,8 @@ DECLARATION_FILES = (
     "setup.py", "pyproject.toml", "uv.lock", "poetry.lock", "runtime.txt", "apt.txt", "postBuild", "start",
     # Read by repo2docker's Julia, Nix and R buildpacks: r2env detects them so they are never ignored silently.
     "Project.toml", "JuliaProject.toml", "REQUIRE", "default.nix", "DESCRIPTION",
+    # R (buildpacks/r.py): install.R as repo2docker runs it, and renv's lock, which repo2docker does not read.
+    "install.R", "renv.lock",
 )
 # repo2docker reads these only when configuration lives at the root (no binder/ folder): the repository is then
 # itself a package.
@@ -51,6 +55,8 @@ class RepoFacts:
     runtime: Runtime | None = None  # runtime.txt where it applies (None where repo2docker ignores it)
     pipfile_local: tuple[str, ...] = ()  # the Pipfile(.lock)'s `path` packages as pip arguments ("-e ."), installed after the copy
     ignored: tuple[str, ...] = ()  # declaration files present but ignored, each with why ("runtime.txt (…)")
+    description: Description | None = None  # an R package's DESCRIPTION (root only, as in repo2docker)
+    renv_lock: RenvLock | None = None
 
     def has(self, name: str) -> bool:
         return name in self.files
@@ -215,7 +221,9 @@ def inspect(repo: RepoView) -> RepoFacts:
         pipfile_local = pipfile_lock_local_references(repo.read_text(path("Pipfile.lock")), path("Pipfile.lock"))
     else:
         pipfile_local = pipfile.local_references if pipfile else ()
+    description = parse_description(repo.read_text("DESCRIPTION"), "DESCRIPTION") if "DESCRIPTION" in files else None
+    renv_lock = parse_renv_lock(repo.read_text(path("renv.lock")), path("renv.lock")) if "renv.lock" in files else None
     return RepoFacts(
         config_dir, files, python, requirements, apt_packages, pyproject, pipfile, pipfile_lock, not_executable, conda_environment,
-        runtime=runtime, ignored=ignored, pipfile_local=pipfile_local,
+        runtime=runtime, ignored=ignored, pipfile_local=pipfile_local, description=description, renv_lock=renv_lock,
     )

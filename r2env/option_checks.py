@@ -102,6 +102,17 @@ def check_requirement(values: Values, name: str) -> None:
         raise values.refuse(name, f"is not a PEP 508 requirement ({problem})", "give e.g. jupyterlab>=4 or jupyterlab==4.2.5") from None
 
 
+# A URL with {placeholders}: it reaches R code and a shell line, so quotes, spaces and shell characters are refused.
+_URL_TEMPLATE = re.compile(r"(?:https?://[A-Za-z0-9.{}-]+(?::[0-9]{1,5})?|file://)(?:/[A-Za-z0-9._~%+:@=,{}-]*)*")
+
+
+def check_url_template(values: Values, name: str) -> str:
+    value: str = values[name]
+    if not _URL_TEMPLATE.fullmatch(value):
+        raise values.refuse(name, "is not an http(s) or file URL", "give e.g. https://packagemanager.posit.co/cran/{date}")
+    return value
+
+
 def memory_bytes(text: str) -> int | None:
     """Bytes of a Docker memory size (`4g`, `512m`, `1.5g`), or None when `text` is not one."""
     match = _MEMORY.fullmatch(text)

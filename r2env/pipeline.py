@@ -22,13 +22,16 @@ from r2env.errors import BuildError, LockError
 from r2env.explain import explain
 from r2env.ignore import IgnoreRules, read_ignore_rules
 from r2env.inspect import RepoFacts, inspect
-from r2env.lock.lockfile import Lock, dump_lock, file_digest
+from r2env.lock.lockfile import Lock, RSection, dump_lock, file_digest
 from r2env.conda.packages import ensure_package_image
 from r2env.lock.locking import (
     LockResult, check_apt_resolved, check_fresh, load_lock_file, lock_path, make_lock, read_conda_lock, read_lock, refuse_dockerfile, user_pins,
 )
 from r2env.parsers.conda_lock import CondaLockFile
 from r2env.plan import plan
+from r2env.r.locking import hash_candidates, r_section, renv_candidates, snapshot_library, url_fetcher
+from r2env.r.snapshot import DEFAULT_CRAN_MIRROR, cran_url
+from buildpacks.r import choice as r_choice
 from r2env.publish import adopt, push_all
 from r2env.reading import read_text
 from r2env.publish import targets as publish_targets
@@ -111,6 +114,10 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
             else:
                 yield event
     assert result is not None and result.lock is not None
+    if planned.spec.buildpacks[0] == "r":
+        section = yield from _lock_r(planned, settings, engine, result.lock)
+        result = replace(result, lock=replace(result.lock, r=section))
+    assert result.lock is not None
     path = checkout.path / lock_path(planned.facts)
     try:
         previous = load_lock_file(path, lock_path(planned.facts))
@@ -128,6 +135,37 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
             scratch.replace(target)
         yield BuildEvent(Phase.PLAN, Kind.INFO, f"wrote {path} ({result.message})")
     yield LockResult(Phase.DONE, Kind.RESULT, str(path), lock=result.lock, previous=previous)
+
+
+def _lock_r(planned: Planned, settings: Settings, engine: Engine, partial: Lock) -> Generator[BuildEvent, None, RSection]:
+    """The R section of a lock (r2env/r/locking.py): install.R and DESCRIPTION are run in an image where everything
+    else is locked already, and its user library is listed; renv.lock's packages are read from it."""
+    facts = planned.facts
+    chosen = r_choice(facts, planned.spec.suite, bool(settings.plan.base_image))
+    repository = cran_url(settings.plan.cran_mirror, chosen)
+    mirror = repository if settings.plan.cran_mirror != DEFAULT_CRAN_MIRROR else ""
+    with tempfile.TemporaryDirectory(prefix="r2env-r-lock-") as scratch:
+        bundle, ca_file = ca_bundle(settings.fetch, os.environ), ""
+        if bundle:
+            ca_file = str(Path(scratch) / "ca.pem")
+            Path(ca_file).write_text(bundle, encoding="utf-8")
+        if facts.has("install.R") or facts.description is not None:
+            runs = " and ".join(name for name, present in ((facts.path("install.R"), facts.has("install.R")), ("DESCRIPTION", facts.description is not None)) if present)
+            spec = plan(facts, select(facts, load_buildpacks(), settings.buildpacks), settings.plan, partial)
+            staged = Planned(planned.checkout, spec, facts, partial)
+            image = settings.image_name or default_image_name(planned.checkout)
+            yield BuildEvent(Phase.PLAN, Kind.INFO, f"building {image} with everything but R's packages locked, to see what {runs} install")
+            text = dockerfile_text(staged, buildkit=engine.builder != "classic")
+            yield from _build_image(engine, staged, settings, text, image, {}, None, read_ignore_rules(DiskRepo(planned.checkout.path), facts, spec))
+            candidates = snapshot_library(lambda command: engine.run(image, command), facts.description.package if facts.description else "")
+            why = f"installed by {runs}"
+        else:
+            assert facts.renv_lock is not None
+            candidates, why = renv_candidates(facts, mirror), f"from {facts.renv_lock.path}"
+            repository = mirror or (facts.renv_lock.repositories[0][1] if facts.renv_lock.repositories else repository)
+        yield BuildEvent(Phase.PLAN, Kind.INFO, f"hashing {len(candidates)} R packages ({why})")
+        packages = hash_candidates(candidates, url_fetcher(ca_file), why)
+    return r_section(chosen, repository, packages)
 
 
 def dockerfile_text(planned: Planned, buildkit: bool = True) -> str:

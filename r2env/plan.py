@@ -12,6 +12,8 @@ from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import Lock, LockedPackage
 from r2env.parsers.conda_lock import CondaLockFile
 from r2env.interpreter import DEBIAN_PYTHON, choose_interpreter
+from r2env.r.snapshot import DEFAULT_CRAN_MIRROR
+from r2env.r.versions import DEFAULT_R_BUILDS_URL
 from r2env.render import ENTRYPOINT
 from r2env.select import Selection
 from r2env.spec import Detection, ImageSpec, Interpreter
@@ -31,6 +33,8 @@ class PlanOptions:
     conda_channels: tuple[str, ...] = ()  # replace environment.yml's channels when locking (a mirror, a local channel)
     cuda: str = ""  # "" = no GPU; "auto" = chosen from the pinned frameworks; or "X.Y"
     target_repo_dir: str = ""  # "" = the user's home, as repo2docker (checked in r2env/options.py)
+    cran_mirror: str = DEFAULT_CRAN_MIRROR  # where R packages come from ({date}, {suite} filled in: r2env/r/snapshot.py)
+    r_builds_url: str = DEFAULT_R_BUILDS_URL  # R builds for versions Debian does not ship ({platform}, {version})
 
 
 def _home(user_name: str) -> str:
@@ -99,6 +103,9 @@ def plan(
             + ((("REPO_DIR", repo_dir),) if options.target_repo_dir else ()),
         )
     default_suite = options.base_suite if options.base_suite in DEBIAN_PYTHON else "bookworm"
+    if selection.primary.suite is not None:
+        # The primary needs a suite of its own (R 4.5 is Debian trixie's): its Python is that suite's.
+        default_suite = selection.primary.suite(facts, default_suite, bool(options.base_image))
     env_prefix = ENV_PREFIX
     if selection.primary.environment is not None:
         interpreter, env_prefix = selection.primary.environment(facts, conda)
@@ -135,6 +142,9 @@ def plan(
         pins_source=pins_source,
         conda=conda,
         suite=suite,
+        cran_mirror=options.cran_mirror,
+        r_builds_url=options.r_builds_url,
+        base_fixed=bool(options.base_image),
     )
     contributions: list[Contribution] = [b.contribute(facts, context) for b in selection.buildpacks]
     steps = [step for c in contributions for step in c.steps]

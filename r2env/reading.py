@@ -20,7 +20,7 @@ DECLARATION_LIMIT = 1 * MIB
 # Locks are machine-written and list every file of every package (a large conda-lock.yml is a few MB); ruamel.yaml's
 # pure-Python loader reads about 1 MB/s here, so 8 MiB keeps the worst lock to seconds.
 LOCK_LIMIT = 8 * MIB
-LOCK_NAMES = frozenset({"r2env.lock", "conda-lock.yml", "Pipfile.lock", "poetry.lock", "uv.lock", "pixi.lock"})
+LOCK_NAMES = frozenset({"r2env.lock", "conda-lock.yml", "Pipfile.lock", "poetry.lock", "uv.lock", "pixi.lock", "renv.lock"})
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),

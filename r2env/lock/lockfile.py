@@ -16,7 +16,7 @@ from ruamel.yaml.error import YAMLError
 
 from r2env.documents import DocumentTooComplex, Shape, bounded_yaml
 from r2env.errors import LockError
-from r2env.grammars import DEBIAN_NAME, DEBIAN_VERSION, SHA256_HASH, excerpt, has_control, is_canonical_python_name, is_marker, is_python_version
+from r2env.grammars import DEBIAN_NAME, DEBIAN_VERSION, R_PACKAGE_NAME, R_PACKAGE_VERSION, SHA256_HASH, SHA256_HEX, URL, excerpt, has_control, is_canonical_python_name, is_marker, is_python_version
 
 LOCK_FILE = "r2env.lock"
 FORMAT_VERSION = 1
@@ -59,6 +59,24 @@ class CondaSection:
 
 
 @dataclass(frozen=True)
+class LockedRPackage:
+    name: str
+    version: str
+    url: str  # the file r2env hashed: the locked build downloads exactly it
+    sha256: str  # hex
+
+
+@dataclass(frozen=True)
+class RSection:
+    """R's version and source, and every R package in the user library with the file it was installed from."""
+
+    version: str  # X.Y.Z
+    source: str  # "debian" (r-base-core) or "posit" (Posit's R builds)
+    repository: str  # the CRAN(-like) repository the packages were resolved from
+    packages: tuple[LockedRPackage, ...]
+
+
+@dataclass(frozen=True)
 class Lock:
     r2env_version: str
     inputs: Mapping[str, str]  # repo-relative declaration file -> sha256 of its content; "option:NAME" -> value digest
@@ -70,6 +88,7 @@ class Lock:
     source: str = "r2env"  # who resolved `packages`: r2env, or the ecosystem lock file it came from
     extra: Mapping[str, Any] = field(default_factory=dict)
     conda: CondaSection | None = None
+    r: RSection | None = None
 
     @property
     def inputs_digest(self) -> str:
@@ -121,6 +140,13 @@ def dump_lock(lock: Lock) -> str:
             "installer": _packages_data(lock.conda.installer),
             "kernel": _packages_data(lock.conda.kernel),
             "server": _packages_data(lock.conda.server),
+        }
+    if lock.r is not None:
+        data["r"] = {
+            "version": lock.r.version,
+            "source": lock.r.source,
+            "repository": lock.r.repository,
+            "packages": [{"name": p.name, "version": p.version, "url": p.url, "sha256": p.sha256} for p in lock.r.packages],
         }
     stream = io.StringIO()
     stream.write(HEADER.format(version=lock.r2env_version))
@@ -190,6 +216,28 @@ def _conda_section(shape: Shape) -> CondaSection:
     )
 
 
+def _r_section(shape: Shape) -> RSection:
+    shape.only("version", "source", "repository", "packages")
+    packages = []
+    for entry in shape.key("packages").list():
+        entry.only("name", "version", "url", "sha256")
+        packages.append(LockedRPackage(
+            name=_checked(entry.key("name"), R_PACKAGE_NAME, "an R package name"),
+            version=_checked(entry.key("version"), R_PACKAGE_VERSION, "an R package version"),
+            url=_checked(entry.key("url"), URL, "an http(s) or file URL"),
+            sha256=_checked(entry.key("sha256"), SHA256_HEX, "a sha256 hex digest"),
+        ))
+    source = shape.key("source").string()
+    if source not in ("debian", "posit"):
+        raise shape.key("source").fail(f"{excerpt(source)} is neither debian nor posit")
+    return RSection(
+        version=_checked(shape.key("version"), R_PACKAGE_VERSION, "an R version"),
+        source=source,
+        repository=_checked(shape.key("repository"), URL, "an http(s) or file URL"),
+        packages=tuple(packages),
+    )
+
+
 def parse_lock(text: str, path: str) -> Lock:
     """An r2env.lock, every value checked against the grammar it is rendered with (issue 17): a version with a
     newline, a quoted hash, a package name with shell characters or an unknown `source` is refused here."""
@@ -205,7 +253,7 @@ def parse_lock(text: str, path: str) -> Lock:
     if data.get("version") != FORMAT_VERSION:
         raise LockError(f"{path}: lock format {excerpt(data.get('version'), 40)} is not {FORMAT_VERSION}", "regenerate it with `r2env lock`")
     document = Shape(data, path, error=LockError, hint=_HINT).only(
-        "version", "r2env", "inputs", "base", "python", "apt", "python-packages", "conda")
+        "version", "r2env", "inputs", "base", "python", "apt", "python-packages", "conda", "r")
     inputs = document.key("inputs").only("digest", "files")
     files = {name: _checked(digest, SHA256_HASH, "a sha256:HEX digest") for name, digest in inputs.key("files").items()}
     for name in files:
@@ -233,6 +281,7 @@ def parse_lock(text: str, path: str) -> Lock:
         apt=apt,
         source=python_packages.key("source", "r2env").string(),
         conda=_conda_section(document.key("conda")) if document.has("conda") else None,
+        r=_r_section(document.key("r")) if document.has("r") else None,
     )
     # Who resolved the packages: r2env, or an ecosystem lock that is itself one of the lock's inputs.
     if lock.source != "r2env" and lock.source not in lock.inputs:

@@ -22,6 +22,7 @@ from r2env.lock.lockfile import LOCK_FILE, CondaSection, Lock, LockedBase, Locke
 from r2env.parsers.conda_lock import CondaLockFile, parse_conda_lock
 from r2env.parsers.toml import load_toml
 from r2env.plan import PlanOptions
+from r2env.r.facts import R_FILES, declares_r
 from r2env.reading import LOCK_LIMIT, limit_for, read_text
 from r2env.documents import Shape
 from r2env.grammars import SHA256_HASH, excerpt, is_marker, is_python_name, is_python_version
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 # Declaration files that decide what gets installed (postBuild and start run code, but pin nothing).
 _LOCKED_FILES = (
     "requirements.txt", "setup.py", "pyproject.toml", "Pipfile", "Pipfile.lock", "uv.lock", "poetry.lock",
-    "runtime.txt", "apt.txt", "environment.yml", "environment.yaml",
+    "runtime.txt", "apt.txt", "environment.yml", "environment.yaml", *R_FILES,
 )
 
 
@@ -49,6 +50,9 @@ def current_inputs(root: Path, facts: RepoFacts, options: PlanOptions) -> dict[s
     inputs = {path: file_digest(read_text(root / path, path, limit_for(path), SpecError)) for path in sorted(paths)}
     inputs["option:server-requirement"] = file_digest(options.server_requirement)
     inputs["option:base"] = file_digest(f"{options.base_image}|{options.base_suite}")
+    if declares_r(facts):
+        # Where R and its packages come from; only for R repositories, so that other locks keep their inputs.
+        inputs["option:cran-mirror"] = file_digest(f"{options.cran_mirror}|{options.r_builds_url}")
     # --conda-channel is not an input: conda-lock.yml records the channels it locked from, and where the
     # packages come from at build time is --channel-map's business.
     return inputs

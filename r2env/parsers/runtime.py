@@ -11,6 +11,7 @@ from r2env.errors import SpecError
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PYTHON_VERSION = re.compile(r"^\d+(?:\.\d+){0,2}$")
+_R_VERSION = re.compile(r"^\d\.\d{1,2}(?:\.\d{1,2})?$")  # X.Y or X.Y.Z (R's own numbering)
 # repo2docker's default for a bare major version (its `major_pythons`); "3" means r2env's default Python 3.
 MAJOR_PYTHONS = {"2": "2.7"}
 # Older Pythons real Binder repositories still ask for, which neither Debian nor a standalone build provides: only
@@ -63,4 +64,6 @@ def parse_runtime(text: str, path: str) -> Runtime:
             raise SpecError(f"{path}: {date!r} in {excerpt!r} is not a date", "write the date as YYYY-MM-DD") from None
     if name == "python" and not (_PYTHON_VERSION.match(version) and ("." in version or version in ("2", "3"))):
         raise SpecError(f"{path}: {excerpt!r} is not understood", "write the Python version as python-X.Y, e.g. python-3.11")
+    if name == "r" and version and not _R_VERSION.match(version):
+        raise SpecError(f"{path}: {excerpt!r} is not understood", "write R's version as r-X.Y or r-X.Y.Z, optionally with a date: r-4.2-2023-01-05")
     return Runtime(path, name, version, date)
