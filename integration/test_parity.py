@@ -14,7 +14,9 @@ from support import ROOT, build_ok, r2env, run_in
 
 PARITY = ROOT / "integration" / "parity"
 # A repository with a `conda-channel` file is locked against a channel the tests make, by its own test module.
-BUILDS = sorted(p.name for p in PARITY.iterdir() if (p / "verify").is_file() and not (p / "conda-channel").is_file())
+# One with a `cran-repository` file installs R packages from the CRAN-like repository integration/test_r.py makes.
+BUILDS = sorted(p.name for p in PARITY.iterdir()
+                if (p / "verify").is_file() and not (p / "conda-channel").is_file() and not (p / "cran-repository").is_file())
 
 
 def build_arguments(repo: Path) -> list[str]:

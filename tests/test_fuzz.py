@@ -476,8 +476,7 @@ APT_EXTRA = {
     "a 10 MB file": b"jq\n" * 3_400_000,
     "an option": b"-o APT::Get::AllowUnauthenticated=true\n",
 }
-RUNTIME_EXTRA = {"a 5,000-digit version": b"python-3." + b"9" * 5000 + b"\n", "two lines": b"python-3.11\nRUN touch pwned\n",
-                 "an r version": b"r-2024-01-01\n"}
+RUNTIME_EXTRA = {"a 5,000-digit version": b"python-3." + b"9" * 5000 + b"\n", "two lines": b"python-3.11\nRUN touch pwned\n"}
 
 
 def _lock_extra(valid: bytes) -> dict[str, bytes]:

@@ -237,7 +237,7 @@ def test_runtime_txt_outside_requires_python_is_refused() -> None:
     ({"REQUIRE": "julia 0.6\n"}, "julia-require"),
     ({"REQUIRE": "julia 0.6\n", "Project.toml": ""}, "julia"),
     ({"default.nix": "", "environment.yml": "dependencies: [python]\n"}, "nix"),
-    ({"DESCRIPTION": "Package: x\n", "requirements.txt": "six\n"}, "r"),
+    ({"DESCRIPTION": "Package: xy\n", "requirements.txt": "six\n"}, "r"),
     ({"runtime.txt": "r-2023-01-05\n", "environment.yml": "dependencies: [python]\n"}, "r"),
     ({"binder/requirements.txt": "six\n", "DESCRIPTION": "Package: x\n"}, "python"),  # repo2docker reads DESCRIPTION only without binder/
     ({"Dockerfile": "FROM scratch\n", "Project.toml": ""}, "dockerfile"),

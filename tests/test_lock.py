@@ -209,7 +209,7 @@ def test_base_without_an_id_names_base_id() -> None:
         pytest.param(lambda t: t.replace("  server:\n", "  sever:\n  server:\n", 1),
                      ("python-packages: unknown key 'sever' (known: source, server, repository)",), id="a misspelt key"),
         pytest.param(lambda t: t + "mirror: [1, 2]\n",
-                     ("unknown key 'mirror' (known: version, r2env, inputs, base, python, apt, python-packages, conda)",),
+                     ("unknown key 'mirror' (known: version, r2env, inputs, base, python, apt, python-packages, conda, r)",),
                      id="an unknown top-level key"),
     ],
 )

@@ -30,9 +30,9 @@ class RenvLock:
 def parse_renv_lock(text: str, path: str) -> RenvLock:
     document = Shape(load_json(text, path, SpecError, _HINT), path, hint=_HINT)
     r = document.key("R")
-    version = r.key("Version").string()
-    if not R_PACKAGE_VERSION.match(version):
-        raise r.key("Version").fail(f"{excerpt(version, 40)} is not an R version")
+    r_version = r.key("Version").string()
+    if not R_PACKAGE_VERSION.match(r_version):
+        raise r.key("Version").fail(f"{excerpt(r_version, 40)} is not an R version")
     repositories: dict[str, str] = {}
     for entry in r.key("Repositories", []).list():
         name, url = entry.key("Name").string(), entry.key("URL").string().rstrip("/")
@@ -56,4 +56,4 @@ def parse_renv_lock(text: str, path: str) -> RenvLock:
             raise entry.key("Repository").fail(
                 f"{excerpt(repository, 40)} is not one of R.Repositories ({', '.join(repositories) or 'none listed'})")
         packages.append(RenvPackage(name, version, repositories[repository]))
-    return RenvLock(path, version, tuple(repositories.items()), tuple(packages))
+    return RenvLock(path, r_version, tuple(repositories.items()), tuple(packages))

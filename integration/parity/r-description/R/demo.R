@@ -1,0 +1,1 @@
+demo_hello <- function() paste("demo uses greetr", greetr::greetr_version())

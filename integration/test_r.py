@@ -1,0 +1,83 @@
+"""R for real: the R examples and parity repositories build on the engine against a CRAN-like repository the tests
+make (integration/cran_repo.py; nothing depends on CRAN), pass their verify scripts (R's version, the installed
+package versions, the R kernel running code over the kernel protocol), lock, and rebuild exactly from the lock."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import docker
+import pytest
+from ruamel.yaml import YAML
+
+from cran_repo import example_packages, serve_repository, write_repository
+from support import EXAMPLES, ROOT, build_ok, r2env, run_in
+
+PARITY = ROOT / "integration" / "parity"
+
+
+@pytest.fixture(scope="module")
+def cran(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The repository's URL on the engine's bridge gateway: build steps reach it there, and so does the host."""
+    gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    with serve_repository(write_repository(tmp_path_factory.mktemp("cran"), example_packages()), gateway) as url:
+        yield url
+
+
+def test_install_r_example_builds_locks_and_rebuilds_exactly(engine: docker.DockerClient, cran: str, tmp_path: Path) -> None:
+    repo = tmp_path / "r-install-r"
+    shutil.copytree(EXAMPLES / "r-install-r", repo)
+    image = "r2env-it/r-install-r"
+    build_ok(str(repo), "--image-name", image, "--cran-mirror", cran)
+    assert "all checks passed" in run_in(engine, image, ["./verify"])
+
+    locked = r2env("lock", str(repo), "--cran-mirror", cran)
+    assert locked.returncode == 0, locked.stderr
+    section = YAML(typ="safe").load((repo / "r2env.lock").read_text())["r"]
+    assert (section["version"], section["source"], section["repository"]) == ("4.2.2", "debian", cran)
+    assert [(p["name"], p["version"], p["url"]) for p in section["packages"]] == [
+        ("greetr", "1.0.0", f"{cran}/src/contrib/greetr_1.0.0.tar.gz"), ("hellor", "0.2.0", f"{cran}/src/contrib/hellor_0.2.0.tar.gz")]
+    assert all(len(p["sha256"]) == 64 for p in section["packages"])
+    build_ok(str(repo), "--image-name", f"{image}-locked", "--cran-mirror", cran)
+    assert "all checks passed" in run_in(engine, f"{image}-locked", ["./verify"])
+
+    (repo / "install.R").write_text('install.packages(c("hellor", "greetr"))\n')
+    check = r2env("lock", "--check", str(repo), "--cran-mirror", cran)
+    assert check.returncode == 8 and "install.R" in check.stderr
+
+
+def test_a_locked_build_refuses_a_file_that_changed_in_the_repository(engine: docker.DockerClient, cran: str, tmp_path: Path) -> None:
+    repo = tmp_path / "r-install-r"
+    shutil.copytree(EXAMPLES / "r-install-r", repo)
+    assert r2env("lock", str(repo), "--cran-mirror", cran).returncode == 0
+    lock = (repo / "r2env.lock").read_text()
+    first = YAML(typ="safe").load(lock)["r"]["packages"][0]["sha256"]
+    (repo / "r2env.lock").write_text(lock.replace(first, "a" * 64))
+    result = r2env("build", str(repo), "--image-name", "r2env-it/r-tampered", "--cran-mirror", cran)
+    assert result.returncode != 0
+    assert "greetr 1.0.0" in result.stderr and "not the locked" in result.stderr, result.stderr
+
+
+def test_renv_lock_installs_its_exact_versions_from_the_archive(engine: docker.DockerClient, cran: str) -> None:
+    image = "r2env-it/r-renv"
+    build_ok(str(EXAMPLES / "r-renv"), "--image-name", image, "--cran-mirror", cran)
+    assert "all checks passed" in run_in(engine, image, ["./verify"])
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PARITY.iterdir() if (p / "cran-repository").is_file()))
+def test_r_parity_repository_builds_and_verifies(engine: docker.DockerClient, cran: str, name: str) -> None:
+    image = f"r2env-it/parity-{name}"
+    build_ok(str(PARITY / name), "--image-name", image, "--cran-mirror", cran)
+    assert "all checks passed" in run_in(engine, image, ["./verify"])
+
+
+def test_a_package_missing_from_the_snapshot_stops_the_build_naming_install_r(cran: str, tmp_path: Path) -> None:
+    (tmp_path / "runtime.txt").write_text("r-4.2-2024-01-02\n")
+    (tmp_path / "install.R").write_text('install.packages("nosuchpackage")\n')
+    result = r2env("build", str(tmp_path), "--image-name", "r2env-it/r-missing", "--cran-mirror", cran)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("r2env: error: install.R failed:") and "nosuchpackage" in last, result.stderr
+    assert "Traceback" not in result.stderr
