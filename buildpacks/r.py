@@ -63,7 +63,7 @@ def suite(facts: RepoFacts, default_suite: str, base_fixed: bool) -> str:
 def _install_r(chosen: RChoice, context: PlanContext) -> tuple[Step, ...]:
     pins = context.lock.apt if context.lock else None
     if chosen.source == "debian":
-        return (apt_install(DEBIAN_PACKAGES, "r", f"install R {chosen.version} from Debian {chosen.suite}", pins),)
+        return (apt_install(DEBIAN_PACKAGES, "r", f"install R {chosen.version}: {chosen.reason}", pins),)
     url = r_builds_url(context.r_builds_url, chosen)
     hint = (f"r2env: cannot download R {chosen.version} from {url}: Debian ships R "
             f"{' and '.join(DEBIAN_R.values())} only. Ask for one of those in runtime.txt, or set --r-builds-url "
@@ -72,7 +72,7 @@ def _install_r(chosen: RChoice, context: PlanContext) -> tuple[Step, ...]:
     prefix = f"/opt/R/{chosen.version}"
     return (
         apt_install(("python3",), "r", "install what fetches R"),
-        Step(kind="run", stage=Stage.SYSTEM, buildpack="r", description=f"install R {chosen.version} (Posit's R build for Debian {chosen.suite})",
+        Step(kind="run", stage=Stage.SYSTEM, buildpack="r", description=f"install R {chosen.version}: {chosen.reason}",
              script=(f"{{ {fetch} || {{ echo {shlex.quote(hint)} >&2; exit 1; }}; }} && apt-get update -q && "
                      f"apt-get install -y -q --no-install-recommends /tmp/r.deb && rm /tmp/r.deb && "
                      f"ln -s {prefix}/bin/R /usr/local/bin/R && ln -s {prefix}/bin/Rscript /usr/local/bin/Rscript && R --version"),

@@ -202,7 +202,7 @@ def _build(arguments: argparse.Namespace, settings: Settings) -> int:
 def _lock(arguments: argparse.Namespace, settings: Settings) -> int:
     from r2env import pipeline
     from r2env.errors import LockError
-    from r2env.lock.diff import diff_locks, format_diff
+    from r2env.lock.diff import diff_locks, format_diff, lock_counts
     from r2env.lock.locking import LockResult, load_lock_file, lock_path, refuse_dockerfile
 
     if arguments.diff:
@@ -225,8 +225,7 @@ def _lock(arguments: argparse.Namespace, settings: Settings) -> int:
     for event in pipeline.lock(arguments.source, settings, _connect(settings), write=not arguments.dry_run):
         if isinstance(event, LockResult):
             if event.previous is None:
-                print(f"no previous lock; {len(event.lock.server) + len(event.lock.packages) if event.lock else 0} Python and "
-                      f"{len(event.lock.apt) if event.lock else 0} Debian packages locked")
+                print(f"no previous lock; {lock_counts(event.lock)} locked")
             elif event.lock is not None:
                 print(format_diff(diff_locks(event.previous, event.lock)))
             if not arguments.dry_run:

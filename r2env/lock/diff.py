@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
@@ -11,7 +12,7 @@ from r2env.lock.lockfile import Lock
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # "python" or "apt"
+    kind: str  # "python", "apt", "r", "conda-server"…
     name: str
     old: str  # "" when added
     new: str  # "" when removed
@@ -22,6 +23,10 @@ class Change:
             return "added"
         if not self.new:
             return "removed"
+        if self.kind == "r" and self.name != "R":
+            # R package versions are integers separated by . or - ("Writing R Extensions" 1.1.1), compared as such.
+            old, new = (tuple(int(part) for part in re.split(r"[.-]", v)) for v in (self.old, self.new))
+            return "upgraded" if new > old else "downgraded"
         if self.kind != "python":  # Debian versions do not order as PEP 440 versions (2.36-9+deb12u10 > …u9)
             return "changed"
         try:
@@ -32,7 +37,20 @@ class Change:
 
 def _versions(lock: Lock) -> dict[tuple[str, str], str]:
     python = {("python", p.name): p.version for p in (*lock.server, *lock.packages)}
-    return {**python, **{("apt", name): version for name, version in lock.apt.items()}}
+    r = {("r", p.name): p.version for p in (lock.r.packages if lock.r else ())}
+    if lock.r is not None:
+        r[("r", "R")] = f"{lock.r.version} ({lock.r.source})"
+    return {**python, **{("apt", name): version for name, version in lock.apt.items()}, **r}
+
+
+def lock_counts(lock: Lock | None) -> str:
+    """What a new lock holds, e.g. "91 Python, 12 R and 198 Debian packages"."""
+    if lock is None:
+        return "no packages"
+    counts = [f"{len(lock.server) + len(lock.packages)} Python"]
+    counts += [f"{len(lock.r.packages)} R"] if lock.r is not None else []
+    counts += [f"{len(lock.apt)} Debian"]
+    return ", ".join(counts[:-1]) + f" and {counts[-1]} packages"
 
 
 def diff_locks(old: Lock, new: Lock) -> list[Change]:

@@ -50,7 +50,7 @@ def parse_renv_lock(text: str, path: str) -> RenvLock:
         if source != "Repository":
             raise SpecError(f"{path}: {name} comes from {excerpt(source, 30)}, and r2env installs renv.lock packages only from "
                             "CRAN-like repositories (Source: Repository) yet",
-                            f"install {name} from a repository (CRAN, Posit Package Manager, an r-universe) and snapshot again, or build with repo2docker")
+                            f"install {name} from a repository (CRAN, Posit Package Manager, an r-universe) and run `renv::snapshot()` again")
         repository = entry.key("Repository", "CRAN").string()
         if repository not in repositories:
             raise entry.key("Repository").fail(
