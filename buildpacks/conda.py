@@ -47,7 +47,8 @@ def detect(facts: RepoFacts) -> str | None:
         return (f"found {environment.path} asking for Python {environment.python}, which only conda provides: a conda environment "
                 f"with {', '.join(environment.dependencies)}{pip}, as repo2docker builds it{ignored_note(facts, ('setup.py', 'pyproject.toml'))}")
     unused = ("requirements.txt", "Pipfile", "Pipfile.lock", "setup.py", "pyproject.toml", "uv.lock", "poetry.lock")
-    return f"found {environment.path}{ignored_note(facts, unused)}"
+    added = f" (an R environment: {', '.join(environment.added_for_r)} is added for the R kernel, as repo2docker)" if environment.added_for_r else ""
+    return f"found {environment.path}{added}{ignored_note(facts, unused)}"
 
 
 def _declared_python(spec: str) -> str:
@@ -146,6 +147,15 @@ def _kernel_steps(facts: RepoFacts, context: PlanContext) -> tuple[Step, ...]:
     return tuple(steps)
 
 
+def _r_kernel(conda: CondaLockFile, context: PlanContext) -> tuple[Step, ...]:
+    """An environment with IRkernel (r2env adds it to R environments, as repo2docker) is the server's R kernel too."""
+    if not any(package.name == "r-irkernel" for package in conda.packages):
+        return ()
+    return (Step(kind="run", stage=Stage.DEPENDENCIES, buildpack="conda", description="register the environment's R as the server's R kernel (IRkernel)",
+                 script=f"PATH={context.env_prefix}/bin:$PATH {CONDA_PREFIX}/bin/R --quiet --no-save -e \"IRkernel::installspec(prefix = '{context.env_prefix}')\"",
+                 user="user"),)
+
+
 def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
     environment = facts.conda_environment
     assert environment is not None  # detect() matched
@@ -160,6 +170,7 @@ def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
     if context.lock is None or context.lock.conda is None or context.conda is None:
         return Contribution(steps=steps + (_unlocked(environment.path),), packages=declared)
     steps += _copy_environment(context.env_prefix) if hosting else _kernel_steps(facts, context)
+    steps += _r_kernel(context.conda, context)
     return Contribution(steps=steps, packages=declared, build_stages=(_build_stage(context, hosting),))
 
 

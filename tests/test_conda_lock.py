@@ -166,6 +166,37 @@ def test_an_environment_that_declares_jupyterlab_gets_no_server_added(repo: Path
     assert len([argv for argv in tools.calls if argv[:3] == ["uv", "pip", "compile"]]) == 1  # py-rattler only
 
 
+def test_an_r_environment_gets_irkernel_in_a_file_of_r2envs_own(repo: Path) -> None:
+    environment = repo / "binder" / "environment.yml"
+    environment.write_text(environment.read_text().replace("  - tinytool\n", "  - tinytool\n  - r-base=4.2\n"))
+    added: list[str] = []
+
+    class Recording(FakeTools):
+        def __call__(self, argv: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+            files = [argv[i + 1] for i, word in enumerate(argv) if word == "-f"]
+            added.extend(Path(f).read_text() for f in files[1:])
+            return super().__call__(argv, cwd)
+
+    _, _, tools = lock_repo(repo, Recording())
+    conda_call = next(argv for argv in tools.calls if argv[1:3] == ["-m", "conda_lock"])
+    # The user's file first, as written; r2env's additions beside it (conda-lock merges them), without channels.
+    assert conda_call[conda_call.index("-f") + 1] == str(environment)
+    assert added == ["dependencies:\n  - r-irkernel\n"]
+
+
+@pytest.mark.parametrize(("dependencies", "added"), [
+    ("  - r-base\n", ("r-irkernel",)),
+    ("  - r-ggplot2>=3\n", ("r-irkernel",)),  # any r- package, as repo2docker decides
+    ("  - r-base\n  - r-irkernel=1.3\n", ()),  # declared: the user's pin stands
+    ("  - rust\n", ()),
+])
+def test_what_r2env_adds_to_an_r_environment(repo: Path, dependencies: str, added: tuple[str, ...]) -> None:
+    environment = repo / "binder" / "environment.yml"
+    environment.write_text(environment.read_text().replace("  - tinytool\n", "  - tinytool\n" + dependencies))
+    facts = inspect(DiskRepo(repo))
+    assert facts.conda_environment is not None and facts.conda_environment.added_for_r == added
+
+
 def test_an_unsatisfiable_environment_is_one_lock_error_with_the_solvers_explanation(repo: Path) -> None:
     with pytest.raises(LockError) as raised:
         lock_repo(repo, FakeTools(conda_code=1))

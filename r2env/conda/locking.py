@@ -76,9 +76,12 @@ def check_channels(channels: Sequence[str], source: str) -> None:
 
 
 def conda_lock_argv(
-    environment_file: Path, lockfile: Path, platform: str, channels: Sequence[str], solver: Sequence[str], pypi_lookup: str = ""
+    environment_file: Path, lockfile: Path, platform: str, channels: Sequence[str], solver: Sequence[str], pypi_lookup: str = "",
+    added: Path | None = None,
 ) -> list[str]:
-    argv = [*CONDA_LOCK, "lock", *solver, "-f", str(environment_file), "-p", platform, "--lockfile", str(lockfile)]
+    """`added`: an environment file of r2env's own additions, which conda-lock merges with the user's."""
+    files = [environment_file, *([added] if added else [])]
+    argv = [*CONDA_LOCK, "lock", *solver, *(word for file in files for word in ("-f", str(file))), "-p", platform, "--lockfile", str(lockfile)]
     argv += [word for channel in channels for word in ("-c", channel)]
     # conda-lock maps pip names to conda names with a file it downloads; an air-gapped site gives its own copy.
     return argv + (["--pypi_to_conda_lookup_file", pypi_lookup] if pypi_lookup else [])
@@ -109,7 +112,14 @@ def lock_environment(
         if environment.synthesized:
             source = Path(scratch) / "environment.yml"
             source.write_text(environment.to_yaml(), encoding="utf-8")
-        argv = conda_lock_argv(source, lockfile, platform, channels, solver, pypi_lookup)
+        added = None
+        if environment.added_for_r:
+            # r2env's additions go in a file of their own, which conda-lock merges: the user's file is read as
+            # written (its pip: section included). It names no channels: conda-lock requires each file's channels
+            # to end the first file's, and the user's file (or -c) decides them.
+            added = Path(scratch) / "r2env-added.yml"
+            added.write_text("dependencies:\n" + "".join(f"  - {spec}\n" for spec in environment.added_for_r), encoding="utf-8")
+        argv = conda_lock_argv(source, lockfile, platform, channels, solver, pypi_lookup, added)
         try:
             result = runner(argv, root)
         except FileNotFoundError:

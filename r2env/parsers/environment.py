@@ -52,6 +52,17 @@ class CondaEnvironment:
             lines += ["pip-repositories:", f"  - {json.dumps(self.index_url or 'https://pypi.org/simple')}", "allow-pypi-requests: false"]
         return "\n".join(lines) + "\n"
 
+    @property
+    def uses_r(self) -> bool:
+        """repo2docker's rule: a conda package named r-… means the environment is for R too (r-base, r-ggplot2…)."""
+        return any(_spec_name(spec).startswith("r-") for spec in self.dependencies)
+
+    @property
+    def added_for_r(self) -> tuple[str, ...]:
+        """What r2env adds to an R environment, as repo2docker does: IRkernel, so JupyterLab gets an R kernel.
+        (repo2docker adds r-devtools too; r2env does not: it is large and an install.R-era tool.)"""
+        return ("r-irkernel",) if self.uses_r and not self.declares("r-irkernel") else ()
+
     def declares(self, name: str) -> bool:
         """Whether the environment asks for a package, as a conda spec or a pip requirement."""
         names = {_spec_name(spec) for spec in self.dependencies}
