@@ -75,9 +75,11 @@ def test_the_server_needs_its_token(detached: tuple[str, str]) -> None:
     assert _get(f"{base}/api/status", {"Authorization": "token wrong"}) == 403
 
 
-def _execute(base: str, token: str, code: str) -> str:
-    """Run code in a new kernel over the Jupyter kernel protocol (websocket channels) and return its stdout."""
-    request = urllib.request.Request(f"{base}/api/kernels", data=b"{}", method="POST", headers={"Authorization": f"token {token}"})
+def _execute(base: str, token: str, code: str, kernel_name: str = "") -> str:
+    """Run code in a new kernel (the server's default, or `kernel_name`) over the Jupyter kernel protocol
+    (websocket channels) and return its stdout."""
+    body = json.dumps({"name": kernel_name} if kernel_name else {}).encode()
+    request = urllib.request.Request(f"{base}/api/kernels", data=body, method="POST", headers={"Authorization": f"token {token}"})
     with urllib.request.urlopen(request, timeout=30) as response:
         kernel = json.load(response)["id"]
     channel = websocket.create_connection(f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel}/channels?token={token}", timeout=60)

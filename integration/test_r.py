@@ -4,7 +4,9 @@ package versions, the R kernel running code over the kernel protocol), lock, and
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -14,6 +16,7 @@ from ruamel.yaml import YAML
 
 from cran_repo import example_packages, serve_repository, write_repository
 from support import EXAMPLES, ROOT, build_ok, r2env, run_in
+from test_launch_server import DETACHED, READY, _execute, _split
 
 PARITY = ROOT / "integration" / "parity"
 
@@ -60,10 +63,31 @@ def test_a_locked_build_refuses_a_file_that_changed_in_the_repository(engine: do
     assert "greetr 1.0.0" in result.stderr and "not the locked" in result.stderr, result.stderr
 
 
-def test_renv_lock_installs_its_exact_versions_from_the_archive(engine: docker.DockerClient, cran: str) -> None:
+@pytest.fixture(scope="module")
+def renv_image(engine: docker.DockerClient, cran: str) -> str:
     image = "r2env-it/r-renv"
     build_ok(str(EXAMPLES / "r-renv"), "--image-name", image, "--cran-mirror", cran)
-    assert "all checks passed" in run_in(engine, image, ["./verify"])
+    return image
+
+
+def test_renv_lock_installs_its_exact_versions_from_the_archive(engine: docker.DockerClient, renv_image: str) -> None:
+    assert "all checks passed" in run_in(engine, renv_image, ["./verify"])
+
+
+def test_r2env_launch_opens_jupyterlab_with_a_working_r_kernel(engine: docker.DockerClient, renv_image: str) -> None:
+    result = r2env("launch", renv_image, "--detach")
+    assert result.returncode == 0, result.stdout + result.stderr
+    url, container = READY.search(result.stdout), DETACHED.search(result.stdout)
+    assert url and container, result.stdout
+    try:
+        base, token = _split(url.group(1))
+        with urllib.request.urlopen(f"{base}/api/kernelspecs?token={token}", timeout=10) as response:
+            specs = json.load(response)["kernelspecs"]
+        assert specs["ir"]["spec"]["language"] == "R" and "python3" in specs
+        output = _execute(base, token, 'cat(as.character(packageVersion("greetr")), R.version$major, sep = " ")', kernel_name="ir")
+        assert output.split() == ["0.9.0", "4"], output
+    finally:
+        assert r2env("stop", container.group(1)).returncode == 0
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in PARITY.iterdir() if (p / "cran-repository").is_file()))
