@@ -97,11 +97,15 @@ def test_r_parity_repository_builds_and_verifies(engine: docker.DockerClient, cr
     assert "all checks passed" in run_in(engine, image, ["./verify"])
 
 
-def test_a_package_missing_from_the_snapshot_stops_the_build_naming_install_r(cran: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("script", "named"), [
+    ('install.packages("nosuchpackage")\n', "nosuchpackage"),  # not in the snapshot
+    ('x <- 1\nstop("the data URL moved")\n', "the data URL moved"),  # R's own error line
+])
+def test_an_install_r_that_fails_stops_the_build_with_one_line_naming_it(cran: str, tmp_path: Path, script: str, named: str) -> None:
     (tmp_path / "runtime.txt").write_text("r-4.2-2024-01-02\n")
-    (tmp_path / "install.R").write_text('install.packages("nosuchpackage")\n')
+    (tmp_path / "install.R").write_text(script)
     result = r2env("build", str(tmp_path), "--image-name", "r2env-it/r-missing", "--cran-mirror", cran)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("r2env: error: install.R failed:") and "nosuchpackage" in last, result.stderr
+    assert last.startswith("r2env: error: install.R failed:") and named in last, result.stderr
     assert "Traceback" not in result.stderr

@@ -6,9 +6,15 @@ import dataclasses
 import hashlib
 import json
 
+from pathlib import Path
+
 import pytest
 
 from r2env.errors import LockError, SpecError, UsageError
+from r2env.inspect import inspect
+from r2env.lock.locking import current_inputs
+from r2env.plan import PlanOptions
+from r2env.repo import DiskRepo
 from r2env.lock.diff import diff_locks, lock_counts
 from r2env.lock.lockfile import LockedRPackage, RSection, dump_lock, parse_lock
 from r2env.parsers.description import parse_description
@@ -224,3 +230,16 @@ def test_lock_diffs_and_counts_include_r_packages_and_r_itself() -> None:
     python, debian = len(new.server) + len(new.packages), len(new.apt)
     assert lock_counts(new) == f"{python} Python, 1 R and {debian} Debian packages"
     assert lock_counts(sample_lock()) == f"{python} Python and {debian} Debian packages"
+
+
+def test_every_r_declaration_and_the_r_sources_are_lock_inputs(tmp_path: Path) -> None:
+    (tmp_path / "runtime.txt").write_text("r-4.2-2024-01-02\n")
+    (tmp_path / "install.R").write_text('install.packages("hellor")\n')
+    (tmp_path / "DESCRIPTION").write_text("Package: demo\nVersion: 0.1\n")
+    (tmp_path / "renv.lock").write_text(_renv({}))
+    inputs = current_inputs(tmp_path, inspect(DiskRepo(tmp_path)), PlanOptions())
+    assert {"runtime.txt", "install.R", "DESCRIPTION", "renv.lock", "option:cran-mirror"} <= set(inputs)
+    python_only = tmp_path / "python"
+    python_only.mkdir()
+    (python_only / "requirements.txt").write_text("pyparsing\n")
+    assert "option:cran-mirror" not in current_inputs(python_only, inspect(DiskRepo(python_only)), PlanOptions())
