@@ -109,3 +109,16 @@ def test_an_install_r_that_fails_stops_the_build_with_one_line_naming_it(cran: s
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("r2env: error: install.R failed:") and named in last, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_r_version_debian_lacks_and_unreachable_r_builds_is_one_sentence(engine: docker.DockerClient, tmp_path: Path) -> None:
+    """R 4.3 comes from Posit's R builds, which these machines cannot reach: the build says what to do instead."""
+    (tmp_path / "runtime.txt").write_text("r-4.3-2024-01-02\n")
+    unreachable = "http://127.0.0.1:9/r-builds/{platform}/r-{version}_1_amd64.deb"
+    plan = r2env("plan", str(tmp_path), "--r-builds-url", unreachable)
+    assert "install R 4.3.3: runtime.txt asks for R 4.3; no Debian suite ships it: Posit's R build 4.3.3" in plan.stdout, plan.stdout + plan.stderr
+    result = r2env("build", str(tmp_path), "--image-name", "r2env-it/r-posit-unreachable", "--r-builds-url", unreachable)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "cannot download R 4.3.3 from http://127.0.0.1:9/r-builds/debian-12/r-4.3.3_1_amd64.deb" in last, result.stderr
+    assert "4.2.2 and 4.5.0" in last and "--r-builds-url" in last and "Traceback" not in result.stderr
