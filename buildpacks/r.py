@@ -18,13 +18,14 @@ from __future__ import annotations
 import shlex
 
 from buildpacks import python
-from buildpacks.steps import apt_install, copy_files, ignored_note
+from buildpacks.steps import apt_install, copy_files, ignored_note, pip_install
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import LockedRPackage
 from r2env.r.facts import declares_r
 from r2env.r.scripts import HELPERS, HELPERS_DIR, write_file
 from r2env.r.locking import renv_candidates
+from r2env.r.rstudio import RSESSION_PROXY, RStudioSource, rstudio_source
 from r2env.r.snapshot import DEFAULT_CRAN_MIRROR, cran_url
 from r2env.r.versions import DEBIAN_R, RChoice, choose_r, r_builds_url
 from r2env.spec import BuildSecret, Stage, Step
@@ -106,6 +107,34 @@ def _kernel(chosen: RChoice, context: PlanContext) -> tuple[Step, ...]:
     return tuple(steps)
 
 
+def _rstudio(chosen: RChoice, source: RStudioSource, context: PlanContext) -> tuple[Step, ...]:
+    """RStudio Server from its .deb (its sha256 checked when known: Posit's pinned build, or the lock's), told where
+    R packages come from and where the user's library is, and jupyter-rsession-proxy, which starts it at /rstudio.
+    With a lock the proxy is one of the locked packages (r2env lock resolves it with the repository's)."""
+    deb = "/tmp/rstudio-server.deb"
+    unreachable = (f"r2env: cannot download RStudio Server from {source.url}: give --rstudio the URL of a reachable copy "
+                   "of an RStudio Server .deb for Ubuntu 22.04 (jammy), or build without --rstudio")
+    fetch = f"python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' {shlex.quote(source.url)} {deb}"
+    check = ""
+    if source.sha256:
+        wrong = f"r2env: RStudio Server from {source.url} is not the file with sha256 {source.sha256}: check it, then run r2env lock again"
+        check = f" && {{ echo {shlex.quote(f'{source.sha256}  {deb}')} | sha256sum --check --quiet || {{ echo {shlex.quote(wrong)} >&2; exit 1; }}; }}"
+    repository = cran_url(context.cran_mirror, chosen)
+    which_r = f" && echo rsession-which-r=/opt/R/{chosen.version}/bin/R >> /etc/rstudio/rserver.conf" if chosen.source == "posit" else ""
+    steps = [Step(
+        kind="run", stage=Stage.SYSTEM, buildpack="r", description=f"install RStudio Server ({source.url})",
+        script=(f"{{ {fetch} || {{ echo {shlex.quote(unreachable)} >&2; exit 1; }}; }}{check} && apt-get update -q && "
+                f"apt-get install -y -q --no-install-recommends {deb} && rm {deb} && mkdir -p /etc/rstudio && "
+                f"echo r-cran-repos={shlex.quote(repository)} > /etc/rstudio/rsession.conf{which_r} && "
+                # rsession starts R with a clean environment: R_LIBS_USER must be in R's own Renviron.site.
+                f"echo R_LIBS_USER={R_LIBS_USER} >> \"$(R RHOME)/etc/Renviron.site\""),
+        secrets=_FETCH, caches=("apt",),
+    )]
+    if context.lock is None:
+        steps.append(pip_install(shlex.quote(RSESSION_PROXY), Stage.SERVER, "r", f"install {RSESSION_PROXY} (RStudio at /rstudio)"))
+    return tuple(steps)
+
+
 def _manifest(packages: list[tuple[str, str, str, tuple[str, ...]]]) -> str:
     return "\n".join(" ".join((name, version, sha256, *urls)) for name, version, sha256, urls in packages)
 
@@ -149,6 +178,10 @@ def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
     # Python first, as repo2docker's R buildpack extends its Python one: the notebook server, requirements.txt.
     python_part = python.contribute(facts, context)
     steps = list(python_part.steps) + list(_install_r(chosen, context)) + [_setup(chosen, context)] + list(_kernel(chosen, context))
+    locked_rstudio = context.lock.r.rstudio if context.lock and context.lock.r else None
+    rstudio = rstudio_source(context.rstudio, *((locked_rstudio.url, locked_rstudio.sha256) if locked_rstudio else ()))
+    if rstudio is not None:
+        steps += _rstudio(chosen, rstudio, context)
     files = [facts.path(name) for name in ("install.R", "renv.lock") if facts.has(name)]
     steps += copy_files(files, "r")
     r_lock = context.lock.r if context.lock else None

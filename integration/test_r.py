@@ -4,8 +4,10 @@ package versions, the R kernel running code over the kernel protocol), lock, and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -122,3 +124,69 @@ def test_an_r_version_debian_lacks_and_unreachable_r_builds_is_one_sentence(engi
     last = result.stderr.strip().splitlines()[-1]
     assert "cannot download R 4.3.3 from http://127.0.0.1:9/r-builds/debian-12/r-4.3.3_1_amd64.deb" in last, result.stderr
     assert "4.2.2 and 4.5.0" in last and "--r-builds-url" in last and "Traceback" not in result.stderr
+
+
+RSERVER = """#!/usr/bin/python3
+# A stand-in for RStudio Server's rserver (Posit's download site is not reachable here): it answers on the port
+# jupyter-rsession-proxy gives it, with what an R session started the way rsession starts R (a clean environment)
+# sees: the library path and the CRAN repository RStudio was configured with.
+import http.server, subprocess, sys
+if "--help" in sys.argv:
+    print("rserver (r2env test stand-in) options: --www-port --server-user --auth-none")
+    sys.exit(0)
+port = int(next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--www-port=")))
+library = subprocess.run(["env", "-i", "/usr/bin/Rscript", "-e", "cat(.libPaths()[1])"], capture_output=True, text=True).stdout
+repos = open("/etc/rstudio/rsession.conf").read().strip()
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"stand-in RStudio Server: library {library}; {repos}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def standin_rstudio_deb(directory: Path) -> Path:
+    """An RStudio Server .deb stand-in, built with dpkg-deb: rserver where the real package puts it."""
+    root = directory / "rstudio-server"
+    binary = root / "usr" / "lib" / "rstudio-server" / "bin" / "rserver"
+    binary.parent.mkdir(parents=True)
+    binary.write_text(RSERVER)
+    binary.chmod(0o755)
+    (root / "DEBIAN").mkdir()
+    (root / "DEBIAN" / "control").write_text(
+        "Package: rstudio-server\nVersion: 0.0.1-r2env-test\nArchitecture: all\nDepends: python3\n"
+        "Maintainer: r2env tests <tests@r2env.invalid>\nDescription: stand-in for RStudio Server in r2env's tests\n")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(directory / "rstudio-server.deb")], check=True, capture_output=True)
+    return directory / "rstudio-server.deb"
+
+
+def test_rstudio_opens_at_slash_rstudio_through_the_locked_proxy(engine: docker.DockerClient, cran: str, tmp_path: Path) -> None:
+    repo = tmp_path / "r-renv"
+    shutil.copytree(EXAMPLES / "r-renv", repo)
+    files = tmp_path / "files"
+    files.mkdir()
+    deb = standin_rstudio_deb(files)
+    gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    with serve_repository(files, gateway) as served:  # any directory, on the bridge address builds reach
+        url = f"{served}/rstudio-server.deb"
+        locked = r2env("lock", str(repo), "--cran-mirror", cran, "--rstudio", url)
+        assert locked.returncode == 0, locked.stdout + locked.stderr
+        lock = YAML(typ="safe").load((repo / "r2env.lock").read_text())
+        assert lock["r"]["rstudio"] == {"url": url, "sha256": hashlib.sha256(deb.read_bytes()).hexdigest()}
+        assert "jupyter-rsession-proxy" in [p["name"] for p in lock["python-packages"]["repository"]]
+        image = "r2env-it/r-rstudio"
+        build_ok(str(repo), "--image-name", image, "--cran-mirror", cran, "--rstudio", url)
+    result = r2env("launch", image, "--detach")
+    assert result.returncode == 0, result.stdout + result.stderr
+    ready, container = READY.search(result.stdout), DETACHED.search(result.stdout)
+    assert ready and container, result.stdout
+    try:
+        base, token = _split(ready.group(1))
+        with urllib.request.urlopen(f"{base}/rstudio/?token={token}", timeout=60) as response:
+            page = response.read().decode()
+        assert page == f"stand-in RStudio Server: library /srv/rlibs; r-cran-repos={cran}", page
+    finally:
+        assert r2env("stop", container.group(1)).returncode == 0

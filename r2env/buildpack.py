@@ -38,6 +38,7 @@ class PlanContext:
     suite: str = "bookworm"  # Debian suite of the base image
     cran_mirror: str = ""  # R: the repository template (r2env/r/snapshot.py)
     r_builds_url: str = ""  # R: where R builds Debian does not ship come from (r2env/r/versions.py)
+    rstudio: str = ""  # R: RStudio Server's source, "" for none (r2env/r/rstudio.py)
     base_fixed: bool = False  # --base-image was given: its suite stays
 
 

@@ -19,7 +19,7 @@ from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.launch.launcher import LaunchOptions
 from r2env.option_checks import (Values, check_image_reference, check_launch, check_requirement, check_single_line,
-                                 check_url_template, check_user, expand_path, is_finite)
+                                 check_rstudio, check_url_template, check_user, expand_path, is_finite)
 from r2env.options import check_repo_dir, check_subdir, parse_build_args, parse_labels
 from r2env.r.snapshot import DEFAULT_CRAN_MIRROR
 from r2env.r.versions import DEFAULT_R_BUILDS_URL
@@ -56,6 +56,7 @@ class R2env(Configurable):
     channel_map = List(Unicode(), [], help="FROM=TO: fetch locked conda packages from TO where the lock says FROM (a mirror or an air-gapped copy of a channel).").tag(config=True)
     conda_pypi_lookup = Unicode("", help="PyPI-to-conda name mapping for conda-lock (file or URL); default conda-lock's own, downloaded.").tag(config=True)
     cran_mirror = Unicode(DEFAULT_CRAN_MIRROR, help="CRAN-like repository for R packages; {date} is runtime.txt's snapshot date (or latest), {suite} the Debian codename.").tag(config=True)
+    rstudio = Unicode("", help="R repositories: install RStudio Server, opened at /rstudio: posit (Posit's build, pinned) or the URL of an RStudio Server .deb.").tag(config=True)
     r_builds_url = Unicode(DEFAULT_R_BUILDS_URL, help="Where R versions Debian does not ship come from: Posit's R builds; {platform} and {version} are filled in.").tag(config=True)
     builder = Enum(["auto", "classic"], "auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder.").tag(config=True)
     gpu = Bool(False, help="Plan a GPU image: a CUDA base and torch's CUDA wheel index, chosen from the pinned torch, tensorflow or jax.").tag(config=True)
@@ -245,6 +246,7 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
             target_repo_dir=check_repo_dir(values["target_repo_dir"], ENV_PREFIX, CONDA_DIR) if values["target_repo_dir"] else "",
             cran_mirror=check_url_template(values, "cran_mirror"),
             r_builds_url=check_url_template(values, "r_builds_url"),
+            rstudio=check_rstudio(values),
         ),
         buildpacks=tuple(values["buildpacks"]),
         mirror=values["mirror"],

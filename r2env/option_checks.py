@@ -113,6 +113,13 @@ def check_url_template(values: Values, name: str) -> str:
     return value
 
 
+def check_rstudio(values: Values) -> str:
+    value: str = values["rstudio"]
+    if value not in ("", "posit") and not _URL_TEMPLATE.fullmatch(value):
+        raise values.refuse("rstudio", "is neither posit nor an http(s) or file URL", "give posit, or the URL of an RStudio Server .deb")
+    return value
+
+
 def memory_bytes(text: str) -> int | None:
     """Bytes of a Docker memory size (`4g`, `512m`, `1.5g`), or None when `text` is not one."""
     match = _MEMORY.fullmatch(text)

@@ -29,7 +29,8 @@ from r2env.lock.locking import (
 )
 from r2env.parsers.conda_lock import CondaLockFile
 from r2env.plan import plan
-from r2env.r.locking import hash_candidates, r_section, renv_candidates, snapshot_library, url_fetcher
+from r2env.r.locking import hash_candidates, hash_file, r_section, renv_candidates, snapshot_library, url_fetcher
+from r2env.r.rstudio import rstudio_source
 from r2env.r.snapshot import DEFAULT_CRAN_MIRROR, cran_url
 from buildpacks.r import choice as r_choice
 from r2env.publish import adopt, push_all
@@ -165,7 +166,12 @@ def _lock_r(planned: Planned, settings: Settings, engine: Engine, partial: Lock)
             repository = mirror or (facts.renv_lock.repositories[0][1] if facts.renv_lock.repositories else repository)
         yield BuildEvent(Phase.PLAN, Kind.INFO, f"hashing {len(candidates)} R packages ({why})")
         packages = hash_candidates(candidates, url_fetcher(ca_file), why)
-    return r_section(chosen, repository, packages)
+        rstudio = rstudio_source(settings.plan.rstudio)
+        locked_rstudio = None
+        if rstudio is not None:
+            yield BuildEvent(Phase.PLAN, Kind.INFO, f"hashing RStudio Server ({rstudio.url})")
+            locked_rstudio = hash_file(rstudio.url, rstudio.sha256, url_fetcher(ca_file), "RStudio Server (--rstudio)")
+    return replace(r_section(chosen, repository, packages), rstudio=locked_rstudio)
 
 
 def dockerfile_text(planned: Planned, buildkit: bool = True) -> str:

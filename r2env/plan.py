@@ -35,6 +35,7 @@ class PlanOptions:
     target_repo_dir: str = ""  # "" = the user's home, as repo2docker (checked in r2env/options.py)
     cran_mirror: str = DEFAULT_CRAN_MIRROR  # where R packages come from ({date}, {suite} filled in: r2env/r/snapshot.py)
     r_builds_url: str = DEFAULT_R_BUILDS_URL  # R builds for versions Debian does not ship ({platform}, {version})
+    rstudio: str = ""  # R: RStudio Server at /rstudio: "" (none), "posit" or a .deb URL (r2env/r/rstudio.py)
 
 
 def _home(user_name: str) -> str:
@@ -144,6 +145,7 @@ def plan(
         suite=suite,
         cran_mirror=options.cran_mirror,
         r_builds_url=options.r_builds_url,
+        rstudio=options.rstudio,
         base_fixed=bool(options.base_image),
     )
     contributions: list[Contribution] = [b.contribute(facts, context) for b in selection.buildpacks]

@@ -10,17 +10,21 @@ from pathlib import Path
 
 import pytest
 
+from buildpacks import load_buildpacks
+from r2env.config import load_config
 from r2env.errors import LockError, SpecError, UsageError
 from r2env.inspect import inspect
 from r2env.lock.locking import current_inputs
-from r2env.plan import PlanOptions
+from r2env.plan import PlanOptions, plan
 from r2env.repo import DiskRepo
+from r2env.select import select
 from r2env.lock.diff import diff_locks, lock_counts
-from r2env.lock.lockfile import LockedRPackage, RSection, dump_lock, parse_lock
+from r2env.lock.lockfile import LockedFile, LockedRPackage, RSection, dump_lock, parse_lock
 from r2env.parsers.description import parse_description
 from r2env.parsers.renv_lock import parse_renv_lock
 from r2env.parsers.runtime import parse_runtime
 from r2env.r.locking import Candidate, file_urls, hash_candidates, parse_snapshot
+from r2env.r.rstudio import POSIT_RSTUDIO_SHA256, POSIT_RSTUDIO_URL, RSESSION_PROXY, RStudioSource, rstudio_source
 from r2env.r.snapshot import DEFAULT_CRAN_MIRROR, cran_url
 from r2env.r.versions import DEFAULT_R_BUILDS_URL, FIRST_SNAPSHOT, RChoice, choose_r, current_at, r_builds_url
 
@@ -243,3 +247,40 @@ def test_every_r_declaration_and_the_r_sources_are_lock_inputs(tmp_path: Path) -
     python_only.mkdir()
     (python_only / "requirements.txt").write_text("pyparsing\n")
     assert "option:cran-mirror" not in current_inputs(python_only, inspect(DiskRepo(python_only)), PlanOptions())
+
+
+def _rstudio_plan(option: str, lock: object = None) -> list[str]:
+    facts = inspect(DiskRepo(Path(__file__).resolve().parent.parent / "examples" / "r-install-r"))
+    spec = plan(facts, select(facts, load_buildpacks()), PlanOptions(rstudio=option), lock)  # type: ignore[arg-type]
+    return [step.script for step in spec.steps]
+
+
+def test_rstudio_is_installed_only_when_asked_and_posits_build_is_checked() -> None:
+    assert not any("rstudio" in script for script in _rstudio_plan(""))
+    scripts = _rstudio_plan("posit")
+    install = next(script for script in scripts if "rstudio-server.deb" in script)
+    assert POSIT_RSTUDIO_URL in install and f"{POSIT_RSTUDIO_SHA256}  /tmp/rstudio-server.deb" in install
+    assert "R_LIBS_USER=/srv/rlibs" in install and "r-cran-repos=" in install
+    assert any(RSESSION_PROXY in script for script in scripts)  # unlocked: the proxy is installed by name
+
+
+def test_a_deb_given_by_url_is_checked_only_once_locked() -> None:
+    url = "https://mirror.example/rstudio-server.deb"
+    install = next(script for script in _rstudio_plan(url) if "rstudio-server.deb" in script)
+    assert url in install and "sha256sum" not in install
+    assert rstudio_source(url, url, "b" * 64) == RStudioSource(url, "b" * 64)
+    assert rstudio_source(url, "https://elsewhere/x.deb", "b" * 64) == RStudioSource(url, "")  # another file: not its hash
+    assert rstudio_source("") is None
+
+
+def test_the_lock_records_rstudios_file() -> None:
+    section = RSection("4.2.2", "debian", "https://cran.example.org", (), LockedFile("https://mirror.example/r.deb", "c" * 64))
+    text = dump_lock(sample_lock(r=section))
+    assert "  rstudio:\n    url: https://mirror.example/r.deb\n    sha256: " + "c" * 64 in text
+    assert parse_lock(text, "r2env.lock").r == section
+
+
+@pytest.mark.parametrize("value", ["ftp://x", "yes", "posit; rm -rf /"])
+def test_an_rstudio_option_r2env_cannot_use_is_a_usage_error(value: str) -> None:
+    with pytest.raises(UsageError, match="--rstudio"):
+        load_config(None, {"rstudio": value}, {})

@@ -67,6 +67,12 @@ class LockedRPackage:
 
 
 @dataclass(frozen=True)
+class LockedFile:
+    url: str
+    sha256: str  # hex
+
+
+@dataclass(frozen=True)
 class RSection:
     """R's version and source, and every R package in the user library with the file it was installed from."""
 
@@ -74,6 +80,7 @@ class RSection:
     source: str  # "debian" (r-base-core) or "posit" (Posit's R builds)
     repository: str  # the CRAN(-like) repository the packages were resolved from
     packages: tuple[LockedRPackage, ...]
+    rstudio: LockedFile | None = None  # the RStudio Server .deb (--rstudio)
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,8 @@ def dump_lock(lock: Lock) -> str:
             "repository": lock.r.repository,
             "packages": [{"name": p.name, "version": p.version, "url": p.url, "sha256": p.sha256} for p in lock.r.packages],
         }
+        if lock.r.rstudio is not None:
+            data["r"]["rstudio"] = {"url": lock.r.rstudio.url, "sha256": lock.r.rstudio.sha256}
     stream = io.StringIO()
     stream.write(HEADER.format(version=lock.r2env_version))
     _yaml().dump(data, stream)
@@ -217,7 +226,7 @@ def _conda_section(shape: Shape) -> CondaSection:
 
 
 def _r_section(shape: Shape) -> RSection:
-    shape.only("version", "source", "repository", "packages")
+    shape.only("version", "source", "repository", "packages", "rstudio")
     packages = []
     for entry in shape.key("packages").list():
         entry.only("name", "version", "url", "sha256")
@@ -227,6 +236,11 @@ def _r_section(shape: Shape) -> RSection:
             url=_checked(entry.key("url"), URL, "an http(s) or file URL"),
             sha256=_checked(entry.key("sha256"), SHA256_HEX, "a sha256 hex digest"),
         ))
+    rstudio = None
+    if shape.has("rstudio"):
+        entry = shape.key("rstudio")
+        entry.only("url", "sha256")
+        rstudio = LockedFile(_checked(entry.key("url"), URL, "an http(s) or file URL"), _checked(entry.key("sha256"), SHA256_HEX, "a sha256 hex digest"))
     source = shape.key("source").string()
     if source not in ("debian", "posit"):
         raise shape.key("source").fail(f"{excerpt(source)} is neither debian nor posit")
@@ -235,6 +249,7 @@ def _r_section(shape: Shape) -> RSection:
         source=source,
         repository=_checked(shape.key("repository"), URL, "an http(s) or file URL"),
         packages=tuple(packages),
+        rstudio=rstudio,
     )
 
 

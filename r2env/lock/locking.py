@@ -23,6 +23,7 @@ from r2env.parsers.conda_lock import CondaLockFile, parse_conda_lock
 from r2env.parsers.toml import load_toml
 from r2env.plan import PlanOptions
 from r2env.r.facts import R_FILES, declares_r
+from r2env.r.rstudio import RSESSION_PROXY
 from r2env.reading import LOCK_LIMIT, limit_for, read_text
 from r2env.documents import Shape
 from r2env.grammars import SHA256_HASH, excerpt, is_marker, is_python_name, is_python_version
@@ -52,7 +53,7 @@ def current_inputs(root: Path, facts: RepoFacts, options: PlanOptions) -> dict[s
     inputs["option:base"] = file_digest(f"{options.base_image}|{options.base_suite}")
     if declares_r(facts):
         # Where R and its packages come from; only for R repositories, so that other locks keep their inputs.
-        inputs["option:cran-mirror"] = file_digest(f"{options.cran_mirror}|{options.r_builds_url}")
+        inputs["option:cran-mirror"] = file_digest(f"{options.cran_mirror}|{options.r_builds_url}" + (f"|{options.rstudio}" if options.rstudio else ""))
     # --conda-channel is not an input: conda-lock.yml records the channels it locked from, and where the
     # packages come from at build time is --channel-map's business.
     return inputs
@@ -260,6 +261,9 @@ def make_lock(
     requirements = [options.server_requirement]
     if pins is None and environment is None:
         requirements += _requirement_inputs(root, facts)
+    # RStudio's proxy is a Jupyter server extension: locked with the rest, installed with the repository's packages.
+    extras = [RSESSION_PROXY] if options.rstudio and declares_r(facts) and environment is None else []
+    requirements += extras
     with tempfile.TemporaryDirectory(prefix="r2env-lock-") as scratch:
         if pins is not None:
             constraints = Path(scratch) / "constraints.txt"
@@ -273,6 +277,9 @@ def make_lock(
     if pins is not None:
         taken = {p.name for p in server}
         packages = tuple(p for p in pins.packages if p.name not in taken)
+        if extras:  # what the repository's own lock does not have (RStudio's proxy), from r2env's resolution
+            taken |= {p.name for p in packages}
+            packages += tuple(p for p in resolution.packages if p.name not in taken)
         source = pins.source
     else:
         packages = tuple(p for p in resolution.packages if p.name not in server_names)

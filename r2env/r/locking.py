@@ -17,7 +17,7 @@ from typing import Callable
 from r2env.errors import LockError
 from r2env.grammars import R_PACKAGE_NAME, R_PACKAGE_VERSION, URL, excerpt
 from r2env.inspect import RepoFacts
-from r2env.lock.lockfile import LockedRPackage, RSection
+from r2env.lock.lockfile import LockedFile, LockedRPackage, RSection
 from r2env.r.scripts import SNAPSHOT
 from r2env.r.versions import RChoice
 
@@ -90,6 +90,19 @@ def hash_candidates(candidates: tuple[Candidate, ...], fetch: Fetch, why: str) -
                 "r2env locks R packages from CRAN-like repositories: install it from one (not GitHub), or check --cran-mirror",
             )
     return tuple(sorted(locked, key=lambda p: p.name.lower()))
+
+
+def hash_file(url: str, expected: str, fetch: Fetch, what: str) -> LockedFile:
+    """A file r2env downloads in builds, hashed once here; `expected` (a pinned sha256) must match."""
+    try:
+        data = fetch(url)
+    except (OSError, urllib.error.URLError, ValueError) as error:
+        raise LockError(f"cannot download {what} from {url}: {getattr(error, 'reason', error)}",
+                        "give the URL of a reachable copy, or lock without it") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if expected and digest != expected:
+        raise LockError(f"{what} from {url} has sha256 {digest}, not the pinned {expected}", "check the file: it is not the one r2env pins")
+    return LockedFile(url, digest)
 
 
 def snapshot_library(run: Callable[[list[str]], tuple[int, str]], own_package: str) -> tuple[Candidate, ...]:
