@@ -28,7 +28,8 @@ import docker
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "integration"))
 
-from cran_repo import example_packages, serve_repository, write_repository  # noqa: E402
+from conda_channel import serve_directory  # noqa: E402
+from cran_repo import example_packages, write_repository  # noqa: E402
 from r2env.plan import DEFAULT_SERVER  # noqa: E402
 
 DOCKER = "/usr/bin/docker"  # Debian's client: BuildKit through DOCKER_BUILDKIT=1
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(scratch)
         repo = root / "r-install-r"
         shutil.copytree(REPO_ROOT / "examples" / "r-install-r", repo)
-        with serve_repository(write_repository(root / "cran", example_packages()), gateway) as cran:
+        with serve_directory(write_repository(root / "cran", example_packages()), address=gateway) as cran:
             hand_context = root / "hand"
             shutil.copytree(repo, hand_context)
             dockerfile = root / "hand.Dockerfile"

@@ -191,15 +191,16 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve_directory(directory: Path, requests: list[str] | None = None) -> Iterator[str]:
+def serve_directory(directory: Path, requests: list[str] | None = None, address: str = "127.0.0.1") -> Iterator[str]:
     """A channel on a loopback http server, as a site's private mirror would be; yields its URL.
-    `requests`, if given, receives the path of every GET."""
+    `requests`, if given, receives the path of every GET; `address` another address to listen on (the engine's
+    bridge gateway, which build steps reach)."""
     handler = type("Handler", (_QuietHandler,), {"requests": requests})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
+    server = http.server.ThreadingHTTPServer((address, 0), functools.partial(handler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://{address}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

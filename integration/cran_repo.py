@@ -1,22 +1,17 @@
 """A CRAN-like repository the tests make themselves (nothing here may depend on CRAN being reachable): small R
 source packages written from text (a DESCRIPTION, a NAMESPACE, R code, as `R CMD build` would pack them), and a
 PACKAGES index in the layout `tools::write_PACKAGES` writes; older versions go to src/contrib/Archive/NAME/, as
-on CRAN. Served over http on the engine's bridge address, so build steps reach it as they would a site's mirror."""
+on CRAN. The tests serve it with conda_channel.serve_directory on the engine's bridge address, so build steps reach it
+as they would a site's mirror."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import gzip
-import http.server
 import io
 import tarfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from conda_channel import _QuietHandler
 
 
 @dataclass(frozen=True)
@@ -82,17 +77,3 @@ def example_packages() -> list[RPackage]:
         RPackage("hellor", "0.2.0", imports=("greetr",),
                  code='hellor_version <- function() "0.2.0"\nhello <- function() paste("hello from hellor, greetr", greetr::greetr_version())\n'),
     ]
-
-
-@contextlib.contextmanager
-def serve_repository(directory: Path, address: str, requests: list[str] | None = None) -> Iterator[str]:
-    """Yields the repository's URL on `address` (the engine's bridge gateway, which containers reach)."""
-    handler = type("Handler", (_QuietHandler,), {"requests": requests})
-    server = http.server.ThreadingHTTPServer((address, 0), functools.partial(handler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{address}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()

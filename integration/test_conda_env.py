@@ -19,14 +19,21 @@ from support import EXAMPLES, ROOT, Result, build_ok, r2env, run_in
 
 IMAGE = "r2env-it/conda-example"
 SOLVER = ROOT / "integration" / "conda_solver"  # a test-only micromamba stand-in (py-rattler's solver)
-KERNEL_CHECK = """
+
+
+def kernel_check(kernel_name: str, code: str) -> str:
+    """Python to run in the image: `code` in a kernel the server would start, over the kernel protocol."""
+    return f"""
 from jupyter_client.manager import run_kernel
 out = []
 hook = lambda m: out.append(m["content"]["text"]) if m["msg_type"] == "stream" else None
-with run_kernel(kernel_name="python3") as client:
-    client.execute_interactive("import sys, tabulate, pyhello; print(sys.prefix, pyhello.__version__)", output_hook=hook, timeout=120)
+with run_kernel(kernel_name={kernel_name!r}) as client:
+    client.execute_interactive({code!r}, output_hook=hook, timeout=120)
 print("kernel:", "".join(out).strip())
 """
+
+
+KERNEL_CHECK = kernel_check("python3", "import sys, tabulate, pyhello; print(sys.prefix, pyhello.__version__)")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 
 from conda_channel import Package, example_packages, serve_directory, write_channel
 from support import build_ok, r2env, run_in
-from test_conda_env import SOLVER
+from test_conda_env import SOLVER, kernel_check
 
 IMAGE = "r2env-it/conda-r"
 ENVIRONMENT = """\
@@ -29,15 +29,7 @@ dependencies:
   - python=3.11
   - r-base=4.2
 """
-R_KERNEL_CHECK = """
-import json, subprocess
-from jupyter_client.manager import run_kernel
-out = []
-hook = lambda m: out.append(m["content"]["text"]) if m["msg_type"] == "stream" else None
-with run_kernel(kernel_name="ir") as client:
-    client.execute_interactive('cat("R", as.character(getRversion()), "at", Sys.which("R"))', output_hook=hook, timeout=120)
-print("kernel:", "".join(out).strip())
-"""
+R_KERNEL_CHECK = kernel_check("ir", 'cat("R", as.character(getRversion()), "at", Sys.which("R"))')
 
 
 def r_packages() -> list[Package]:

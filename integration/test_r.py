@@ -4,6 +4,7 @@ package versions, the R kernel running code over the kernel protocol), lock, and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -16,7 +17,8 @@ import docker
 import pytest
 from ruamel.yaml import YAML
 
-from cran_repo import example_packages, serve_repository, write_repository
+from conda_channel import serve_directory
+from cran_repo import example_packages, write_repository
 from support import EXAMPLES, ROOT, build_ok, r2env, run_in
 from test_launch_server import DETACHED, READY, _execute, _split
 
@@ -27,7 +29,7 @@ PARITY = ROOT / "integration" / "parity"
 def cran(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The repository's URL on the engine's bridge gateway: build steps reach it there, and so does the host."""
     gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
-    with serve_repository(write_repository(tmp_path_factory.mktemp("cran"), example_packages()), gateway) as url:
+    with serve_directory(write_repository(tmp_path_factory.mktemp("cran"), example_packages()), address=gateway) as url:
         yield url
 
 
@@ -76,20 +78,26 @@ def test_renv_lock_installs_its_exact_versions_from_the_archive(engine: docker.D
     assert "all checks passed" in run_in(engine, renv_image, ["./verify"])
 
 
-def test_r2env_launch_opens_jupyterlab_with_a_working_r_kernel(engine: docker.DockerClient, renv_image: str) -> None:
-    result = r2env("launch", renv_image, "--detach")
+@contextlib.contextmanager
+def launched(image: str) -> Iterator[tuple[str, str]]:
+    """`r2env launch --detach` of an image: the server's base URL and token; stopped afterwards."""
+    result = r2env("launch", image, "--detach")
     assert result.returncode == 0, result.stdout + result.stderr
     url, container = READY.search(result.stdout), DETACHED.search(result.stdout)
     assert url and container, result.stdout
     try:
-        base, token = _split(url.group(1))
+        yield _split(url.group(1))
+    finally:
+        assert r2env("stop", container.group(1)).returncode == 0
+
+
+def test_r2env_launch_opens_jupyterlab_with_a_working_r_kernel(engine: docker.DockerClient, renv_image: str) -> None:
+    with launched(renv_image) as (base, token):
         with urllib.request.urlopen(f"{base}/api/kernelspecs?token={token}", timeout=10) as response:
             specs = json.load(response)["kernelspecs"]
         assert specs["ir"]["spec"]["language"] == "R" and "python3" in specs
         output = _execute(base, token, 'cat(as.character(packageVersion("greetr")), R.version$major, sep = " ")', kernel_name="ir")
         assert output.split() == ["0.9.0", "4"], output
-    finally:
-        assert r2env("stop", container.group(1)).returncode == 0
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in PARITY.iterdir() if (p / "cran-repository").is_file()))
@@ -170,7 +178,7 @@ def test_rstudio_opens_at_slash_rstudio_through_the_locked_proxy(engine: docker.
     files.mkdir()
     deb = standin_rstudio_deb(files)
     gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
-    with serve_repository(files, gateway) as served:  # any directory, on the bridge address builds reach
+    with serve_directory(files, address=gateway) as served:
         url = f"{served}/rstudio-server.deb"
         locked = r2env("lock", str(repo), "--cran-mirror", cran, "--rstudio", url)
         assert locked.returncode == 0, locked.stdout + locked.stderr
@@ -179,14 +187,7 @@ def test_rstudio_opens_at_slash_rstudio_through_the_locked_proxy(engine: docker.
         assert "jupyter-rsession-proxy" in [p["name"] for p in lock["python-packages"]["repository"]]
         image = "r2env-it/r-rstudio"
         build_ok(str(repo), "--image-name", image, "--cran-mirror", cran, "--rstudio", url)
-    result = r2env("launch", image, "--detach")
-    assert result.returncode == 0, result.stdout + result.stderr
-    ready, container = READY.search(result.stdout), DETACHED.search(result.stdout)
-    assert ready and container, result.stdout
-    try:
-        base, token = _split(ready.group(1))
+    with launched(image) as (base, token):
         with urllib.request.urlopen(f"{base}/rstudio/?token={token}", timeout=60) as response:
             page = response.read().decode()
         assert page == f"stand-in RStudio Server: library /srv/rlibs; r-cran-repos={cran}", page
-    finally:
-        assert r2env("stop", container.group(1)).returncode == 0
