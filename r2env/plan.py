@@ -35,6 +35,7 @@ class PlanOptions:
     target_repo_dir: str = ""  # "" = the user's home, as repo2docker (checked in r2env/options.py)
     cran_mirror: str = DEFAULT_CRAN_MIRROR  # where R packages come from ({date}, {suite} filled in: r2env/r/snapshot.py)
     r_builds_url: str = DEFAULT_R_BUILDS_URL  # R builds for versions Debian does not ship ({platform}, {version})
+    pixi_environment: str = "default"  # the pixi environment installed (buildpacks/pixi.py)
 
 
 def _home(user_name: str) -> str:
