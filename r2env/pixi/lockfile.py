@@ -114,8 +114,10 @@ def _pypi_package(entry: PypiLockedPackage, shown: str) -> PypiPackage:
         # and hash before the build.
         raise LockError(f"{shown}: PyPI package {name} comes from {excerpt(location, 60)}, and r2env installs only PyPI packages "
                         "locked as downloadable files with a sha256", "depend on a released version (from an index) instead")
-    hashes = entry.hashes
-    sha256 = _hex(hashes.sha256) if hashes is not None and hashes.sha256 is not None else ""
+    try:
+        sha256 = _hex(entry.hashes.sha256)
+    except AttributeError:  # py-rattler 0.28 gives an entry without hashes an empty PackageHashes that raises here
+        sha256 = ""
     if not _HEX64.match(sha256):
         raise LockError(f"{shown}: PyPI package {name} {version} has no sha256 hash", _RELOCK)
     if not _URL.match(location):
