@@ -115,7 +115,7 @@ def _pypi_package(entry: PypiLockedPackage, shown: str) -> PypiPackage:
         raise LockError(f"{shown}: PyPI package {name} comes from {excerpt(location, 60)}, and r2env installs only PyPI packages "
                         "locked as downloadable files with a sha256", "depend on a released version (from an index) instead")
     try:
-        sha256 = _hex(entry.hashes.sha256)
+        sha256 = _hex(entry.hashes.sha256) if entry.hashes is not None else ""
     except AttributeError:  # py-rattler 0.28 gives an entry without hashes an empty PackageHashes that raises here
         sha256 = ""
     if not _HEX64.match(sha256):
