@@ -269,3 +269,30 @@ def test_the_package_files_are_fetched_through_the_channel_map_and_hash_checked(
     (index / "files" / WHEEL_NAME).write_bytes(b"tampered")
     with pytest.raises(BuildError, match=f"{WHEEL_NAME} from .* does not match its locked sha256"):
         stage_pixi_packages(lock, channel_map, tmp_path / "again", "")
+
+
+@pytest.mark.parametrize("url", [
+    "https://example.org/files/..%2F..%2Fetc%2Fevil-1.0-py3-none-any.whl",
+    "https://example.org/files/.hidden.whl",
+    "https://example.org/files/hello_pypi-0.2.0.exe",
+])
+def test_a_pypi_file_name_that_is_not_a_plain_wheel_or_sdist_is_refused(repo: Path, url: str) -> None:
+    lock = repo / "pixi.lock"
+    lock.write_text(lock.read_text().replace(PYPI, url))
+    assert "PyPI package hello-pypi has an unusable URL" in _lock_error(repo)
+
+
+def test_a_changed_pixi_lock_or_environment_makes_r2env_lock_stale(repo: Path) -> None:
+    from r2env.lock.locking import check_fresh, current_inputs
+    from r2env.lock.lockfile import file_digest
+
+    facts = inspect(DiskRepo(repo))
+    options = PlanOptions()
+    section = CondaSection("pixi.lock", file_digest((repo / "pixi.lock").read_text()), "linux-64", (), (), (), environment="default")
+    lock = Lock("0.1.0", current_inputs(repo, facts, options), LockedBase("debian:bookworm", "", "bookworm"), "3.11", (), (), {}, conda=section)
+    check_fresh(lock, repo, facts, options)
+    with pytest.raises(LockError, match="r2env.lock is stale: the option pixi-environment changed"):
+        check_fresh(lock, repo, facts, PlanOptions(pixi_environment="latest"))
+    (repo / "pixi.lock").write_text((repo / "pixi.lock").read_text() + "\n")
+    with pytest.raises(LockError, match="r2env.lock is stale: pixi.lock changed"):
+        check_fresh(lock, repo, facts, options)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 _RELOCK = "run `pixi lock` and commit pixi.lock (r2env installs pixi projects exactly from it and never re-solves them)"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# A file name r2env writes on the host and names in pip's requirements: no path separators, no leading dot.
+_CONDA_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+!-]*\.(?:conda|tar\.bz2)$")
+_PYPI_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+!-]*\.(?:whl|tar\.gz|zip)$")
 _URL = re.compile(r"^(?:https?|file)://[^\s\x00-\x1f\x7f\"'`$\\]+$")
 
 
@@ -97,7 +101,7 @@ def _conda_package(record: RepoDataRecord, shown: str) -> CondaPackage:
     if not _HEX64.match(sha256):
         # rattler does not check file:// packages itself; r2env checks every package, so it needs the hash.
         raise LockError(f"{shown}: conda package {excerpt(name, 40)} has no sha256 hash", _RELOCK)
-    if not _URL.match(url):
+    if not _URL.match(url) or not _CONDA_FILE.match(url.rsplit("/", 1)[-1]):
         raise LockError(f"{shown}: conda package {excerpt(name, 40)} has an unusable location {excerpt(url)}", _RELOCK)
     return CondaPackage(
         name=name, version=str(record.version), build=str(record.build), subdir=str(record.subdir),
@@ -120,9 +124,10 @@ def _pypi_package(entry: PypiLockedPackage, shown: str) -> PypiPackage:
         sha256 = ""
     if not _HEX64.match(sha256):
         raise LockError(f"{shown}: PyPI package {name} {version} has no sha256 hash", _RELOCK)
-    if not _URL.match(location):
-        raise LockError(f"{shown}: PyPI package {name} has an unusable URL {excerpt(location)}", _RELOCK)
-    return PypiPackage(str(canonicalize_name(name)), version, location, sha256)
+    package = PypiPackage(str(canonicalize_name(name)), version, location, sha256)
+    if not _URL.match(location) or not _PYPI_FILE.match(urllib.parse.unquote(package.filename)):
+        raise LockError(f"{shown}: PyPI package {name} has an unusable URL {excerpt(location)} (not a wheel or sdist file)", _RELOCK)
+    return package
 
 
 def _channel_key(channel: str) -> str:
