@@ -19,6 +19,14 @@ from pixi_lock import EXAMPLE_ENVIRONMENTS, WHEEL_NAME, hello_pypi, write_pixi_l
 from support import EXAMPLES, build_ok, r2env, run_in
 
 IMAGE = "r2env-it/pixi-example"
+KERNEL_CHECK = """
+from jupyter_client.manager import run_kernel
+out = []
+hook = lambda m: out.append(m["content"]["text"]) if m["msg_type"] == "stream" else None
+with run_kernel(kernel_name="python3") as client:
+    client.execute_interactive("import sys, hello_pypi, pyhello; print(sys.prefix, hello_pypi.__version__)", output_hook=hook, timeout=120)
+print("kernel:", "".join(out).strip())
+"""
 PREFIX = "/srv/conda/envs/notebook"
 
 
@@ -68,6 +76,8 @@ def test_a_pixi_project_builds_exactly_its_lock_without_r2env_lock(engine: docke
     installed = set(run_in(engine, IMAGE, ["ls", f"{PREFIX}/conda-meta"]).split())
     assert installed - {"history"} == _locked_conda(repo)
     assert run_in(engine, IMAGE, ["python", "-c", "import importlib.metadata as m; print(m.version('hello-pypi'))"]).strip() == "0.2.0"
+    # The kernel the server starts runs in the environment, with its conda and PyPI packages.
+    assert f"kernel: {PREFIX} 0.2.0" in run_in(engine, IMAGE, ["python", "-c", KERNEL_CHECK])
 
 
 def test_r2env_lock_refers_to_pixi_lock_and_the_locked_build_passes_verify(engine: docker.DockerClient, repo: Path) -> None:
