@@ -1,6 +1,6 @@
 """r2env's built-in buildpacks: one module per way of declaring an environment, plus add-ons."""
 
-from buildpacks import apt, conda, dockerfile, pipfile, postbuild, python, r, start, unsupported
+from buildpacks import apt, conda, dockerfile, pipfile, pixi, postbuild, python, r, start, unsupported
 from importlib.metadata import entry_points
 
 from r2env.buildpack import ENTRY_POINT_GROUP, Buildpack
@@ -12,6 +12,7 @@ BUILTIN: tuple[Buildpack, ...] = (
     unsupported.JULIA_REQUIRE,
     unsupported.NIX,
     r.BUILDPACK,
+    pixi.BUILDPACK,
     conda.BUILDPACK,
     pipfile.BUILDPACK,
     python.BUILDPACK,

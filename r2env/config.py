@@ -30,7 +30,7 @@ from r2env.select import DEFAULT_PRIORITY
 
 DEFAULT_CONFIG_FILE = "r2env_config.py"
 # Options that only `r2env launch` takes.
-LAUNCH_TRAITS = ("ip", "port", "detach", "volume", "editable", "env", "memory", "cpus", "gpus", "launch_timeout")
+LAUNCH_TRAITS = ("ip", "port", "detach", "volume", "editable", "env", "memory", "cpus", "gpus", "launch_timeout", "task")
 
 
 class R2env(Configurable):
@@ -58,6 +58,7 @@ class R2env(Configurable):
     cran_mirror = Unicode(DEFAULT_CRAN_MIRROR, help="CRAN-like repository for R packages; {date} is runtime.txt's snapshot date (or latest), {suite} the Debian codename.").tag(config=True)
     rstudio = Unicode("", help="R repositories: install RStudio Server, opened at /rstudio: posit (Posit's build, pinned) or the URL of an RStudio Server .deb.").tag(config=True)
     r_builds_url = Unicode(DEFAULT_R_BUILDS_URL, help="Where R versions Debian does not ship come from: Posit's R builds; {platform} and {version} are filled in.").tag(config=True)
+    pixi_environment = Unicode("default", help="The pixi environment to install from pixi.lock (a pixi project's [environments]).").tag(config=True)
     builder = Enum(["auto", "classic"], "auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder.").tag(config=True)
     gpu = Bool(False, help="Plan a GPU image: a CUDA base and torch's CUDA wheel index, chosen from the pinned torch, tensorflow or jax.").tag(config=True)
     cuda = Unicode("", help="CUDA version of a GPU image (implies --gpu), e.g. 12.4; default the newest the pinned frameworks share.").tag(config=True)
@@ -78,6 +79,7 @@ class R2env(Configurable):
     cpus = Float(0.0, help="CPU limit of the container (launch), e.g. 1.5; 0 = none.").tag(config=True)
     gpus = Unicode("", help="GPUs for the container (launch): all, a count, or device=0,1.").tag(config=True)
     launch_timeout = Float(60.0, help="Seconds to wait for the server to answer (launch).").tag(config=True)
+    task = Unicode("", help="Run this pixi task of the environment instead of the server (launch; a pixi project).").tag(config=True)
     appendix = Unicode("", help="Dockerfile instructions appended to the build (as repo2docker's --appendix); they run as the notebook user.").tag(config=True)
     push = Bool(False, help="Push the image (and --tag tags) to its registry after building; --image-name must name it: REGISTRY/NAME[:TAG].").tag(config=True)
     tag = List(Unicode(), [], help="More tags for the image, in the same repository (pushed too with --push).").tag(config=True)
@@ -216,6 +218,14 @@ def _trait_problem(error: Exception) -> str:
     return text.split(" instance ", 1)[1].rstrip(".") if " instance " in text else text
 
 
+def _pixi_environment(values: Values) -> str:
+    from r2env.parsers.pixi import ENVIRONMENT_NAME
+
+    if not ENVIRONMENT_NAME.match(values["pixi_environment"]):
+        raise values.refuse("pixi_environment", "is not a pixi environment name", "use lowercase letters, digits and dashes, as pixi does")
+    return str(values["pixi_environment"])
+
+
 def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]], host_env: Mapping[str, str] | None = None) -> Settings:
     """Defaults < config file < command line. `overrides` maps trait names to command-line strings
     (a list for repeatable options: one item per flag). `host_env` (default os.environ) gives `--build-arg KEY` its value."""
@@ -247,6 +257,7 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
             cran_mirror=check_url_template(values, "cran_mirror"),
             r_builds_url=check_url_template(values, "r_builds_url"),
             rstudio=check_rstudio(values),
+            pixi_environment=_pixi_environment(values),
         ),
         buildpacks=tuple(values["buildpacks"]),
         mirror=values["mirror"],
@@ -268,6 +279,7 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
             cpus=values["cpus"],
             gpus=values["gpus"],
             timeout=values["launch_timeout"],
+            task=values["task"],
         ),
         publish=PublishSettings(
             push=values["push"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from typing import Callable
 
 from packaging.specifiers import SpecifierSet
 
@@ -13,6 +14,7 @@ from r2env.parsers.apt import parse_apt
 from r2env.parsers.description import Description, parse_description
 from r2env.parsers.renv_lock import RenvLock, parse_renv_lock
 from r2env.parsers.environment import CondaEnvironment, parse_environment
+from r2env.parsers.pixi import PixiManifest, parse_pixi_manifest
 from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock, pipfile_lock_local_references, pipfile_lock_python
 from r2env.parsers.pyproject import Pyproject, parse_pyproject
 from r2env.parsers.requirements import RequirementsFile, local_path, parse_requirements
@@ -27,6 +29,8 @@ DECLARATION_FILES = (
     "Project.toml", "JuliaProject.toml", "REQUIRE", "default.nix", "DESCRIPTION",
     # R (buildpacks/r.py): install.R as repo2docker runs it, and renv's lock, which repo2docker does not read.
     "install.R", "renv.lock",
+    # pixi (buildpacks/pixi.py): its manifest and its lock; pyproject.toml's [tool.pixi] counts too.
+    "pixi.toml", "pixi.lock",
 )
 # repo2docker reads these only when configuration lives at the root (no binder/ folder): the repository is then
 # itself a package.
@@ -57,6 +61,7 @@ class RepoFacts:
     ignored: tuple[str, ...] = ()  # declaration files present but ignored, each with why ("runtime.txt (…)")
     description: Description | None = None  # an R package's DESCRIPTION (root only, as in repo2docker)
     renv_lock: RenvLock | None = None
+    pixi: PixiManifest | None = None  # pixi.toml, or pyproject.toml's [tool.pixi] (pixi.toml wins, as in pixi)
 
     def has(self, name: str) -> bool:
         return name in self.files
@@ -223,7 +228,18 @@ def inspect(repo: RepoView) -> RepoFacts:
         pipfile_local = pipfile.local_references if pipfile else ()
     description = parse_description(repo.read_text("DESCRIPTION"), "DESCRIPTION") if "DESCRIPTION" in files else None
     renv_lock = parse_renv_lock(repo.read_text(path("renv.lock")), path("renv.lock")) if "renv.lock" in files else None
+    pixi = _pixi_manifest(repo, files, path)
     return RepoFacts(
         config_dir, files, python, requirements, apt_packages, pyproject, pipfile, pipfile_lock, not_executable, conda_environment,
-        runtime=runtime, ignored=ignored, pipfile_local=pipfile_local, description=description, renv_lock=renv_lock,
+        runtime=runtime, ignored=ignored, pipfile_local=pipfile_local, description=description, renv_lock=renv_lock, pixi=pixi,
     )
+
+
+def _pixi_manifest(repo: RepoView, files: frozenset[str], path: Callable[[str], str]) -> PixiManifest | None:
+    """pixi.toml, else a pyproject.toml with [tool.pixi] (pixi's own order); pixi.lock lives beside the manifest."""
+    for name in ("pixi.toml", "pyproject.toml"):
+        if name in files:
+            manifest = parse_pixi_manifest(repo.read_text(path(name)), path(name), path("pixi.lock"))
+            if manifest is not None:
+                return manifest
+    return None

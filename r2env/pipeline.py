@@ -28,6 +28,8 @@ from r2env.lock.locking import (
     LockResult, check_apt_resolved, check_fresh, load_lock_file, lock_path, make_lock, read_conda_lock, read_lock, refuse_dockerfile, user_pins,
 )
 from r2env.parsers.conda_lock import CondaLockFile
+from r2env.pixi.lockfile import PixiLockFile, read_pixi_environment
+from r2env.pixi.packages import ensure_pixi_package_image
 from r2env.plan import plan
 from r2env.r.locking import hash_candidates, hash_file, r_section, renv_candidates, snapshot_library, url_fetcher
 from r2env.r.rstudio import rstudio_source
@@ -67,6 +69,9 @@ def plan_checkout(checkout: Checkout, settings: Settings, use_lock: bool = True)
     if lock is not None:
         check_fresh(lock, checkout.path, facts, settings.plan)
         conda = read_conda_lock(checkout.path, lock)
+    if selection.primary.name == "pixi" and facts.pixi is not None and conda is None:
+        # pixi.lock is the environment's lock with or without r2env.lock (which only adds the installer and server).
+        conda = read_pixi_environment(checkout.path, facts.pixi, settings.plan.pixi_environment)
     # Without r2env.lock, the repository's own uv.lock or poetry.lock is still installed exactly.
     pins = user_pins(checkout.path, facts) if lock is None and selection.primary.name == "python" and (facts.has("uv.lock") or facts.has("poetry.lock")) else None
     spec = plan(facts, selection, settings.plan, lock, pins.packages if pins else (), pins.source if pins else "", conda)
@@ -127,7 +132,7 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
     if write:
         # Written whole or not at all: a failed resolve above leaves the old lock untouched.
         contents = {path: dump_lock(result.lock)}
-        if result.lock.conda is not None:
+        if result.lock.conda is not None and result.conda_lock:  # pixi.lock is pixi's to write: no text, nothing written
             contents[checkout.path / result.lock.conda.lockfile] = result.conda_lock
         scratches = {target: target.with_name(target.name + ".tmp") for target in contents}
         for target, scratch in scratches.items():
@@ -372,7 +377,10 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
                  credentials: Credentials | None, ignore: IgnoreRules | None = None) -> Generator[BuildEvent, None, bool]:
     """Build; return whether every step came from the cache (no step ran)."""
     checkout, spec, publishing = planned.checkout, planned.spec, settings.publish
-    if planned.conda is not None:
+    if isinstance(planned.conda, PixiLockFile):
+        trusted = settings.plan.conda_channels if settings.public_packages_only else None
+        yield from ensure_pixi_package_image(engine, planned.conda, settings.channel_map, ca_bundle(settings.fetch, os.environ), settings.no_cache, trusted)
+    elif planned.conda is not None:
         trusted = settings.plan.conda_channels if settings.public_packages_only else None
         yield from ensure_package_image(engine, planned.conda, settings.channel_map, ca_bundle(settings.fetch, os.environ), settings.no_cache, trusted)
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"building {image} with {engine.builder} ({len(spec.steps)} planned steps)")

@@ -36,6 +36,7 @@ class PlanOptions:
     cran_mirror: str = DEFAULT_CRAN_MIRROR  # where R packages come from ({date}, {suite} filled in: r2env/r/snapshot.py)
     r_builds_url: str = DEFAULT_R_BUILDS_URL  # R builds for versions Debian does not ship ({platform}, {version})
     rstudio: str = ""  # R: RStudio Server at /rstudio: "" (none), "posit" or a .deb URL (r2env/r/rstudio.py)
+    pixi_environment: str = "default"  # the pixi environment installed (buildpacks/pixi.py)
 
 
 def _home(user_name: str) -> str:

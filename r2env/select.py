@@ -10,8 +10,9 @@ from r2env.errors import UsageError
 from r2env.inspect import RepoFacts
 from r2env.spec import Detection
 
-# repo2docker's order (repo2docker/app.py `buildpacks`): Julia, Nix and R come before conda, Pipfile and Python.
-DEFAULT_PRIORITY = ("dockerfile", "julia", "julia-require", "nix", "r", "conda", "pipfile", "python")
+# repo2docker's order (repo2docker/app.py `buildpacks`): Julia, Nix and R come before conda, Pipfile and Python;
+# pixi (which repo2docker lacks) comes before conda: a pixi project's environment.yml is usually an export of it.
+DEFAULT_PRIORITY = ("dockerfile", "julia", "julia-require", "nix", "r", "pixi", "conda", "pipfile", "python")
 
 
 @dataclass(frozen=True)

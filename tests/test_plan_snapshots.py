@@ -14,6 +14,7 @@ import pytest
 
 from buildpacks import load_buildpacks
 from r2env.inspect import inspect
+from r2env.pixi.lockfile import read_pixi_environment
 from r2env.plan import PlanOptions, plan
 from r2env.render import RenderOptions, render_dockerfile
 from r2env.repo import DiskRepo, MemoryRepo, RepoView
@@ -28,7 +29,11 @@ REPO_COPY = "COPY --chown=1000:1000 . /home/jovyan/"
 
 def planned(repo: RepoView, options: PlanOptions = PlanOptions()) -> ImageSpec:
     facts = inspect(repo)
-    return plan(facts, select(facts, load_buildpacks()), options)
+    selection = select(facts, load_buildpacks())
+    # A pixi project is planned from its pixi.lock (the pipeline reads it the same way).
+    pixi = facts.pixi if selection.primary.name == "pixi" and isinstance(repo, DiskRepo) else None
+    conda = read_pixi_environment(repo.root, pixi, options.pixi_environment) if pixi else None  # type: ignore[attr-defined]
+    return plan(facts, selection, options, conda=conda)
 
 
 def memory_plan(files: Mapping[str, str], options: PlanOptions = PlanOptions()) -> ImageSpec:

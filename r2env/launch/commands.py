@@ -37,10 +37,28 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM stops the container the way Ctrl-C does
 
 
+def _task_command(source: str, task: str, command: tuple[str, ...], settings: Settings) -> tuple[str, ...]:
+    """`--task NAME`: the pixi task of the repository's environment, as a command like any other."""
+    from r2env import pipeline
+    from r2env.errors import UsageError
+    from r2env.pixi.tasks import task_command
+
+    if command:
+        raise UsageError("--task and a command after -- both say what to run", "give one of them")
+    if not _is_source(source):
+        raise UsageError(f"--task {task}: {source} is not a repository, and tasks come from its pixi manifest", "give the repository")
+    planned = pipeline.plan_source(source, settings)
+    if planned.facts.pixi is None or planned.spec.buildpacks[:1] != ("pixi",):
+        raise UsageError(f"--task {task}: {source} is not built as a pixi project, and tasks are pixi's", "give a repository with pixi.toml and pixi.lock")
+    return task_command(planned.facts.pixi, settings.plan.pixi_environment, task)
+
+
 def launch_command(source: str, command: tuple[str, ...], settings: Settings) -> int:
     from r2env import pipeline
     from r2env.engine import DockerEngine
 
+    if settings.launch.task:
+        command = _task_command(source, settings.launch.task, command, settings)
     options = replace(settings.launch, command=command)
     local = _local_dir(source)
     # With --subdir, the image holds that folder at its repository path: mount the same folder over it.

@@ -43,6 +43,7 @@ class LaunchOptions:
     gpus: str = ""
     timeout: float = 60.0  # seconds for the server to answer
     command: tuple[str, ...] = ()  # run this instead of the server
+    task: str = ""  # a pixi task to run instead of the server (r2env/pixi/tasks.py)
 
 
 @dataclass(frozen=True)

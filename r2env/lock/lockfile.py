@@ -56,6 +56,7 @@ class CondaSection:
     installer: tuple[LockedPackage, ...]  # py-rattler and its needs, for the build stage's Python
     kernel: tuple[LockedPackage, ...]  # ipykernel's closure, for an environment too old to host the server (empty: none added)
     server: tuple[LockedPackage, ...] = ()  # the notebook server's closure installed into the environment (empty: it declares one)
+    environment: str = ""  # pixi.lock's environment installed ("" for conda-lock.yml, which has one)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ def dump_lock(lock: Lock) -> str:
             "kernel": _packages_data(lock.conda.kernel),
             "server": _packages_data(lock.conda.server),
         }
+        if lock.conda.environment:
+            data["conda"]["environment"] = lock.conda.environment
     if lock.r is not None:
         data["r"] = {
             "version": lock.r.version,
@@ -170,6 +173,7 @@ _PLATFORM = re.compile(r"^(?:noarch|[a-z0-9]+-[a-z0-9_]+)$")
 # A Docker image reference (name[:tag][@digest]) or ID: what `FROM` gets.
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 _IMAGE_ID = re.compile(r"^(?:sha256:[0-9a-f]{64})?$")
+_PIXI_ENVIRONMENT = re.compile(r"^[a-z0-9-]{1,64}$")
 _VERSION_WORD = re.compile(r"^[A-Za-z0-9.+!_-]{1,64}$")
 
 
@@ -213,7 +217,7 @@ def _packages(shape: Shape) -> tuple[LockedPackage, ...]:
 
 
 def _conda_section(shape: Shape) -> CondaSection:
-    shape.only("lockfile", "digest", "platform", "installer", "kernel", "server")
+    shape.only("lockfile", "digest", "platform", "installer", "kernel", "server", "environment")
     return CondaSection(
         lockfile=_relative_path(shape.key("lockfile")),
         digest=_checked(shape.key("digest"), SHA256_HASH, "a sha256:HEX digest"),
@@ -222,6 +226,7 @@ def _conda_section(shape: Shape) -> CondaSection:
         kernel=_packages(shape.key("kernel", [])),
         # Required: a lock made before the server moved into the environment must be made again.
         server=_packages(shape.key("server")),
+        environment=_checked(shape.key("environment", ""), _PIXI_ENVIRONMENT, "a pixi environment name") if shape.has("environment") else "",
     )
 
 

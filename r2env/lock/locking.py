@@ -21,6 +21,7 @@ from r2env.interpreter import DEBIAN_PYTHON
 from r2env.lock.lockfile import LOCK_FILE, CondaSection, Lock, LockedBase, LockedPackage, file_digest, parse_lock, stale_inputs
 from r2env.parsers.conda_lock import CondaLockFile, parse_conda_lock
 from r2env.parsers.toml import load_toml
+from r2env.pixi.lockfile import PixiLockFile, read_pixi_environment
 from r2env.plan import PlanOptions
 from r2env.r.facts import R_FILES, declares_r
 from r2env.r.rstudio import RSESSION_PROXY
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 _LOCKED_FILES = (
     "requirements.txt", "setup.py", "pyproject.toml", "Pipfile", "Pipfile.lock", "uv.lock", "poetry.lock",
     "runtime.txt", "apt.txt", "environment.yml", "environment.yaml", *R_FILES,
+    "pixi.toml",  # pixi.lock itself is referred to by digest in the conda section, like conda-lock.yml
 )
 
 
@@ -54,6 +56,8 @@ def current_inputs(root: Path, facts: RepoFacts, options: PlanOptions) -> dict[s
     if declares_r(facts):
         # Where R and its packages come from; only for R repositories, so that other locks keep their inputs.
         inputs["option:cran-mirror"] = file_digest(f"{options.cran_mirror}|{options.r_builds_url}" + (f"|{options.rstudio}" if options.rstudio else ""))
+    if facts.pixi is not None:
+        inputs["option:pixi-environment"] = file_digest(options.pixi_environment)
     # --conda-channel is not an input: conda-lock.yml records the channels it locked from, and where the
     # packages come from at build time is --channel-map's business.
     return inputs
@@ -106,8 +110,8 @@ def check_apt_resolved(lock: Lock, spec: ImageSpec, facts: RepoFacts) -> None:
 
 
 def read_conda_lock(root: Path, lock: Lock) -> CondaLockFile | None:
-    """The conda-lock.yml a fresh r2env.lock refers to."""
-    if lock.conda is None:
+    """The conda-lock.yml a fresh r2env.lock refers to (a pixi.lock is read by the pipeline, with its manifest)."""
+    if lock.conda is None or lock.conda.environment:
         return None
     path = lock.conda.lockfile
     text = read_lock_text(root / path, path)
@@ -221,6 +225,12 @@ def make_lock(
     conda: CondaSection | None = None
     conda_text = conda_counts = ""
     environment = facts.conda_environment if spec.buildpacks[0] == "conda" else None
+    pixi = read_pixi_environment(root, facts.pixi, options.pixi_environment) if spec.buildpacks[0] == "pixi" and facts.pixi else None
+    if pixi is not None:
+        yield BuildEvent(Phase.PLAN, Kind.INFO, f"{pixi.path}: environment {pixi.environment!r} for {pixi.platform}, installed as pixi locked it (no solve)")
+        conda_file: CondaLockFile = pixi
+        conda = _pixi_section(root, spec, pixi, options.server_requirement, index_url, extra_index_url, runner)
+        conda_counts = f", {len(pixi.packages)} conda and {len(pixi.pypi)} PyPI packages ({conda.lockfile})"
     if environment is not None:
         channels = channels_for(environment, options.conda_channels)
         platform = conda_platform()
@@ -240,7 +250,7 @@ def make_lock(
     labels = engine.image_labels(spec.base_image)
     apt_packages = list(dict.fromkeys(p for step in spec.steps if "apt" in step.caches for p in step.packages))
     yield BuildEvent(Phase.PLAN, Kind.INFO, f"resolving {len(apt_packages)} Debian packages in {spec.base_image}")
-    if environment is not None:
+    if environment is not None or pixi is not None:
         # Whether the server needs r2env's own Python is known only now that the environment's Python is locked.
         apt_packages += [p for p in ("python3", "python3-venv") if p not in apt_packages]
     apt = resolve_apt(engine, spec.base_image, apt_packages)
@@ -321,6 +331,20 @@ def _conda_section(
     elif not environment.declares(canonicalize_name(Requirement(server_requirement).name)):
         server = _environment_server(root, conda_file, server_requirement, spec.suite, index_url, extra_index_url, runner)
     return CondaSection(facts.path(CONDA_LOCK_NAME), file_digest(text), conda_file.platform, installer, kernel, server)
+
+
+def _pixi_section(
+    root: Path, spec: ImageSpec, pixi: PixiLockFile, server_requirement: str, index_url: str, extra_index_url: str, runner: Runner,
+) -> CondaSection:
+    """pixi.lock by path and digest, plus the in-image installer and the notebook server the environment runs
+    (unless pixi locked one into it)."""
+    installer_python = DEBIAN_PYTHON.get(spec.suite, "3.11")
+    installer = resolve_python([RATTLER_REQUIREMENT], root, installer_python, spec.suite, index_url, extra_index_url, runner).packages
+    name = canonicalize_name(Requirement(server_requirement).name)
+    has_server = any(canonicalize_name(p.name) == name for p in pixi.packages) or any(p.name == name for p in pixi.pypi)
+    server = () if has_server else _environment_server(root, pixi, server_requirement, spec.suite, index_url, extra_index_url, runner)
+    text = read_text(root / pixi.path, pixi.path, LOCK_LIMIT, LockError)
+    return CondaSection(pixi.path, file_digest(text), pixi.platform, installer, (), server, environment=pixi.environment)
 
 
 def _environment_server(
