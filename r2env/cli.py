@@ -22,6 +22,8 @@ PUBLISH_FLAGS = ("push", "tag", "cache-from", "check-registry", "json", "output-
 BUILD_FLAGS = ("label", "build-arg")
 # repo2docker's short flags (`repo2docker -e KEY=VALUE -E`).
 SHORT_FLAGS = {"env": "-e", "editable": "-E"}
+# `r2env jupyter-repo2docker ...` is `r2env-repo2docker ...` (r2env/repo2docker_cli.py).
+REPO2DOCKER_NAMES = ("jupyter-repo2docker", "repo2docker", "r2env-repo2docker")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -251,6 +253,12 @@ def _bootstrap(arguments: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in REPO2DOCKER_NAMES:
+        # BinderHub's build pod gives its command as the container's args (binderhub/build.py, V1Container(args=
+        # get_cmd())), after r2env's image's ENTRYPOINT: `r2env jupyter-repo2docker --ref=... URL`.
+        from r2env import repo2docker_cli
+
+        return repo2docker_cli.main(words[1:])
     # `r2env launch SOURCE -- COMMAND ...`: everything after -- is the command, never r2env's options.
     run_command = words[words.index("--") + 1:] if "--" in words else []
     words = words[: words.index("--")] if "--" in words else words
