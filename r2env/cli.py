@@ -125,7 +125,7 @@ def _settings(arguments: argparse.Namespace) -> Settings:
 def _connect(settings: Settings) -> Any:
     from r2env.engine import DockerEngine
 
-    return lambda: DockerEngine.connect(prefer_classic=settings.builder == "classic")
+    return lambda: DockerEngine.connect(prefer_classic=settings.builder == "classic", address=settings.engine)
 
 
 def _run(arguments: argparse.Namespace) -> int:

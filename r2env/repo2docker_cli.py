@@ -176,7 +176,7 @@ def _build(arguments: argparse.Namespace, log: _Log) -> int:
             raise UsageError(f"--build-memory-limit {arguments.build_memory_limit!r} is not a size", "give bytes or a size such as 2g")
         settings = replace(settings, build_memory=arguments.build_memory_limit.lower())
     _git_credentials(os.environ)
-    connect = lambda: DockerEngine.connect(prefer_classic=settings.builder == "classic")  # noqa: E731
+    connect = lambda: DockerEngine.connect(prefer_classic=settings.builder == "classic", address=settings.engine)  # noqa: E731
     image = ""
     for event in pipeline.build(arguments.repo, settings, connect):
         if isinstance(event, pipeline.BuildResult):

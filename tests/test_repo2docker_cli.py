@@ -57,7 +57,7 @@ def origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine()
-    monkeypatch.setattr(DockerEngine, "connect", classmethod(lambda cls, prefer_classic=False: fake))
+    monkeypatch.setattr(DockerEngine, "connect", classmethod(lambda cls, prefer_classic=False, address=None: fake))
     return fake
 
 

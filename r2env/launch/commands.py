@@ -48,7 +48,7 @@ def launch_command(source: str, command: tuple[str, ...], settings: Settings) ->
     uid, gid = host_identity()
     # Bad options fail now, before a build that may take minutes.
     container_request("", {}, options, token="", editable_dir=editable_dir, cwd=Path.cwd(), uid=uid, gid=gid, host_env=os.environ)
-    engine = DockerEngine.connect(prefer_classic=settings.builder == "classic")
+    engine = DockerEngine.connect(prefer_classic=settings.builder == "classic", address=settings.engine)
     if _is_source(source):
         image = ""
         for built in pipeline.build(source, settings, lambda: engine):

@@ -70,7 +70,7 @@ def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = F
         raise UsageError(f"max_connections {serve_settings.max_connections} needs {needed} open files, and this process may open {available}",
                          f"lower c.Serve.max_connections to {max(available - RESERVED_FILES, 1)} or less, or raise the limit "
                          "(ulimit -n; LimitNOFILE= in a systemd unit)")
-    engine = DockerEngine.connect(prefer_classic=settings.builder == "classic")  # unreachable: exit 7, before listening
+    engine = DockerEngine.connect(prefer_classic=settings.builder == "classic", address=settings.engine)  # unreachable: exit 7, before listening
     path = serve_settings.state_dir / DATABASE
     lock = _lock_state(serve_settings.state_dir)
     try:
