@@ -103,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the build-and-launch daemon: an HTTP API and a web page (see docs/serve.md)")
     serve.add_argument("--new-token", action="store_true", help="replace the generated API token with a new one, printed once")
-    # The token is never a flag: command lines are visible to every user of the machine (c.Serve.token or R2ENV_SERVE_TOKEN).
-    _add_trait_flags(serve, sorted(set(cli_traits(Serve)) - {"token"}), Serve)
+    # Tokens are never flags: command lines are visible to every user of the machine (c.Serve.token or R2ENV_SERVE_TOKEN,
+    # c.Serve.hub_api_token or JUPYTERHUB_API_TOKEN).
+    _add_trait_flags(serve, sorted(set(cli_traits(Serve)) - {"token", "hub-api-token"}), Serve)
 
     base = commands.add_parser("base", help="manage base images")
     base_commands = base.add_subparsers(dest="base_command", required=True, metavar="ACTION")
