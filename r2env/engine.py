@@ -181,7 +181,7 @@ class DockerEngine:
         host = address.describe(os.environ)
         client = None
         try:
-            client = docker.from_env(timeout=120, environment=env, use_ssh_client=host.startswith("ssh://"))
+            client = docker_client(env, timeout=120)
             client.ping()
         except (docker.errors.DockerException, OSError) as error:
             if client is not None:
@@ -528,6 +528,27 @@ class DockerEngine:
         except docker.errors.APIError as error:
             if "already in progress" not in str(error):
                 raise
+
+
+def docker_client(env: Mapping[str, str], timeout: int = 120) -> Any:
+    """docker-py's client for the engine `env` names (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+    With TLS, requests would let REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (set where a proxy's CA must be trusted, as
+    for many of r2env's users) replace the engine's CA that docker-py gives the session (requests'
+    merge_environment_settings), and the engine's certificate would fail to verify. So that connection ignores the
+    environment: the API version is asked with a client that does, then the real client is made with it."""
+    options = docker.utils.kwargs_from_env(environment=dict(env))
+    options["use_ssh_client"] = str(options.get("base_url") or "").startswith("ssh://")
+    if not options.get("tls"):
+        return docker.DockerClient(version="auto", timeout=timeout, **options)
+    probe = docker.DockerClient(version="1.24", timeout=timeout, **options)  # the oldest API docker-py speaks: no request yet
+    try:
+        probe.api.trust_env = False
+        version = str(probe.api.version(api_version=False)["ApiVersion"])
+    finally:
+        probe.close()
+    client = docker.DockerClient(version=version, timeout=timeout, **options)
+    client.api.trust_env = False
+    return client
 
 
 def _engine_problem(error: BaseException) -> str:
