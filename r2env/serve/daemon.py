@@ -72,6 +72,8 @@ def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = F
                          f"lower c.Serve.max_connections to {max(available - RESERVED_FILES, 1)} or less, or raise the limit "
                          "(ulimit -n; LimitNOFILE= in a systemd unit)")
     engine = DockerEngine.connect(prefer_classic=settings.builder == "classic", address=settings.engine)  # unreachable: exit 7, before listening
+    # The launch engine or hub too: unreachable, a refused token: one line, before anything is set up.
+    launch_engine, launches_for = _launch_backend(engine, settings, serve_settings)
     path = serve_settings.state_dir / DATABASE
     lock = _lock_state(serve_settings.state_dir)
     try:
@@ -85,7 +87,6 @@ def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = F
         build_limits = _buildkit_limits(engine, serve_settings)
         if build_limits is not None:  # applied to the engine's BuildKit as a whole: not a per-build option any more
             serve_settings = replace(serve_settings, build_memory="")
-        launch_engine, launches_for = _launch_backend(engine, settings, serve_settings)
         try:
             asyncio.run(_run(store, engine, settings, serve_settings, new_token, out, launch_engine, launches_for))
         finally:
