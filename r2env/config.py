@@ -299,7 +299,10 @@ def engine_address(values: Values, host_name: str, cert_name: str) -> EngineAddr
         raise values.refuse(host_name, problem, "give unix:///PATH, tcp://HOST:PORT or ssh://USER@HOST (as DOCKER_HOST)")
     cert_path = expand_path(values, cert_name) if values[cert_name] else None
     if cert_path is not None:
-        missing = [name for name in ("ca.pem", "cert.pem", "key.pem") if not (cert_path / name).is_file()]
+        try:
+            missing = [name for name in ("ca.pem", "cert.pem", "key.pem") if not (cert_path / name).is_file()]
+        except OSError as error:  # a name longer than NAME_MAX: the OS's word, on one line
+            raise values.refuse(cert_name, f"cannot be used ({error.strerror or error})", "give the directory with ca.pem, cert.pem and key.pem") from None
         if missing:
             raise values.refuse(cert_name, f"has no {', '.join(missing)}", "give the directory with the engine's ca.pem and your cert.pem and key.pem")
         if values[host_name] and not values[host_name].startswith("tcp://"):
