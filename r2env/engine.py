@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -370,6 +371,12 @@ class DockerEngine:
         return self._env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
     @property
+    def remote_host(self) -> str:
+        """The engine's machine when it is another one (tcp:// or ssh:// to a non-loopback host), else "": where
+        published ports are."""
+        return remote_host_of(self.host)
+
+    @property
     def environment(self) -> dict[str, str]:
         """The variables that name this engine, for the docker CLI."""
         return dict(self._env)
@@ -487,11 +494,11 @@ class DockerEngine:
             attrs = self._client.api.inspect_container(container_id)
         except docker.errors.NotFound:
             raise LaunchError(f"no container {container_id}", "see `r2env ps` for what runs") from None
-        return _container_info(attrs)
+        return _container_info(attrs, self.remote_host)
 
     def containers(self, label: str) -> list[ContainerInfo]:
         found = self._client.api.containers(all=True, filters={"label": label})
-        return [_container_info(self._client.api.inspect_container(c["Id"])) for c in found]
+        return [_container_info(self._client.api.inspect_container(c["Id"]), self.remote_host) for c in found]
 
     def follow_logs(self, container_id: str) -> Iterator[str]:
         """The container's output, line by line, until it exits."""
@@ -528,6 +535,15 @@ class DockerEngine:
         except docker.errors.APIError as error:
             if "already in progress" not in str(error):
                 raise
+
+
+def remote_host_of(docker_host: str) -> str:
+    parts = urllib.parse.urlsplit(docker_host)
+    if parts.scheme not in ("tcp", "ssh") or not parts.hostname:
+        return ""
+    if parts.hostname == "localhost" or parts.hostname.startswith("127.") or parts.hostname == "::1":
+        return ""
+    return parts.hostname
 
 
 def docker_client(env: Mapping[str, str], timeout: int = 120) -> Any:
@@ -582,11 +598,13 @@ def _memory_limits(memory: str) -> dict[str, int] | None:
     return {"memory": limit, "memswap": limit}
 
 
-def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
+def _container_info(attrs: dict[str, Any], remote_host: str = "") -> ContainerInfo:
     state = attrs.get("State") or {}
     config = attrs.get("Config") or {}
     bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{SERVER_PORT}/tcp") or []
     host_ip, host_port = (str(bindings[0].get("HostIp") or ""), int(bindings[0].get("HostPort") or 0)) if bindings else ("", 0)
+    if remote_host and host_ip in ("0.0.0.0", "::", ""):
+        host_ip = remote_host  # published on every interface of the engine's machine: reached by its name
     environment = env_dict(config)
     return ContainerInfo(
         id=str(attrs["Id"]),

@@ -48,3 +48,17 @@ def test_buildkit_builds_go_to_the_named_builder_and_the_addressed_engine(tmp_pa
     assert f"--secret=id=ca,src={secret}" in seen["argv"]
     assert (seen["env"]["DOCKER_HOST"], seen["env"]["DOCKER_TLS_VERIFY"], seen["env"]["DOCKER_CERT_PATH"]) == ("tcp://builder.example.org:2376", "1", "/certs")
     assert engine.host == "tcp://builder.example.org:2376"
+
+
+@pytest.mark.parametrize(("docker_host", "remote"), [
+    ("unix:///var/run/docker.sock", ""), ("tcp://127.0.0.1:2376", ""), ("tcp://localhost:2376", ""), ("ssh://me@[::1]", ""),
+    ("tcp://builder.example.org:2376", "builder.example.org"), ("ssh://me@gpu-box:2222", "gpu-box"),
+])
+def test_published_ports_are_on_the_engines_machine(docker_host: str, remote: str) -> None:
+    from r2env.engine import _container_info, remote_host_of
+
+    assert remote_host_of(docker_host) == remote
+    attrs = {"Id": "c1", "State": {"Status": "running"}, "Config": {"Image": "i", "Env": ["JUPYTER_TOKEN=t"]},
+             "NetworkSettings": {"Ports": {"8888/tcp": [{"HostIp": "0.0.0.0", "HostPort": "49153"}]}}}
+    info = _container_info(attrs, remote_host_of(docker_host))
+    assert (info.host_ip, info.host_port) == (remote or "0.0.0.0", 49153)

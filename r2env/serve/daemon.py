@@ -185,6 +185,9 @@ def _launch_backend(engine: "DockerEngine", settings: Settings, serve: ServeSett
     if serve.launch_engine is None:
         return engine, lambda store, changes: Launches(store, engine, settings, serve, store.daemon_id(), changes, _log)
     launch_engine = DockerEngine.connect(address=serve.launch_engine)
+    if launch_engine.remote_host and settings.launch.ip.startswith("127."):
+        raise UsageError(f"c.R2env.ip = {settings.launch.ip!r} publishes the servers on the loopback of {launch_engine.remote_host}, the launch engine's machine",
+                         f"set c.R2env.ip = \"0.0.0.0\" (every interface of {launch_engine.remote_host}) or one of its addresses")
     if serve.block_host_network and not launch_engine.host.startswith("unix://"):
         raise UsageError(f"c.Serve.block_host_network: the launch engine at {launch_engine.host} is not on this machine, so the daemon cannot firewall its bridge",
                          "add the rules of docs/serve.md on that engine's host and set c.Serve.block_host_network = False")

@@ -223,7 +223,8 @@ class Launches:
         """The launch as a client sees it. A server published on every interface is reached at the host name the
         client used for the daemon (the stored URL names 127.0.0.1, which is only right on this machine)."""
         record = launch.to_json()
-        if launch.url and request_host and self.options.ip in ("0.0.0.0", "::", ""):
+        # On a launch engine of another machine the URL names that machine already (r2env/engine.py _container_info).
+        if launch.url and request_host and self.options.ip in ("0.0.0.0", "::", "") and not getattr(self.engine, "remote_host", ""):
             parts = urllib.parse.urlsplit(launch.url)
             host = f"[{request_host}]" if ":" in request_host else request_host
             record["url"] = urllib.parse.urlunsplit(parts._replace(netloc=f"{host}:{parts.port}"))
