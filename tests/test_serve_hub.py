@@ -213,3 +213,19 @@ def test_the_hub_token_comes_from_the_environment(tmp_path: Path, monkeypatch: p
     settings = load_serve_config(None, {"state_dir": str(tmp_path / "state"), "launch_backend": "jupyterhub", "hub_url": "http://127.0.0.1:8000/"},
                                  {"JUPYTERHUB_API_TOKEN": "from-env"})
     assert (settings.launch_backend, settings.hub_url, settings.hub_api_token) == ("jupyterhub", "http://127.0.0.1:8000/", "from-env")
+
+
+def test_culling_reads_the_hubs_activity_and_a_vanished_server_is_stopped_through_the_hub() -> None:
+    from datetime import datetime
+
+    from r2env.serve.store import Launch
+
+    session = FakeHub()
+    backend = launches(session, FakeEngine())
+    container_id, url = backend._start_container("l-5", "img:5", "src")
+    launch = Launch("l-5", "b-1", "running", container_id, url, "", "", "", 0.0, None, None)
+    assert backend.server_activity(launch) == datetime.fromisoformat("2026-12-06T02:00:00+00:00").timestamp()
+    assert backend.server_state(launch) == (True, "")
+    session.users["r2env-l-5"]["servers"].clear()  # the hub's own culler, or an admin, stopped it
+    assert backend.server_state(launch) == (False, "the hub stopped its server")
+    assert session.users == {}  # and its user is deleted too
