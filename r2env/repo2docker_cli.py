@@ -139,8 +139,13 @@ def run(argv: Sequence[str], stdout: IO[str]) -> int:
         # One line, in the log's own format: BinderHub shows it to the user, and a traceback would not be JSON.
         text = safe_line(redact(str(error)))
         if json_logs:
+            # A failed step's last lines come first (as r2env's CLI prints them), then the one error line.
+            for detail in error.details.splitlines() if error.details else ():
+                log.line(BUILDING, "    " + safe_line(redact(detail)))
             log.line(FAILED, f"r2env: error: {text}")
         else:
+            if error.details:
+                print("\n".join("    " + safe_line(redact(line)) for line in error.details.splitlines()), file=sys.stderr)
             print(f"{PROG}: error: {text}", file=sys.stderr, flush=True)
         return error.exit_code
     except KeyboardInterrupt:

@@ -183,3 +183,19 @@ def test_console_script_is_installed() -> None:
     assert script.exists(), "pip install -e . installs the r2env-repo2docker console script"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "--json-logs" in result.stdout and "--image-name" in result.stdout
+
+
+def test_a_failed_steps_last_lines_precede_the_failed_line(origin: tuple[str, str], engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from r2env.errors import BuildError
+
+    def failing_build(request: object) -> object:
+        raise BuildError("build step failed: RUN pip install -r requirements.txt", "fix the step", details="ERROR: No matching distribution\nexit code: 1")
+        yield  # a generator, as the engine's build is
+
+    monkeypatch.setattr(engine, "build", failing_build)
+    url, commit = origin
+    code, lines = run(binderhub_argv(commit, "r2env-test/x:1", url))
+    assert code == 5
+    assert lines[-3:] == [{"phase": "building", "message": "    ERROR: No matching distribution\n"},
+                          {"phase": "building", "message": "    exit code: 1\n"},
+                          {"phase": "failed", "message": "r2env: error: build step failed: RUN pip install -r requirements.txt: fix the step\n"}]
