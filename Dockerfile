@@ -32,7 +32,10 @@ RUN --mount=type=secret,id=ca,required=false \
  && python3 -m venv /opt/r2env \
  && /opt/r2env/bin/pip install --no-cache-dir /src \
  && rm -rf /src \
+ && ln -s r2env-repo2docker /opt/r2env/bin/jupyter-repo2docker \
  && r2env --version
 # BuildKit through the 20.10 client's built-in support (r2env sets DOCKER_BUILDKIT=1 for its builds).
+# As BinderHub's build image: `r2env jupyter-repo2docker --ref=... URL` (BinderHub passes its command as args) runs
+# r2env-repo2docker, also on PATH as jupyter-repo2docker (docs/binderhub.md).
 ENTRYPOINT ["r2env"]
 CMD ["--help"]

@@ -22,6 +22,8 @@ PUBLISH_FLAGS = ("push", "tag", "cache-from", "check-registry", "json", "output-
 BUILD_FLAGS = ("label", "build-arg")
 # repo2docker's short flags (`repo2docker -e KEY=VALUE -E`).
 SHORT_FLAGS = {"env": "-e", "editable": "-E"}
+# `r2env jupyter-repo2docker ...` is `r2env-repo2docker ...` (r2env/repo2docker_cli.py).
+REPO2DOCKER_NAMES = ("jupyter-repo2docker", "repo2docker", "r2env-repo2docker")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the build-and-launch daemon: an HTTP API and a web page (see docs/serve.md)")
     serve.add_argument("--new-token", action="store_true", help="replace the generated API token with a new one, printed once")
-    # The token is never a flag: command lines are visible to every user of the machine (c.Serve.token or R2ENV_SERVE_TOKEN).
-    _add_trait_flags(serve, sorted(set(cli_traits(Serve)) - {"token"}), Serve)
+    # Tokens are never flags: command lines are visible to every user of the machine (c.Serve.token or R2ENV_SERVE_TOKEN,
+    # c.Serve.hub_api_token or JUPYTERHUB_API_TOKEN).
+    _add_trait_flags(serve, sorted(set(cli_traits(Serve)) - {"token", "hub-api-token"}), Serve)
 
     base = commands.add_parser("base", help="manage base images")
     base_commands = base.add_subparsers(dest="base_command", required=True, metavar="ACTION")
@@ -123,7 +126,7 @@ def _settings(arguments: argparse.Namespace) -> Settings:
 def _connect(settings: Settings) -> Any:
     from r2env.engine import DockerEngine
 
-    return lambda: DockerEngine.connect(prefer_classic=settings.builder == "classic")
+    return lambda: DockerEngine.connect(prefer_classic=settings.builder == "classic", address=settings.engine)
 
 
 def _run(arguments: argparse.Namespace) -> int:
@@ -250,6 +253,12 @@ def _bootstrap(arguments: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in REPO2DOCKER_NAMES:
+        # BinderHub's build pod gives its command as the container's args (binderhub/build.py, V1Container(args=
+        # get_cmd())), after r2env's image's ENTRYPOINT: `r2env jupyter-repo2docker --ref=... URL`.
+        from r2env import repo2docker_cli
+
+        return repo2docker_cli.main(words[1:])
     # `r2env launch SOURCE -- COMMAND ...`: everything after -- is the command, never r2env's options.
     run_command = words[words.index("--") + 1:] if "--" in words else []
     words = words[: words.index("--")] if "--" in words else words

@@ -15,6 +15,7 @@ from traitlets.config.loader import ConfigFileNotFound, LazyConfigValue, PyFileC
 from r2env.build_secrets import FetchSettings
 from r2env.conda.packages import parse_channel_map
 from r2env.cuda import CUDA_BASES
+from r2env.engine_address import BUILDER_NAME, EngineAddress, check_host
 from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
 from r2env.launch.launcher import LaunchOptions
@@ -59,7 +60,9 @@ class R2env(Configurable):
     rstudio = Unicode("", help="R repositories: install RStudio Server, opened at /rstudio: posit (Posit's build, pinned) or the URL of an RStudio Server .deb.").tag(config=True)
     r_builds_url = Unicode(DEFAULT_R_BUILDS_URL, help="Where R versions Debian does not ship come from: Posit's R builds; {platform} and {version} are filled in.").tag(config=True)
     pixi_environment = Unicode("default", help="The pixi environment to install from pixi.lock (a pixi project's [environments]).").tag(config=True)
-    builder = Enum(["auto", "classic"], "auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder.").tag(config=True)
+    builder = Unicode("auto", help="auto: BuildKit when a capable docker CLI exists, else the classic builder; classic; or the name of a docker buildx builder (remote, kubernetes, docker-container driver).").tag(config=True)
+    docker_host = Unicode("", help="Docker engine to build (and launch) on: unix://, tcp://HOST:PORT or ssh://USER@HOST; default DOCKER_HOST, else the local socket.").tag(config=True)
+    docker_cert_path = Unicode("", help="Directory with ca.pem, cert.pem and key.pem for a tcp:// engine with TLS (verified); default DOCKER_CERT_PATH when DOCKER_TLS_VERIFY is set.").tag(config=True)
     gpu = Bool(False, help="Plan a GPU image: a CUDA base and torch's CUDA wheel index, chosen from the pinned torch, tensorflow or jax.").tag(config=True)
     cuda = Unicode("", help="CUDA version of a GPU image (implies --gpu), e.g. 12.4; default the newest the pinned frameworks share.").tag(config=True)
     # repo2docker's options of the same names (see docs/user-guide.md#repo2docker-options).
@@ -122,6 +125,7 @@ class Settings:
     labels: tuple[tuple[str, str], ...] = ()  # extra image labels: not in the spec digest
     build_args: tuple[tuple[str, str], ...] = ()  # extra build args (values may be secrets: never printed)
     build_memory: str = ""  # memory limit of each build step (Docker's notation); set by `r2env serve` (c.Serve.build_memory)
+    engine: EngineAddress = EngineAddress()  # the engine builds (and CLI launches) use; its buildx builder
     # Set by `r2env serve`, which builds what clients send: conda packages come from public addresses unless
     # under the operator's conda channels or channel map (r2env/conda/packages.py check_public).
     public_packages_only: bool = False
@@ -242,6 +246,12 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
     check_requirement(values, "server_requirement")
     check_launch(values)
     cache_dir = expand_path(values, "cache_dir")
+    engine = engine_address(values, "docker_host", "docker_cert_path")
+    builder = values["builder"]
+    if builder not in ("auto", "classic"):
+        if not BUILDER_NAME.match(builder):
+            raise values.refuse("builder", "is neither auto, classic nor a docker buildx builder name", "give auto, classic, or a name made with `docker buildx create --name`")
+        engine = EngineAddress(engine.host, engine.cert_path, buildx_builder=builder)
     return Settings(
         image_name=values["image_name"],
         ref=values["ref"],
@@ -264,7 +274,8 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
         fetch=FetchSettings(values["extra_ca_certs"], values["index_url"], values["extra_index_url"], values["python_install_mirror"]),
         cache_dir=cache_dir,
         no_cache=values["no_cache"],
-        builder=values["builder"],
+        builder=builder,
+        engine=engine,
         relock=values["relock"],
         channel_map=parse_channel_map(values["channel_map"]),
         conda_pypi_lookup=values["conda_pypi_lookup"],
@@ -294,3 +305,20 @@ def load_config(config_file: str | None, overrides: Mapping[str, str | list[str]
         labels=parse_labels(values["label"]),
         build_args=parse_build_args(values["build_arg"], os.environ if host_env is None else host_env),
     )
+
+
+def engine_address(values: Values, host_name: str, cert_name: str) -> EngineAddress:
+    """An engine address from two options (a DOCKER_HOST-style URL, a TLS certificate directory), checked."""
+    if problem := check_host(values[host_name]):
+        raise values.refuse(host_name, problem, "give unix:///PATH, tcp://HOST:PORT or ssh://USER@HOST (as DOCKER_HOST)")
+    cert_path = expand_path(values, cert_name) if values[cert_name] else None
+    if cert_path is not None:
+        try:
+            missing = [name for name in ("ca.pem", "cert.pem", "key.pem") if not (cert_path / name).is_file()]
+        except OSError as error:  # a name longer than NAME_MAX: the OS's word, on one line
+            raise values.refuse(cert_name, f"cannot be used ({error.strerror or error})", "give the directory with ca.pem, cert.pem and key.pem") from None
+        if missing:
+            raise values.refuse(cert_name, f"has no {', '.join(missing)}", "give the directory with the engine's ca.pem and your cert.pem and key.pem")
+        if values[host_name] and not values[host_name].startswith("tcp://"):
+            raise values.refuse(cert_name, f"is for a tcp:// engine, and {values[host_name]} is not one", "leave it out, or give a tcp:// address")
+    return EngineAddress(values[host_name], str(cert_path) if cert_path else "")

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import docker.types
 
 from r2env.launch.container import SERVER_PORT, ContainerInfo, ContainerRequest, env_dict
 from r2env.build_secrets import PROXY_VARIABLES, without_credentials
+from r2env.engine_address import EngineAddress
 from r2env.errors import BuildError, EngineUnavailableError, LaunchError, PushError, UsageError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.launch.gpus import GPU_CAPABILITIES, TOOLKIT_HINT, GpuRequest, no_gpu_runtime
@@ -164,25 +166,36 @@ def _shorten(text: str, limit: int = 200) -> str:
 class DockerEngine:
     """Docker through docker-py; image builds through BuildKit when a capable CLI is present."""
 
-    def __init__(self, client: Any, cli: _Cli | None) -> None:
+    def __init__(self, client: Any, cli: _Cli | None, env: Mapping[str, str] | None = None, buildx_builder: str = "") -> None:
         self._client = client
         self._cli = cli
+        # The environment of every docker CLI call: DOCKER_HOST and its TLS settings name the same engine as the client's.
+        self._env = dict(os.environ if env is None else env)
+        self._buildx_builder = buildx_builder
 
     @classmethod
-    def connect(cls, prefer_classic: bool = False) -> "DockerEngine":
+    def connect(cls, prefer_classic: bool = False, address: EngineAddress = EngineAddress()) -> "DockerEngine":
+        """The engine at `address` (default: DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, else the local
+        socket). tcp:// with TLS and ssh:// work for docker-py and the docker CLI alike; ssh goes through the ssh
+        client (docker-py's use_ssh_client), as the docker CLI's does, so ~/.ssh/config and agents apply to both."""
+        env = address.environment(os.environ)
+        host = address.describe(os.environ)
         client = None
         try:
-            client = docker.from_env(timeout=120)
+            client = docker_client(env, timeout=120)
             client.ping()
         except (docker.errors.DockerException, OSError) as error:
             if client is not None:
                 client.close()  # its socket would otherwise linger until garbage collection
-            host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
             raise EngineUnavailableError(
-                f"cannot reach the Docker engine at {host} ({type(error).__name__})",
-                "start the Docker daemon (e.g. 'dockerd' or 'systemctl start docker') or set DOCKER_HOST",
+                f"cannot reach the Docker engine at {host} ({_engine_problem(error)})",
+                "start the Docker daemon (e.g. 'dockerd' or 'systemctl start docker') or set DOCKER_HOST"
+                + (" and its TLS certificates (DOCKER_CERT_PATH)" if host.startswith("tcp://") else ""),
             ) from None
-        return cls(client, None if prefer_classic else find_buildkit_cli())
+        cli = None if prefer_classic else find_buildkit_cli()
+        if address.buildx_builder:
+            cli = _named_builder(cli, address.buildx_builder, env, prefer_classic)
+        return cls(client, cli, env, address.buildx_builder)
 
     @property
     def builder(self) -> BuilderKind:
@@ -265,12 +278,15 @@ class DockerEngine:
 
     def _build_buildkit(self, cli: _Cli, request: BuildRequest) -> Iterator[BuildEvent]:
         argv = [cli.path, *(["buildx", "build", "--load"] if cli.kind == "buildx" else ["build"])]
+        # A named builder (remote BuildKit, kubernetes, docker-container driver) builds; --load brings the image
+        # into the engine of DOCKER_HOST, where the other calls look for it.
+        argv += [f"--builder={self._buildx_builder}"] if self._buildx_builder else []
         argv += ["--progress=plain", "-f", str(request.dockerfile), "-t", request.tag]
         argv += [f"--label={key}={value}" for key, value in request.labels.items()]
         # `--build-arg KEY` takes KEY's value from the CLI's environment: values (proxy passwords, --build-arg
         # tokens) stay out of argv, which every user of the machine can read. Names the CLI itself reads stay in argv.
         by_name = {key: value for key, value in request.build_args.items()
-                   if _ENV_ARG.match(key) and (os.environ.get(key) == value or not key.startswith(_CLI_ENV) or _proxy_by_name(key, value))}
+                   if _ENV_ARG.match(key) and (self._env.get(key) == value or not key.startswith(_CLI_ENV) or _proxy_by_name(key, value, self._env))}
         argv += [f"--build-arg={key}" if key in by_name else f"--build-arg={key}={value}" for key, value in request.build_args.items()]
         argv += [f"--secret=id={name},src={path}" for name, path in request.secrets.items()]
         argv += ["--no-cache"] if request.no_cache else []
@@ -282,7 +298,7 @@ class DockerEngine:
         if request.ignore is not None:
             _write_dockerfile_ignore(request)
         with _docker_config(request.credentials) as config:
-            env = {**os.environ, **by_name, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain", **config}
+            env = {**self._env, **by_name, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain", **config}
             yield from self._stream_buildkit(argv, env)
 
     def _stream_buildkit(self, argv: list[str], env: dict[str, str]) -> Iterator[BuildEvent]:
@@ -352,7 +368,24 @@ class DockerEngine:
 
     @property
     def host(self) -> str:
-        return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return self._env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    @property
+    def remote_host(self) -> str:
+        """The engine's machine when it is another one (tcp:// or ssh:// to a non-loopback host), else "": where
+        published ports are."""
+        return remote_host_of(self.host)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The variables that name this engine, for the docker CLI."""
+        return dict(self._env)
+
+    def copy_image_to(self, other: "DockerEngine", reference: str) -> None:
+        """Stream `reference` from this engine into `other` (docker save | docker load), for a daemon that builds
+        on one engine and launches on another without a registry between them."""
+        chunks = self._client.api.get_image(reference)
+        other._client.api.load_image(chunks)
 
     def default_bridge(self) -> str:
         """The host interface of the network named "bridge", which the engine's BuildKit runs RUN steps on; "" when
@@ -461,11 +494,11 @@ class DockerEngine:
             attrs = self._client.api.inspect_container(container_id)
         except docker.errors.NotFound:
             raise LaunchError(f"no container {container_id}", "see `r2env ps` for what runs") from None
-        return _container_info(attrs)
+        return _container_info(attrs, self.remote_host)
 
     def containers(self, label: str) -> list[ContainerInfo]:
         found = self._client.api.containers(all=True, filters={"label": label})
-        return [_container_info(self._client.api.inspect_container(c["Id"])) for c in found]
+        return [_container_info(self._client.api.inspect_container(c["Id"]), self.remote_host) for c in found]
 
     def follow_logs(self, container_id: str) -> Iterator[str]:
         """The container's output, line by line, until it exits."""
@@ -504,6 +537,60 @@ class DockerEngine:
                 raise
 
 
+def remote_host_of(docker_host: str) -> str:
+    parts = urllib.parse.urlsplit(docker_host)
+    if parts.scheme not in ("tcp", "ssh") or not parts.hostname:
+        return ""
+    if parts.hostname == "localhost" or parts.hostname.startswith("127.") or parts.hostname == "::1":
+        return ""
+    return parts.hostname
+
+
+def docker_client(env: Mapping[str, str], timeout: int = 120) -> Any:
+    """docker-py's client for the engine `env` names (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH).
+    With TLS, requests would let REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (set where a proxy's CA must be trusted, as
+    for many of r2env's users) replace the engine's CA that docker-py gives the session (requests'
+    merge_environment_settings), and the engine's certificate would fail to verify. So that connection ignores the
+    environment: the API version is asked with a client that does, then the real client is made with it."""
+    options = docker.utils.kwargs_from_env(environment=dict(env))
+    options["use_ssh_client"] = str(options.get("base_url") or "").startswith("ssh://")
+    if not options.get("tls"):
+        return docker.DockerClient(version="auto", timeout=timeout, **options)
+    probe = docker.DockerClient(version="1.24", timeout=timeout, **options)  # the oldest API docker-py speaks: no request yet
+    try:
+        probe.api.trust_env = False
+        version = str(probe.api.version(api_version=False)["ApiVersion"])
+    finally:
+        probe.close()
+    client = docker.DockerClient(version=version, timeout=timeout, **options)
+    client.api.trust_env = False
+    return client
+
+
+def _engine_problem(error: BaseException) -> str:
+    """Why the engine did not answer, in a few words (docker-py's messages run over several lines)."""
+    text = " ".join(str(error).split())
+    for needle, words in (("CERTIFICATE_VERIFY_FAILED", "its TLS certificate is not trusted"), ("certificate required", "it wants a client certificate"),
+                          ("Connection refused", "connection refused"), ("timed out", "timed out"), ("No such file", "no such socket"),
+                          ("Permission denied", "permission denied"), ("Name or service not known", "unknown host")):
+        if needle in text:
+            return words
+    return f"{type(error).__name__}: {text[:120]}"
+
+
+def _named_builder(cli: _Cli | None, name: str, env: Mapping[str, str], prefer_classic: bool) -> _Cli:
+    """The buildx CLI, once `docker buildx inspect NAME` says the builder exists; else one line saying what is missing."""
+    if prefer_classic or cli is None or cli.kind != "buildx":
+        raise EngineUnavailableError(f"--builder {name}: a named builder needs the docker buildx plugin, and this machine's docker CLI has none",
+                                     "install docker-buildx (docs/remote-engines.md), or give --builder auto")
+    inspected = subprocess.run([cli.path, "buildx", "inspect", name], capture_output=True, text=True, check=False, timeout=60, env=dict(env))
+    if inspected.returncode != 0:
+        last = (inspected.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise EngineUnavailableError(f"--builder {name}: docker buildx has no such builder ({_shorten(last, 160)})",
+                                     f"create it (docker buildx create --name {name} --driver remote tcp://BUILDKITD:1234), or give --builder auto")
+    return cli
+
+
 def _memory_limits(memory: str) -> dict[str, int] | None:
     if not memory:
         return None
@@ -511,11 +598,13 @@ def _memory_limits(memory: str) -> dict[str, int] | None:
     return {"memory": limit, "memswap": limit}
 
 
-def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
+def _container_info(attrs: dict[str, Any], remote_host: str = "") -> ContainerInfo:
     state = attrs.get("State") or {}
     config = attrs.get("Config") or {}
     bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{SERVER_PORT}/tcp") or []
     host_ip, host_port = (str(bindings[0].get("HostIp") or ""), int(bindings[0].get("HostPort") or 0)) if bindings else ("", 0)
+    if remote_host and host_ip in ("0.0.0.0", "::", ""):
+        host_ip = remote_host  # published on every interface of the engine's machine: reached by its name
     environment = env_dict(config)
     return ContainerInfo(
         id=str(attrs["Id"]),
@@ -530,13 +619,13 @@ def _container_info(attrs: dict[str, Any]) -> ContainerInfo:
     )
 
 
-def _proxy_by_name(key: str, value: str) -> bool:
+def _proxy_by_name(key: str, value: str, env: Mapping[str, str]) -> bool:
     """Whether a proxy build arg that differs from the CLI's own goes through the CLI's environment. The CLI
     sends its own requests through a proxy only to a tcp:// daemon (a unix socket or ssh ignores the variables),
     so locally it may; otherwise a value with credentials is refused rather than put in argv (issue 17)."""
     if key not in PROXY_VARIABLES:
         return False
-    if not os.environ.get("DOCKER_CONTEXT") and os.environ.get("DOCKER_HOST", "unix://").startswith("unix://"):
+    if not env.get("DOCKER_CONTEXT") and env.get("DOCKER_HOST", "unix://").startswith("unix://"):
         return True
     if without_credentials(value) != value:
         raise UsageError(f"--build-arg {key}: a proxy with credentials that differs from r2env's own {key} would be on the "

@@ -283,7 +283,7 @@ def test_buildkit_cli_gets_build_arg_values_through_its_environment(tmp_path: Pa
 
     monkeypatch.setattr(DockerEngine, "_stream_buildkit", stream)
     monkeypatch.setenv("HTTP_PROXY", "http://user:pw@proxy:3128")
-    engine = DockerEngine.__new__(DockerEngine)
+    engine = DockerEngine(None, None)  # the CLI environment is read here, after monkeypatching
     request = BuildRequest(context=tmp_path, dockerfile=tmp_path / "Dockerfile", tag="t", labels={},
                            build_args={"TOKEN": "s3cret", "HTTP_PROXY": "http://user:pw@proxy:3128", "DOCKER_HOST_ARG": "x", "weird-name": "v"},
                            secrets={})
@@ -306,7 +306,7 @@ def _buildkit_argv_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, build_ar
         return iter(())
 
     monkeypatch.setattr(DockerEngine, "_stream_buildkit", stream)
-    engine = DockerEngine.__new__(DockerEngine)
+    engine = DockerEngine(None, None)  # the CLI environment is read here, after monkeypatching
     request = BuildRequest(context=tmp_path, dockerfile=tmp_path / "Dockerfile", tag="t", labels={}, build_args=build_args, secrets={})
     list(engine._build_buildkit(_Cli("/usr/bin/docker", "buildkit"), request))
     return seen["argv"], seen["env"]

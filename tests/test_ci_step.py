@@ -325,7 +325,7 @@ def test_exit_7_when_the_engine_is_unreachable(tmp_path: Path) -> None:
                                 "--image-name", IMAGE, "--push"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert completed.returncode == 7
     assert completed.stderr.strip().splitlines() == [
-        f"r2env: error: cannot reach the Docker engine at unix://{tmp_path}/no-docker.sock (DockerException): "
+        f"r2env: error: cannot reach the Docker engine at unix://{tmp_path}/no-docker.sock (no such socket): "
         "start the Docker daemon (e.g. 'dockerd' or 'systemctl start docker') or set DOCKER_HOST"
     ]
 

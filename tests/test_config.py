@@ -63,7 +63,8 @@ def test_bool_flag_from_string() -> None:
     [
         ({"user_id": "abc"}, "--user-id 'abc'"),
         ({"base_suite": "sid"}, "--base-suite 'sid': expected any of"),
-        ({"builder": "podman"}, "builder"),
+        ({"builder": "no such builder"}, "--builder = 'no such builder': is neither auto, classic nor a docker buildx builder name"),
+        ({"docker_host": "localhost:2376"}, "--docker-host = 'localhost:2376': does not start with unix://"),
     ],
 )
 def test_bad_value_is_a_usage_error(overrides: dict[str, str], message: str) -> None:

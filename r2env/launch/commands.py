@@ -11,7 +11,7 @@ from types import FrameType
 
 from r2env.config import Settings
 from r2env.launch.container import LAUNCH_LABEL, SOURCE_LABEL
-from r2env.errors import EXIT_INTERRUPTED, LaunchError
+from r2env.errors import UsageError, EXIT_INTERRUPTED, LaunchError
 from r2env.events import Kind, format_event
 from r2env.launch.launcher import Exited, Ready, container_request, free_port, host_identity, new_token, run, server_url
 from r2env.source import is_remote
@@ -66,7 +66,11 @@ def launch_command(source: str, command: tuple[str, ...], settings: Settings) ->
     uid, gid = host_identity()
     # Bad options fail now, before a build that may take minutes.
     container_request("", {}, options, token="", editable_dir=editable_dir, cwd=Path.cwd(), uid=uid, gid=gid, host_env=os.environ)
-    engine = DockerEngine.connect(prefer_classic=settings.builder == "classic")
+    engine = DockerEngine.connect(prefer_classic=settings.builder == "classic", address=settings.engine)
+    if engine.remote_host and options.ip.startswith("127."):
+        # Ports are published on the engine's machine: its loopback is not this machine's.
+        raise UsageError(f"--ip {options.ip} publishes the server on the loopback of {engine.remote_host}, the engine's machine, which this machine cannot reach",
+                         f"give --ip 0.0.0.0 (every interface of {engine.remote_host}) or an address of {engine.remote_host}")
     if _is_source(source):
         image = ""
         for built in pipeline.build(source, settings, lambda: engine):

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from traitlets import Bool, Float, Int, List, Unicode
+from traitlets import Bool, Enum, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
-from r2env.config import read_config_file, traits_with_origins
+from r2env.config import engine_address, read_config_file, traits_with_origins
+from r2env.engine_address import EngineAddress
 from r2env.errors import UsageError
 from r2env.option_checks import Values, check_address, check_directory, memory_bytes
 from r2env.serve.sources import SourcePolicy
@@ -53,6 +54,12 @@ class Serve(Configurable):
     max_connections = Int(512, help="Open HTTP connections at once; more are refused (503).").tag(config=True)
     max_client_connections = Int(64, help="Open HTTP connections at once from one client address; more are refused (503).").tag(config=True)
     request_timeout = Float(20.0, help="Seconds a client may take to send a request's headers, or its body; also how long an idle connection is kept.").tag(config=True)
+    launch_backend = Enum(["local", "jupyterhub"], "local", help="Where notebook servers run: local (containers of the daemon's own) or jupyterhub (through the hub at hub_url, one hub user per launch).").tag(config=True)
+    hub_url = Unicode("", help="Public URL of the JupyterHub for launch_backend jupyterhub, e.g. https://hub.example.org/ (its API is under hub/api/).").tag(config=True)
+    hub_api_token = Unicode("", help="API token of a hub service with the admin:users, admin:servers, tokens and read:users scopes; default JUPYTERHUB_API_TOKEN.").tag(config=True)
+    hub_user_prefix = Unicode("r2env-", help="Prefix of the hub users the daemon makes (one per launch); give each daemon sharing a hub its own.").tag(config=True)
+    launch_docker_host = Unicode("", help="Docker engine for notebook servers (launch_backend local), when not the build engine: unix://, tcp://HOST:PORT or ssh://USER@HOST.").tag(config=True)
+    launch_docker_cert_path = Unicode("", help="Directory with ca.pem, cert.pem and key.pem for a tcp:// launch_docker_host with TLS.").tag(config=True)
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,11 @@ class ServeSettings:
     max_connections: int = 512
     max_client_connections: int = 64
     request_timeout: float = 20.0
+    launch_backend: str = "local"
+    hub_url: str = ""
+    hub_api_token: str = ""
+    hub_user_prefix: str = "r2env-"
+    launch_engine: EngineAddress | None = None  # None: launch where the builds run
 
 
 def _size(values: Values, name: str) -> int:
@@ -125,6 +137,16 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
     # Checked before the engine is asked anything: a bad address or state directory is the user's to fix first.
     check_address(values, "host", host_names=True)
     state_dir = check_directory(values, "state_dir")
+    hub_token = values["hub_api_token"] or environ.get("JUPYTERHUB_API_TOKEN", "")
+    if values["launch_backend"] == "jupyterhub":
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", values["hub_url"]):
+            raise values.refuse("hub_url", "is not the http(s) URL of a JupyterHub", "give the hub's public URL, e.g. https://hub.example.org/")
+        if not hub_token:
+            raise UsageError("launch_backend jupyterhub needs an API token: c.Serve.hub_api_token or JUPYTERHUB_API_TOKEN is empty",
+                             "make a hub service token with the admin:users, admin:servers, tokens and read:users scopes (docs/serve.md#launch-backends)")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,30}", values["hub_user_prefix"]):
+            raise values.refuse("hub_user_prefix", "is not a hub user name prefix", "give lower-case letters, digits, . _ -, e.g. r2env-")
+    launch_engine = engine_address(values, "launch_docker_host", "launch_docker_cert_path") if values["launch_docker_host"] else None
     return ServeSettings(
         host=values["host"],
         port=values["port"],
@@ -154,4 +176,9 @@ def load_serve_config(config_file: str | None, overrides: Mapping[str, str | lis
         max_connections=values["max_connections"],
         max_client_connections=values["max_client_connections"],
         request_timeout=values["request_timeout"],
+        launch_backend=values["launch_backend"],
+        hub_url=values["hub_url"],
+        hub_api_token=hub_token,
+        hub_user_prefix=values["hub_user_prefix"],
+        launch_engine=launch_engine,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import os
 import signal
 import sqlite3
@@ -11,7 +12,7 @@ import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TextIO
+from typing import IO, TYPE_CHECKING, Callable, TextIO
 
 from r2env.config import Settings
 from r2env.launch.launcher import container_request, host_identity
@@ -70,7 +71,9 @@ def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = F
         raise UsageError(f"max_connections {serve_settings.max_connections} needs {needed} open files, and this process may open {available}",
                          f"lower c.Serve.max_connections to {max(available - RESERVED_FILES, 1)} or less, or raise the limit "
                          "(ulimit -n; LimitNOFILE= in a systemd unit)")
-    engine = DockerEngine.connect(prefer_classic=settings.builder == "classic")  # unreachable: exit 7, before listening
+    engine = DockerEngine.connect(prefer_classic=settings.builder == "classic", address=settings.engine)  # unreachable: exit 7, before listening
+    # The launch engine or hub too: unreachable, a refused token: one line, before anything is set up.
+    launch_engine, launches_for = _launch_backend(engine, settings, serve_settings)
     path = serve_settings.state_dir / DATABASE
     lock = _lock_state(serve_settings.state_dir)
     try:
@@ -85,7 +88,7 @@ def serve(settings: Settings, serve_settings: ServeSettings, new_token: bool = F
         if build_limits is not None:  # applied to the engine's BuildKit as a whole: not a per-build option any more
             serve_settings = replace(serve_settings, build_memory="")
         try:
-            asyncio.run(_run(store, engine, settings, serve_settings, new_token, out))
+            asyncio.run(_run(store, engine, settings, serve_settings, new_token, out, launch_engine, launches_for))
         finally:
             if build_limits is not None:
                 build_limits.remove()
@@ -163,10 +166,41 @@ def _lock_state(state_dir: Path) -> IO[str]:
     return lock
 
 
-async def _run(store: Store, engine: DaemonEngine, settings: Settings, serve: ServeSettings, new_token: bool, out: TextIO) -> None:
+LaunchesFor = Callable[[Store, Changes], Launches]
+
+
+def _launch_backend(engine: "DockerEngine", settings: Settings, serve: ServeSettings) -> tuple["DockerEngine", LaunchesFor]:
+    """The engine notebook servers run on and how launches are made: containers of the daemon's own (on the
+    build engine or c.Serve.launch_docker_host), or servers of a JupyterHub. Checked before the daemon listens."""
+    from r2env.engine import DockerEngine
+
+    if serve.launch_backend == "jupyterhub":
+        from r2env.serve.hub import Hub, HubSettings
+        from r2env.serve.hub_launches import HubLaunches
+
+        hub = Hub(HubSettings(serve.hub_url, serve.hub_api_token, serve.hub_user_prefix))
+        version = hub.check()  # unreachable, not a hub, refused token: one line, before listening
+        _log(f"launching through JupyterHub {version} at {hub.base} (users {serve.hub_user_prefix}*)")
+        return engine, lambda store, changes: HubLaunches(store, engine, settings, serve, store.daemon_id(), changes, _log, hub)
+    if serve.launch_engine is None:
+        return engine, lambda store, changes: Launches(store, engine, settings, serve, store.daemon_id(), changes, _log)
+    launch_engine = DockerEngine.connect(address=serve.launch_engine)
+    if launch_engine.remote_host and settings.launch.ip.startswith("127."):
+        raise UsageError(f"c.R2env.ip = {settings.launch.ip!r} publishes the servers on the loopback of {launch_engine.remote_host}, the launch engine's machine",
+                         f"set c.R2env.ip = \"0.0.0.0\" (every interface of {launch_engine.remote_host}) or one of its addresses")
+    if serve.block_host_network and not launch_engine.host.startswith("unix://"):
+        raise UsageError(f"c.Serve.block_host_network: the launch engine at {launch_engine.host} is not on this machine, so the daemon cannot firewall its bridge",
+                         "add the rules of docs/serve.md on that engine's host and set c.Serve.block_host_network = False")
+    _log(f"building on {engine.host}, launching on {launch_engine.host}")
+    copy = functools.partial(engine.copy_image_to, launch_engine)
+    return launch_engine, lambda store, changes: Launches(store, launch_engine, settings, serve, store.daemon_id(), changes, _log, copy)
+
+
+async def _run(store: Store, engine: DaemonEngine, settings: Settings, serve: ServeSettings, new_token: bool, out: TextIO,
+               launch_engine: DaemonEngine | None = None, launches_for: LaunchesFor | None = None) -> None:
     changes = Changes()
     builds = Builds(store, settings, serve, lambda image: bool(engine.image_id(image)), changes, _log)
-    launches = Launches(store, engine, settings, serve, store.daemon_id(), changes, _log)
+    launches = launches_for(store, changes) if launches_for else Launches(store, launch_engine or engine, settings, serve, store.daemon_id(), changes, _log)
     builds.recover()
     await asyncio.to_thread(launches.recover)
     failures = install_logging(sys.stderr)

@@ -41,9 +41,11 @@ class TooManyLaunches(UsageError):
 
 class Launches:
     def __init__(self, store: Store, engine: DaemonEngine, settings: Settings, serve: ServeSettings, daemon_id: str,
-                 changes: Changes, log: Callable[[str], None]) -> None:
+                 changes: Changes, log: Callable[[str], None], copy_image: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.engine = engine
+        # Set when builds run on another engine (c.Serve.launch_docker_host): brings a built image to this one.
+        self.copy_image = copy_image
         # Limits, address, timeout and mounts come from the config file (c.R2env.*, else the daemon's c.Serve.launch_*
         # defaults); never from a request.
         self.options = replace(settings.launch, detach=True, editable=False, command=(),
@@ -97,7 +99,7 @@ class Launches:
         if current is None or current.state != "starting":
             # Stopped while it was starting: its record says so already, and a server that came up is for nobody.
             if failure is None:
-                await asyncio.to_thread(self.engine.stop_container, container_id)
+                await asyncio.to_thread(self.stop_server, container_id)
             return
         if failure is not None:
             self._set(launch_id, state="failed", error=failure[0], hint=failure[1])
@@ -105,6 +107,9 @@ class Launches:
         self._set(launch_id, state="running", container_id=container_id, url=url, last_activity=time.time())
 
     def _start_container(self, launch_id: str, image: str, source: str) -> tuple[str, str]:
+        if self.copy_image is not None and not self.engine.image_id(image):
+            self.log(f"launch {launch_id}: copying {image} from the build engine to the launch engine")
+            self.copy_image(image)
         if not self.engine.image_id(image):
             # `docker rmi` or a prune since the build: the launch CLI's hint (`r2env build`) is not the daemon's.
             raise LaunchError(f"the image {image} was removed from the engine after its build",
@@ -133,8 +138,26 @@ class Launches:
             self._tasks[launch_id].cancel()
         launch = self._set(launch_id, state="stopped", stopped_reason=reason)
         if launch.container_id:
-            asyncio.get_running_loop().run_in_executor(None, self.engine.stop_container, launch.container_id)
+            asyncio.get_running_loop().run_in_executor(None, self.stop_server, launch.container_id)
         return launch
+
+    def stop_server(self, container_id: str) -> None:
+        """Stop and remove one server (a container here; the hub backend asks its hub)."""
+        self.engine.stop_container(container_id)
+
+    def server_state(self, launch: Launch) -> tuple[bool, str]:
+        """(whether its server still runs, why not); a server that exited is removed."""
+        try:
+            info = self.engine.container(launch.container_id)
+        except LaunchError:
+            return False, "its container is gone"
+        if info.status != "running":
+            self.engine.stop_container(launch.container_id)
+            return False, f"the server exited with code {info.exit_code}"
+        return True, ""
+
+    def server_activity(self, launch: Launch) -> float | None:
+        return last_activity(launch.url)
 
     def _set(self, launch_id: str, **fields: object) -> Launch:
         launch = self.store.set_launch(launch_id, **fields)
@@ -156,24 +179,19 @@ class Launches:
     async def check_running(self) -> None:
         """Each running server: gone or exited → stopped; idle longer than the cull timeout → stopped and removed."""
         for launch in self.store.launches(states=("running",)):
-            try:
-                info = await asyncio.to_thread(self.engine.container, launch.container_id)
-            except LaunchError:
-                self._set(launch.id, state="stopped", stopped_reason="its container is gone")
-                continue
-            if info.status != "running":
-                await asyncio.to_thread(self.engine.stop_container, launch.container_id)
-                self._set(launch.id, state="stopped", stopped_reason=f"the server exited with code {info.exit_code}")
+            running, reason = await asyncio.to_thread(self.server_state, launch)
+            if not running:
+                self._set(launch.id, state="stopped", stopped_reason=reason)
                 continue
             now = time.time()
             age = now - launch.created
             if self.serve.max_age and age > self.serve.max_age:
                 # What the container says about activity is the repository's to forge: the age is the daemon's own.
                 self.log(f"culling {launch.id}: running for {age:.0f} s")
-                await asyncio.to_thread(self.engine.stop_container, launch.container_id)
+                await asyncio.to_thread(self.stop_server, launch.container_id)
                 self._set(launch.id, state="stopped", stopped_reason=f"stopped after {age:.0f} s, the longest a server may run")
                 continue
-            activity = await asyncio.to_thread(last_activity, launch.url)
+            activity = await asyncio.to_thread(self.server_activity, launch)
             if activity:
                 # A stamp in the future (a container reporting 2099) counts as activity now, never later (issue 17).
                 activity = min(activity, now)
@@ -183,7 +201,7 @@ class Launches:
             idle = now - (launch.last_activity or launch.created)
             if self.serve.cull_idle_timeout and idle > self.serve.cull_idle_timeout:
                 self.log(f"culling {launch.id}: idle for {idle:.0f} s")
-                await asyncio.to_thread(self.engine.stop_container, launch.container_id)
+                await asyncio.to_thread(self.stop_server, launch.container_id)
                 self._set(launch.id, state="stopped", stopped_reason=f"culled after {idle:.0f} s without activity")
 
     def recover(self) -> None:
@@ -205,7 +223,8 @@ class Launches:
         """The launch as a client sees it. A server published on every interface is reached at the host name the
         client used for the daemon (the stored URL names 127.0.0.1, which is only right on this machine)."""
         record = launch.to_json()
-        if launch.url and request_host and self.options.ip in ("0.0.0.0", "::", ""):
+        # On a launch engine of another machine the URL names that machine already (r2env/engine.py _container_info).
+        if launch.url and request_host and self.options.ip in ("0.0.0.0", "::", "") and not getattr(self.engine, "remote_host", ""):
             parts = urllib.parse.urlsplit(launch.url)
             host = f"[{request_host}]" if ":" in request_host else request_host
             record["url"] = urllib.parse.urlunsplit(parts._replace(netloc=f"{host}:{parts.port}"))

@@ -46,7 +46,7 @@ def run_job(job: Job, out: IO[str]) -> int:
 
     settings = job.settings
     try:
-        for event in pipeline.build_checkout(job.checkout, settings, lambda: DockerEngine.connect(prefer_classic=settings.builder == "classic")):
+        for event in pipeline.build_checkout(job.checkout, settings, lambda: DockerEngine.connect(prefer_classic=settings.builder == "classic", address=settings.engine)):
             if isinstance(event, pipeline.BuildResult):
                 _send(out, {"result": {"image": event.message, "image_id": event.image_id, "cached": event.cache_hit,
                                        "spec_digest": event.spec_digest}})
