@@ -7,10 +7,12 @@ import pytest
 
 from support import EXAMPLES, build_ok, r2env, run_in
 
-# environment-yml is built by test_conda_env.py, from a lock made against the channel that test builds.
-# r-* install R packages from the CRAN-like repository test_r.py makes, and are built there.
+# environment-yml is built by test_conda_env.py, from a lock made against the channel that test builds, and pixi by
+# test_pixi_env.py, from the same channel and a local index. r-* install R packages from the CRAN-like repository
+# test_r.py makes, and are built there.
+BUILT_ELSEWHERE = ("environment-yml", "pixi")
 BUILDABLE = sorted(p.name for p in EXAMPLES.iterdir()
-                   if (p / "verify").is_file() and p.name != "environment-yml" and not p.name.startswith("r-"))
+                   if (p / "verify").is_file() and p.name not in BUILT_ELSEWHERE and not p.name.startswith("r-"))
 
 
 def test_every_example_has_a_verify_script() -> None:
