@@ -20,7 +20,7 @@ import dataclasses
 import re
 import shlex
 
-from buildpacks.steps import apt_install, ignored_note, locked_install, python_foundation, system_steps
+from buildpacks.steps import apt_install, ignored_note, installer_venv, locked_install, python_foundation, system_steps
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.conda.locking import SERVER_MIN_PYTHON, hosts_server
 from r2env.conda.packages import PACKAGES_DIR, package_image
@@ -87,10 +87,9 @@ def _build_stage(context: PlanContext, hosting: bool) -> BuildStage:
     installer_python = f"{_INSTALLER_VENV}/bin/python"
     steps: list[Step] = [
         apt_install(("ca-certificates", "python3", "python3-venv"), "conda", "install Python for the conda installer", context.lock.apt),
-        Step(kind="run", stage=Stage.SYSTEM, buildpack="conda", description=f"create {_INSTALLER_VENV} for py-rattler",
-             script=f"python3 -m venv {_INSTALLER_VENV}"),
+        installer_venv("conda", _INSTALLER_VENV),
         locked_install(section.installer, Stage.SYSTEM, "conda",
-                       f"install py-rattler ({len(section.installer)} locked packages)", pip=f"{_INSTALLER_VENV}/bin/pip", user="root"),
+                       f"install py-rattler ({len(section.installer)} locked packages)", python=installer_python, user="root"),
         Step(kind="copy", stage=Stage.DEPENDENCIES, buildpack="conda", description=f"the locked conda packages ({image})",
              inputs=(PACKAGES_DIR,), source=image, user="root"),
         Step(kind="run", stage=Stage.DEPENDENCIES, buildpack="conda",
@@ -98,14 +97,14 @@ def _build_stage(context: PlanContext, hosting: bool) -> BuildStage:
              script=f"{installer_python} {PACKAGES_DIR}/conda_installer.py {PACKAGES_DIR} {CONDA_PREFIX}"),
     ]
     if hosting:
-        pip = f"{_INSTALLER_VENV}/bin/pip --python {CONDA_PREFIX}/bin/python"
+        python = f"{CONDA_PREFIX}/bin/python"
         if conda.pip:
             steps.append(locked_install(conda.pip, Stage.DEPENDENCIES, "conda",
-                                        f"install the pip: packages ({len(conda.pip)} locked, from {conda.path})", pip=pip, user="root"))
+                                        f"install the pip: packages ({len(conda.pip)} locked, from {conda.path})", python=python, user="root"))
         if section.server:
             steps.append(locked_install(section.server, Stage.DEPENDENCIES, "conda",
                                         f"install the notebook server into the environment ({context.server_requirement}, {len(section.server)} locked packages)",
-                                        pip=pip, user="root"))
+                                        python=python, user="root"))
     return BuildStage(BUILD_STAGE, tuple(steps))
 
 

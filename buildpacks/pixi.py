@@ -13,7 +13,7 @@ import dataclasses
 import shlex
 
 from buildpacks import conda
-from buildpacks.steps import apt_install, ignored_note, locked_install, system_steps
+from buildpacks.steps import apt_install, ignored_note, installer_venv, locked_install, system_steps, uv_pip
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.conda.locking import RATTLER_REQUIREMENT, SERVER_MIN_PYTHON, hosts_server
 from r2env.conda.packages import PACKAGES_DIR
@@ -65,18 +65,18 @@ def _build_stage(context: PlanContext, lock: PixiLockFile) -> BuildStage:
     """As the conda buildpack's stage, with the PyPI files and the server installed by pip driving the environment's Python."""
     section = context.lock.conda if context.lock is not None else None
     venv = "/opt/r2env-rattler"
-    pip = f"{venv}/bin/pip --python {conda.CONDA_PREFIX}/bin/python"
+    python = f"{conda.CONDA_PREFIX}/bin/python"
     if section is not None:
         installer = locked_install(section.installer, Stage.SYSTEM, NAME, f"install py-rattler ({len(section.installer)} locked packages)",
-                                   pip=f"{venv}/bin/pip", user="root")
+                                   python=f"{venv}/bin/python", user="root")
     else:
         # Without r2env.lock the environment is still exactly pixi.lock's; only the installer and server are unpinned.
         installer = Step(kind="run", stage=Stage.SYSTEM, buildpack=NAME, description="install py-rattler (r2env lock would pin it)",
-                         script=f"{venv}/bin/pip install {shlex.quote(RATTLER_REQUIREMENT)}", secrets=("ca", "proxy", "index"), caches=("pip",))
+                         script=uv_pip(shlex.quote(RATTLER_REQUIREMENT), f"{venv}/bin/python"), secrets=("ca", "proxy", "index"), caches=("uv",))
     image = package_image(lock)
     steps: list[Step] = [
         apt_install(("ca-certificates", "python3", "python3-venv"), NAME, "install Python for the conda installer", context.lock.apt if context.lock else None),
-        Step(kind="run", stage=Stage.SYSTEM, buildpack=NAME, description=f"create {venv} for py-rattler", script=f"python3 -m venv {venv}"),
+        installer_venv(NAME, venv),
         installer,
         Step(kind="copy", stage=Stage.DEPENDENCIES, buildpack=NAME, description=f"the locked conda and PyPI packages ({image})",
              inputs=(PACKAGES_DIR,), source=image, user="root"),
@@ -87,16 +87,16 @@ def _build_stage(context: PlanContext, lock: PixiLockFile) -> BuildStage:
     if lock.pypi:
         steps.append(Step(kind="run", stage=Stage.DEPENDENCIES, buildpack=NAME,
                           description=f"install {len(lock.pypi)} locked PyPI packages from {lock.path} (their files, sha256 checked; no index)",
-                          script=f"{pip} install --no-index --no-deps --require-hashes -r {PYPI_DIR}/requirements.txt"))
+                          script=uv_pip(f"--no-index --no-deps --require-hashes -r {PYPI_DIR}/requirements.txt", python), caches=("uv",)))
     if section is not None and section.server:
         steps.append(locked_install(section.server, Stage.DEPENDENCIES, NAME,
                                     f"add the notebook server to the environment ({context.server_requirement}, {len(section.server)} locked packages)",
-                                    pip=pip, user="root"))
+                                    python=python, user="root"))
     elif section is None and not _has_server(lock, context.server_requirement):
         steps.append(Step(kind="run", stage=Stage.DEPENDENCIES, buildpack=NAME,
                           description=f"add the notebook server to the environment ({context.server_requirement}; r2env lock would pin its closure)",
-                          script=f"{pip} install {shlex.quote(context.server_requirement)} -c {PYPI_DIR}/constraints.txt",
-                          secrets=("ca", "proxy", "index"), caches=("pip",)))
+                          script=uv_pip(f"{shlex.quote(context.server_requirement)} -c {PYPI_DIR}/constraints.txt", python),
+                          secrets=("ca", "proxy", "index"), caches=("uv",)))
     return BuildStage(conda.BUILD_STAGE, tuple(steps))
 
 

@@ -10,6 +10,7 @@ from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.requirements import RequirementsFile
 from r2env.spec import BuildSecret, Stage, Step, StepUser
+from r2env.uv_installer import DEBIAN_WHEELS, UV
 
 # Kept minimal so images stay small: TLS roots, plus Debian's interpreter when it is the one used.
 # git joins only when a requirement needs it (git+ URLs); anything else belongs in apt.txt.
@@ -56,23 +57,43 @@ def apt_install(packages: Iterable[str], buildpack: str, description: str, pins:
     )
 
 
+# The environment the notebook server runs from (the image's ENV names it): where installs go unless told otherwise.
+SERVER_PYTHON = '"$NB_PYTHON_PREFIX/bin/python"'
+# As pip does by default, and deterministically: with SOURCE_DATE_EPOCH set (r2env/render.py) the .pyc files are
+# checked-hash ones (PEP 552), the same bytes in every build. uv compiles the whole site-packages each time.
+_COMPILE = "--compile-bytecode"
+
+
+def uv_pip(arguments: str, python: str = SERVER_PYTHON, compile_bytecode: bool = True) -> str:
+    """The shell command that installs with r2env's uv (r2env/uv_installer.py) into the environment of `python`.
+    uv notes the time it installed a local file or folder in uv_cache.json; removed, the tree is the same each build."""
+    prefix = python.replace("/bin/python", "")
+    return (
+        f"{UV} pip install --python {python}" + (f" {_COMPILE}" if compile_bytecode else "") + f" {arguments}"
+        f" && find {prefix}/lib -path '*.dist-info/uv_cache.json' -delete"
+    )
+
+
 def locked_install(
-    packages: Sequence[LockedPackage], stage: Stage, buildpack: str, description: str, pip: str = "pip", user: StepUser = "user"
+    packages: Sequence[LockedPackage], stage: Stage, buildpack: str, description: str, python: str = SERVER_PYTHON,
+    user: StepUser = "user", pip: str = "",
 ) -> Step:
     """Install exact pins, hash-checked, nothing else (--no-deps): the lock already holds the whole closure.
-    The pins are the step's own text, so the layer cache follows the lock."""
+    The pins are the step's own text, so the layer cache follows the lock. `pip`: install with that pip command
+    instead of uv (an environment whose Python uv cannot drive)."""
     # One package per Dockerfile line: BuildKit refuses physical lines over 64 KiB.
     lines = " \\\n    ".join(shlex.quote(p.requirement_line()) for p in packages)
     path = f"/tmp/r2env-{stage.name.lower()}.txt"
+    install = f"{pip} install --require-hashes --no-deps -r {path}" if pip else uv_pip(f"--require-hashes --no-deps -r {path}", python)
     return Step(
         kind="run",
         stage=stage,
         buildpack=buildpack,
         description=description,
-        script=f"printf '%s\\n' \\\n    {lines} \\\n    > {path} && {pip} install --require-hashes --no-deps -r {path} && rm {path}",
+        script=f"printf '%s\\n' \\\n    {lines} \\\n    > {path} && {install} && rm {path}",
         user=user,
         secrets=PIP_SECRETS,
-        caches=("pip",),
+        caches=("pip",) if pip else ("uv",),
     )
 
 
@@ -99,6 +120,13 @@ def system_steps(context: PlanContext, buildpack: str, needs_git: bool = False, 
     )
 
 
+def _seed_pip(prefix: str, version: str) -> str:
+    """pip (and setuptools below Python 3.12, as `python -m venv` does) into a venv made by uv, from Debian's own
+    wheels: no download, and the same pip `python3 -m venv` would give."""
+    seeds = "pip setuptools" if tuple(int(part) for part in version.split(".")[:2]) < (3, 12) else "pip"
+    return uv_pip(f"--no-index --find-links {DEBIAN_WHEELS} {seeds}", f"{prefix}/bin/python")
+
+
 def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
     prefix = shlex.quote(context.env_prefix)
     version = context.interpreter.version
@@ -109,8 +137,12 @@ def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
                 stage=Stage.INTERPRETER,
                 buildpack=buildpack,
                 description=f"create the Python {version} environment at {context.env_prefix}",
-                script=f"python3 -m venv {prefix} && {prefix}/bin/python -c 'import sys; assert sys.version.startswith(\"{version}.\"), sys.version'",
+                script=(
+                    f"{UV} venv --allow-existing --python /usr/bin/python{version} {prefix} && {_seed_pip(prefix, version)} && "
+                    f"{prefix}/bin/python -c 'import sys; assert sys.version.startswith(\"{version}.\"), sys.version'"
+                ),
                 user="user",
+                caches=("uv",),
             ),
         )
     # Debian ships no such Python: a uv-managed standalone CPython build (python-build-standalone).
@@ -126,32 +158,40 @@ def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
             buildpack=buildpack,
             description=f"install CPython {version} (uv-managed standalone build) at {context.env_prefix}",
             script=(
-                "python3 -m venv /opt/r2env-uv && HOME=/root /opt/r2env-uv/bin/pip install -q uv && "
-                f"{{ UV_PYTHON_INSTALL_DIR=/opt/r2env-python /opt/r2env-uv/bin/uv python install {version} "
+                f"{{ UV_PYTHON_INSTALL_DIR=/opt/r2env-python {UV} python install {version} "
                 f"|| {{ echo {shlex.quote(hint)} >&2; exit 1; }}; }} && "
-                f"/opt/r2env-uv/bin/uv venv --seed --python {version} --python-preference only-managed {prefix} && "
-                f"chown -R {context.user_id}:{context.user_id} {prefix} /opt/r2env-python && rm -rf /opt/r2env-uv"
+                f"UV_PYTHON_INSTALL_DIR=/opt/r2env-python {UV} venv --allow-existing --python {version} --python-preference only-managed {prefix} && "
+                f"{_seed_pip(prefix, version)} && "
+                f"chown -R {context.user_id}:{context.user_id} {prefix} /opt/r2env-python"
             ),
-            secrets=(*PIP_SECRETS, "python-mirror"),  # pip installs uv, uv downloads CPython
+            secrets=(*PIP_SECRETS, "python-mirror"),  # uv downloads CPython
+            caches=("uv",),
         ),
     )
 
 
+def installer_venv(buildpack: str, prefix: str) -> Step:
+    """A venv of Debian's Python for a tool r2env runs in a build stage (py-rattler); uv installs into it, so no pip."""
+    return Step(kind="run", stage=Stage.SYSTEM, buildpack=buildpack, description=f"create {prefix} for py-rattler",
+                script=f"{UV} venv --python /usr/bin/python3 {prefix}", caches=("uv",))
+
+
 def pip_install(arguments: str, stage: Stage, buildpack: str, description: str, repository_code: bool = False) -> Step:
-    """pip runs in the repository's root, as in repo2docker: `-e .` means the repository wherever the file is.
-    `repository_code`: it installs the repository's own packages, so it runs their setup.py or build backend
-    and gets the fetch settings without credentials (docs/user-guide.md, "What build steps can read"), and
-    no shared pip cache: code that can write there could plant wheels for every later build on the engine."""
+    """uv installs as pip would, in the repository's root as in repo2docker: `-e .` means the repository wherever
+    the file is. `repository_code`: it installs the repository's own packages, so it runs their setup.py or build
+    backend and gets the fetch settings without credentials (docs/user-guide.md, "What build steps can read"), and
+    no shared cache (r2env/render.py): code that can write there could plant wheels for every later build."""
     return Step(
         kind="run",
         stage=stage,
         buildpack=buildpack,
         description=description,
-        script=f"pip install --no-cache-dir {arguments}" if repository_code else f"pip install {arguments}",
+        # The repository's own code is not compiled: it changes with every edit, and the compile is of everything.
+        script=uv_pip(arguments, compile_bytecode=not repository_code),
         user="user",
         secrets=PIP_SECRETS,
         repository_code=repository_code,
-        caches=() if repository_code else ("pip",),
+        caches=("uv",),
     )
 
 

@@ -27,7 +27,9 @@ class Stage(IntEnum):
 
 StepKind = Literal["run", "copy", "env"]
 StepUser = Literal["root", "user"]
-Cache = Literal["apt", "pip"]
+# "uv": the step runs r2env's uv (r2env/uv_installer.py), mounted from its build stage, with uv's shared cache
+# unless the step runs the repository's own code.
+Cache = Literal["apt", "pip", "uv"]
 # What a step gets of the host's fetch settings (r2env/build_secrets.py), each group a BuildKit secret file:
 # "ca" the CA bundle and the variables naming it, "proxy" the proxy variables, "index" pip's and uv's index URLs,
 # "python-mirror" uv's CPython download mirror. Only these steps can read them (issue 17).
@@ -65,6 +67,9 @@ class BuildStage:
 
     name: str
     steps: tuple[Step, ...]
+    # Rendered with the image's own ENV rather than the build stages' two variables, so a step it shares with the
+    # image (the same apt step) is one BuildKit vertex, run once: r2env/uv_installer.py.
+    image_env: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,9 @@ class ImageSpec:
         for step in [*data["steps"], *(step for stage in data["build_stages"] for step in stage["steps"])]:
             if not step["source"]:
                 del step["source"]
+        for stage in data["build_stages"]:
+            if not stage["image_env"]:
+                del stage["image_env"]
         if not data["build_stages"]:
             del data["build_stages"]
         return data
