@@ -87,7 +87,7 @@ def _build_stage(context: PlanContext, lock: PixiLockFile) -> BuildStage:
     if lock.pypi:
         steps.append(Step(kind="run", stage=Stage.DEPENDENCIES, buildpack=NAME,
                           description=f"install {len(lock.pypi)} locked PyPI packages from {lock.path} (their files, sha256 checked; no index)",
-                          script=uv_pip(f"--no-index --no-deps --require-hashes -r {PYPI_DIR}/requirements.txt", python), caches=("uv",)))
+                          script=uv_pip(f"--no-index --no-deps --require-hashes -r {PYPI_DIR}/requirements.txt", python, local_files=True), caches=("uv",)))
     if section is not None and section.server:
         steps.append(locked_install(section.server, Stage.DEPENDENCIES, NAME,
                                     f"add the notebook server to the environment ({context.server_requirement}, {len(section.server)} locked packages)",

@@ -64,14 +64,14 @@ SERVER_PYTHON = '"$NB_PYTHON_PREFIX/bin/python"'
 _COMPILE = "--compile-bytecode"
 
 
-def uv_pip(arguments: str, python: str = SERVER_PYTHON, compile_bytecode: bool = True) -> str:
+def uv_pip(arguments: str, python: str = SERVER_PYTHON, compile_bytecode: bool = True, local_files: bool = False) -> str:
     """The shell command that installs with r2env's uv (r2env/uv_installer.py) into the environment of `python`.
-    uv notes the time it installed a local file or folder in uv_cache.json; removed, the tree is the same each build."""
-    prefix = python.replace("/bin/python", "")
-    return (
-        f"{UV} pip install --python {python}" + (f" {_COMPILE}" if compile_bytecode else "") + f" {arguments}"
-        f" && find {prefix}/lib -path '*.dist-info/uv_cache.json' -delete"
-    )
+    `local_files`: it installs files or folders from the disk, whose install time uv notes in uv_cache.json;
+    removed, the environment is the same tree in every build."""
+    command = f"{UV} pip install --python {python}" + (f" {_COMPILE}" if compile_bytecode else "") + f" {arguments}"
+    if local_files:
+        command += f" && find {python.replace('/bin/python', '')}/lib -path '*.dist-info/uv_cache.json' -delete"
+    return command
 
 
 def locked_install(
@@ -124,7 +124,7 @@ def _seed_pip(prefix: str, version: str) -> str:
     """pip (and setuptools below Python 3.12, as `python -m venv` does) into a venv made by uv, from Debian's own
     wheels: no download, and the same pip `python3 -m venv` would give."""
     seeds = "pip setuptools" if tuple(int(part) for part in version.split(".")[:2]) < (3, 12) else "pip"
-    return uv_pip(f"--no-index --find-links {DEBIAN_WHEELS} {seeds}", f"{prefix}/bin/python")
+    return uv_pip(f"--no-index --find-links {DEBIAN_WHEELS} {seeds}", f"{prefix}/bin/python", local_files=True)
 
 
 def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
@@ -187,7 +187,7 @@ def pip_install(arguments: str, stage: Stage, buildpack: str, description: str, 
         buildpack=buildpack,
         description=description,
         # The repository's own code is not compiled: it changes with every edit, and the compile is of everything.
-        script=uv_pip(arguments, compile_bytecode=not repository_code),
+        script=uv_pip(arguments, compile_bytecode=not repository_code, local_files=repository_code),
         user="user",
         secrets=PIP_SECRETS,
         repository_code=repository_code,

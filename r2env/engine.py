@@ -4,12 +4,15 @@ when it is available, else through the engine API's classic builder (docker-py).
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import types
 import urllib.parse
 from collections import deque
 from contextlib import contextmanager
@@ -18,9 +21,30 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping, Protocol
 
-import docker
-import docker.errors
-import docker.types
+
+
+class _Deferred(types.ModuleType):
+    """Stands in for a module until one of its attributes is used, then imports it. (importlib's LazyLoader does
+    not help here: the import statement itself reads the module's __spec__, which loads it.)"""
+
+    def __getattr__(self, attribute: str) -> Any:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attribute)
+
+
+def _import_lazily(name: str) -> None:
+    if name not in sys.modules and importlib.util.find_spec(name) is not None:
+        sys.modules[name] = _Deferred(name)
+
+
+# docker-py imports paramiko (0.17 s here) for ssh:// engines it would reach without the ssh client; r2env always uses
+# the ssh client (use_ssh_client below), so paramiko runs only if ever used: a no-op rebuild is that much quicker.
+_import_lazily("paramiko")
+
+import docker  # noqa: E402
+import docker.errors  # noqa: E402
+import docker.types  # noqa: E402
 
 from r2env.launch.container import SERVER_PORT, ContainerInfo, ContainerRequest, env_dict
 from r2env.build_secrets import PROXY_VARIABLES, without_credentials
@@ -92,19 +116,63 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
 
 
+_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins", "/usr/lib/docker/cli-plugins",
+                "/usr/libexec/docker/cli-plugins")
+
+
+def _cli_candidates() -> list[str]:
+    return [p for p in dict.fromkeys(p for p in (shutil.which("docker"), "/usr/bin/docker", "/usr/local/bin/docker") if p)
+            if os.access(p, os.X_OK)]
+
+
+def _cli_fingerprint(candidates: list[str]) -> str:
+    """What the answer of find_buildkit_cli depends on: the CLIs and the buildx plugins they would find."""
+    config = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+    plugins = [os.path.join(directory, "docker-buildx") for directory in (os.path.join(config, "cli-plugins"), *_PLUGIN_DIRS)]
+    facts = []
+    for path in [*candidates, *plugins]:
+        try:
+            status = os.stat(path)
+            facts.append(f"{path}:{os.path.realpath(path)}:{status.st_size}:{status.st_mtime_ns}")
+        except OSError:
+            facts.append(f"{path}:-")
+    return "\n".join(facts)
+
+
+def _cli_memo() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "r2env" / "docker-cli.json"
+
+
 @lru_cache(maxsize=1)
 def find_buildkit_cli() -> _Cli | None:
     """A docker CLI that can drive BuildKit: one with the buildx plugin, or a pre-23 client whose
-    `DOCKER_BUILDKIT=1 docker build` has BuildKit built in (Debian's docker.io 20.10)."""
-    candidates = dict.fromkeys(p for p in (shutil.which("docker"), "/usr/bin/docker", "/usr/local/bin/docker") if p)
+    `DOCKER_BUILDKIT=1 docker build` has BuildKit built in (Debian's docker.io 20.10).
+    Asking the CLIs takes four processes (0.1 s); the answer is kept on disk while the CLIs and plugins stay the same."""
+    candidates = _cli_candidates()
+    fingerprint = _cli_fingerprint(candidates)
+    try:
+        memo = json.loads(_cli_memo().read_text(encoding="utf-8"))
+        if memo["fingerprint"] == fingerprint:
+            return _Cli(memo["path"], memo["kind"]) if memo["path"] else None
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = _ask_clis(candidates)
+    try:
+        _cli_memo().parent.mkdir(parents=True, exist_ok=True)
+        scratch = _cli_memo().with_suffix(f".{os.getpid()}.tmp")
+        scratch.write_text(json.dumps({"fingerprint": fingerprint, "path": found.path if found else "", "kind": found.kind if found else ""}),
+                           encoding="utf-8")
+        scratch.replace(_cli_memo())
+    except OSError:
+        pass  # a read-only home: ask again next time
+    return found
+
+
+def _ask_clis(candidates: list[str]) -> _Cli | None:
     for path in candidates:
-        if not os.access(path, os.X_OK):
-            continue
         if _run([path, "buildx", "version"]).returncode == 0:
             return _Cli(path, "buildx")
     for path in candidates:
-        if not os.access(path, os.X_OK):
-            continue
         version = _run([path, "version", "--format", "{{.Client.Version}}"]).stdout.strip()
         match = re.match(r"(\d+)\.", version)
         if match and int(match.group(1)) < 23:

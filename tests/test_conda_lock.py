@@ -365,7 +365,10 @@ def test_the_locked_plan_installs_in_a_build_stage_and_copies_only_the_prefix(re
     assert 'COPY --from=r2env-conda --chown=1000:1000 ["/srv/conda", "/srv/conda"]' in final
     assert 'PATH="/srv/conda/envs/notebook/bin:$PATH"' in final
     # pip: packages and the server go into the environment in the build stage; the image has no /srv/venv.
-    assert "/opt/r2env-rattler/bin/pip --python /srv/conda/envs/notebook/bin/python install --require-hashes --no-deps" in build_stage
+    assert "/tmp/r2env-uv/bin/uv pip install --python /srv/conda/envs/notebook/bin/python --compile-bytecode --require-hashes --no-deps" in build_stage
+    # uv comes from its own stage, which shares the conda stage's first (apt) step, and is mounted, not copied.
+    assert "FROM debian:bookworm AS r2env-uv" in build_stage and "--mount=type=bind,from=r2env-uv" in build_stage
+    assert "r2env-uv" not in final
     assert "tabulate==0.9.0 --hash=sha256:024ca478" in build_stage and "jupyter-core==5.7.2" in build_stage
     assert "/srv/venv" not in final and "ipykernel install" not in dockerfile
     installs = [line.split("--no-install-recommends ", 1)[1] for line in final.splitlines() if "--no-install-recommends" in line]
@@ -423,7 +426,7 @@ def test_an_old_environment_is_the_kernel_of_a_server_in_srv_venv(repo: Path) ->
     build_stage, final = render_dockerfile(spec).split("\nFROM debian:bookworm\n")
     assert spec.interpreter is not None and (spec.interpreter.version, spec.interpreter.source) == ("3.8", "conda")
     assert "older than the notebook server needs (3.9)" in spec.interpreter.reason
-    assert ("NB_PYTHON_PREFIX", "/srv/venv") in spec.env and "python3 -m venv /srv/venv" in final
+    assert ("NB_PYTHON_PREFIX", "/srv/venv") in spec.env and "uv venv --allow-existing --python /usr/bin/python3.11 /srv/venv" in final
     assert "/srv/venv/bin/python -m pip --python /srv/conda/envs/notebook/bin/python) install --require-hashes" in final
     assert "$(test -x /srv/conda/envs/notebook/bin/pip && echo /srv/conda/envs/notebook/bin/pip" in final  # the environment's own pip first
     assert "/srv/conda/envs/notebook/bin/python -m ipykernel install --prefix /srv/venv --name python3" in final

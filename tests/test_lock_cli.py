@@ -305,7 +305,7 @@ def test_a_locked_repository_plans_and_renders_the_locked_install(repo: Path, en
     capsys.readouterr()
     assert main(["dockerfile", str(repo)]) == 0
     dockerfile = capsys.readouterr().out
-    assert "pip install --require-hashes --no-deps -r /tmp/r2env-server.txt" in dockerfile
+    assert 'uv pip install --python "$NB_PYTHON_PREFIX/bin/python" --compile-bytecode --require-hashes --no-deps -r /tmp/r2env-server.txt' in dockerfile
     assert "'requests==2.32.3 --hash=sha256:55365417734eb18255590a9ff9eb97e9e1da868d4ccd6402399eaf68af20a760" in dockerfile
     assert "jq=1.6-2.1" in dockerfile
 

@@ -30,6 +30,7 @@ from r2env.render import render_dockerfile
 from r2env.repo import DiskRepo
 from r2env.lock.resolve import parse_compiled
 from r2env.select import select
+from r2env.uv_installer import UV
 from r2env.spec import ImageSpec, Stage, Step
 
 from fake_engine import BOOKWORM_ID, DEBIAN, MIRROR, TRIXIE_ID, FakeEngine
@@ -670,7 +671,7 @@ def test_a_locked_plan_installs_every_pin_hash_checked_in_its_stage(tmp_path: Pa
     (server,) = run_steps(spec, Stage.SERVER)
     (dependencies,) = run_steps(spec, Stage.DEPENDENCIES)
     for step, packages in ((server, lock.server), (dependencies, lock.packages)):
-        assert "pip install --require-hashes --no-deps -r" in step.script
+        assert "uv pip install" in step.script and "--require-hashes --no-deps -r" in step.script
         for package in packages:
             assert shlex.quote(package.requirement_line()) in step.script
     assert "requests==" not in server.script and "jupyter-core==" not in dependencies.script
@@ -689,7 +690,7 @@ def test_the_locked_install_writes_each_requirement_line_verbatim(tmp_path: Path
     for stage, packages in ((Stage.SERVER, lock.server), (Stage.DEPENDENCIES, lock.packages)):
         (step,) = run_steps(spec, stage)
         written = tmp_path / f"{stage.name.lower()}.txt"
-        printf = step.script.split(" && pip install ", 1)[0].replace(f"/tmp/r2env-{stage.name.lower()}.txt", str(written))
+        printf = step.script.split(f" && {UV} pip install ", 1)[0].replace(f"/tmp/r2env-{stage.name.lower()}.txt", str(written))
         subprocess.run(["bash", "-c", printf], check=True)
         assert written.read_text().splitlines() == [p.requirement_line() for p in packages]
 
@@ -724,11 +725,11 @@ def test_a_locked_plan_pins_every_debian_package(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "install"),
     [
-        ({"setup.py": "from setuptools import setup\nsetup(name='demo-pkg')\n", "requirements.txt": "requests==2.32.3\n"}, "pip install --no-cache-dir --no-deps ."),
+        ({"setup.py": "from setuptools import setup\nsetup(name='demo-pkg')\n", "requirements.txt": "requests==2.32.3\n"}, "--no-deps ."),
         ({"pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n[project]\nname = "demo-pkg"\nversion = "0.1"\ndependencies = ["requests"]\n'},
-         "pip install --no-cache-dir --no-deps ."),
-        ({"requirements.txt": "requests==2.32.3\n-e .\n", "setup.py": "from setuptools import setup\nsetup(name='demo-pkg')\n"}, "pip install --no-cache-dir --no-deps -e ."),
-        ({"requirements.txt": "requests==2.32.3\n./vendored/pkg\n", "vendored/pkg/setup.py": "# pkg\n"}, "pip install --no-cache-dir --no-deps ./vendored/pkg"),
+         "--no-deps ."),
+        ({"requirements.txt": "requests==2.32.3\n-e .\n", "setup.py": "from setuptools import setup\nsetup(name='demo-pkg')\n"}, "--no-deps -e ."),
+        ({"requirements.txt": "requests==2.32.3\n./vendored/pkg\n", "vendored/pkg/setup.py": "# pkg\n"}, "--no-deps ./vendored/pkg"),
     ],
     ids=["setup.py", "pyproject.toml", "-e . in requirements.txt", "a local path in requirements.txt"],
 )
@@ -737,10 +738,11 @@ def test_the_repositorys_own_packages_install_after_the_copy_without_dependencie
     lock, *_ = run_make_lock(root)
     spec, dockerfile = locked_plan(root, lock)
     (own,) = run_steps(spec, Stage.REPO)
-    assert own.script.endswith(install)
+    command = f'{UV} pip install --python "$NB_PYTHON_PREFIX/bin/python" {install} && '  # not compiled: the repository's code changes
+    assert own.script.startswith(command) and own.repository_code
     lines = dockerfile.splitlines()
     copy = next(i for i, line in enumerate(lines) if line.startswith("COPY --chown=1000:1000 . "))
-    installs = [i for i, line in enumerate(lines) if line.startswith("RUN ") and line.endswith(install)]
+    installs = [i for i, line in enumerate(lines) if line.startswith("RUN ") and command in line]
     assert installs and all(i > copy for i in installs)
     locked = next(i for i, line in enumerate(lines) if "--require-hashes --no-deps -r /tmp/r2env-dependencies.txt" in line)
     assert locked < copy
@@ -768,7 +770,7 @@ def test_the_locked_spec_changes_with_the_lock(tmp_path: Path) -> None:
                   (LockedPackage("requests", "2.32.4", ("sha256:" + "f" * 64,)), *lock.packages[1:]), lock.apt)
     assert locked_plan(root, bumped)[0].digest != spec.digest
     unlocked = plan(facts_of(root), select(facts_of(root), load_buildpacks()), PlanOptions(server_requirement=SERVER))
-    assert "--require-hashes" not in render_dockerfile(unlocked)
+    assert "--require-hashes --no-deps -r" not in render_dockerfile(unlocked)
 
 
 def big_lock(count: int, hashes: int) -> Lock:

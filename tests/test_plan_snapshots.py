@@ -19,6 +19,7 @@ from r2env.plan import PlanOptions, plan
 from r2env.render import RenderOptions, render_dockerfile
 from r2env.repo import DiskRepo, MemoryRepo, RepoView
 from r2env.select import select
+from r2env.uv_installer import UV, UV_STAGE
 from r2env.spec import ImageSpec, Stage
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -95,9 +96,13 @@ def test_classic_rendering_has_no_mounts_and_cleans_apt_lists() -> None:
     assert "--mount" not in text
     assert "docker-clean" not in text
     apt_runs = [line for line in text.splitlines() if "apt-get install" in line]
-    assert len(apt_runs) == 2
+    assert len(apt_runs) == 3  # the uv stage repeats the image's first one (the classic builder's cache has it then)
     assert all(line.endswith("&& rm -rf /var/lib/apt/lists/*") for line in apt_runs)
-    assert "export PIP_NO_CACHE_DIR=1 && pip install -r requirements.txt" in text
+    # No bind mount: uv is copied in before the first step that uses it (and stays in such an image).
+    lines = text.splitlines()
+    copy = lines.index(f"COPY --from={UV_STAGE} /opt/r2env-uv /tmp/r2env-uv")
+    assert copy < next(i for i, line in enumerate(lines) if line.startswith("RUN ") and "uv venv" in line)
+    assert f'export UV_NO_CACHE=1 UV_NO_CONFIG=1' in text and f'{UV} pip install --python "$NB_PYTHON_PREFIX/bin/python" --compile-bytecode -r requirements.txt' in text
 
 
 def test_editing_a_non_dependency_file_cannot_change_the_plan() -> None:
@@ -138,8 +143,8 @@ def test_local_reference_installs_named_packages_before_the_repository_and_the_f
     spec = memory_plan({"requirements.txt": "numpy==1.26.4\n-e .\n", "setup.py": ""})
     lines = render_dockerfile(spec).splitlines()
     repo_copy = lines.index(REPO_COPY)
-    named = next(i for i, line in enumerate(lines) if line.endswith("pip install numpy==1.26.4"))
-    whole_file = next(i for i, line in enumerate(lines) if line.endswith("pip install --no-cache-dir -r requirements.txt"))
+    named = next(i for i, line in enumerate(lines) if line.endswith("--compile-bytecode numpy==1.26.4"))
+    whole_file = next(i for i, line in enumerate(lines) if f'{UV} pip install --python "$NB_PYTHON_PREFIX/bin/python" -r requirements.txt && ' in line)
     assert named < repo_copy < whole_file
     assert [s.stage for s in spec.steps if "requirements.txt" in s.description] == [Stage.DEPENDENCIES, Stage.REPO]
 
@@ -159,7 +164,8 @@ def test_pip_runs_from_the_repository_root_so_dash_e_dot_in_binder_means_the_rep
     # repo2docker runs `pip install -r binder/requirements.txt` from the repository root: `-e .` is the repository.
     spec = memory_plan({"binder/requirements.txt": "-e .\n", "setup.py": "", "mypkg/__init__.py": ""})
     installs = [s for s in spec.steps if s.kind == "run" and "-r binder/requirements.txt" in s.script]
-    assert [(s.stage, s.script) for s in installs] == [(Stage.REPO, "pip install --no-cache-dir -r binder/requirements.txt")]
+    assert [(s.stage, s.repository_code) for s in installs] == [(Stage.REPO, True)]
+    assert installs[0].script.startswith(f'{UV} pip install --python "$NB_PYTHON_PREFIX/bin/python" -r binder/requirements.txt && ')
     assert "cd " not in render_dockerfile(spec)
 
 
