@@ -9,7 +9,7 @@ from r2env.buildpack import PlanContext
 from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.requirements import RequirementsFile
-from r2env.spec import BuildSecret, Stage, Step, StepUser
+from r2env.spec import BuildSecret, Cache, Stage, Step, StepUser
 from r2env.uv_installer import DEBIAN_WHEELS, UV
 
 # Kept minimal so images stay small: TLS roots, plus Debian's interpreter when it is the one used.
@@ -176,22 +176,29 @@ def installer_venv(buildpack: str, prefix: str) -> Step:
                 script=f"{UV} venv --python /usr/bin/python3 {prefix}", caches=("uv",))
 
 
-def pip_install(arguments: str, stage: Stage, buildpack: str, description: str, repository_code: bool = False) -> Step:
+def pip_install(arguments: str, stage: Stage, buildpack: str, description: str, repository_code: bool = False, with_pip: bool = False) -> Step:
     """uv installs as pip would, in the repository's root as in repo2docker: `-e .` means the repository wherever
     the file is. `repository_code`: it installs the repository's own packages, so it runs their setup.py or build
     backend and gets the fetch settings without credentials (docs/user-guide.md, "What build steps can read"), and
-    no shared cache (r2env/render.py): code that can write there could plant wheels for every later build."""
+    no shared cache (r2env/render.py): code that can write there could plant wheels for every later build.
+    `with_pip`: the environment's own pip installs instead (options only pip has: docs/user-guide.md)."""
+    if with_pip:
+        script = f"pip install --no-cache-dir {arguments}" if repository_code else f"pip install {arguments}"
+        caches: tuple[Cache, ...] = () if repository_code else ("pip",)
+    else:
+        # The repository's own code is not compiled: it changes with every edit, and the compile is of everything.
+        script = uv_pip(arguments, compile_bytecode=not repository_code, local_files=repository_code)
+        caches = ("uv",)
     return Step(
         kind="run",
         stage=stage,
         buildpack=buildpack,
         description=description,
-        # The repository's own code is not compiled: it changes with every edit, and the compile is of everything.
-        script=uv_pip(arguments, compile_bytecode=not repository_code, local_files=repository_code),
+        script=script,
         user="user",
         secrets=PIP_SECRETS,
         repository_code=repository_code,
-        caches=("uv",),
+        caches=caches,
     )
 
 
@@ -226,6 +233,29 @@ def copy_files(paths: Iterable[str], buildpack: str) -> tuple[Step, ...]:
     return (Step(kind="copy", stage=Stage.DEPENDENCY_FILES, buildpack=buildpack, description="copy dependency files", inputs=inputs),)
 
 
+# How uv takes the options pip reads in a requirements file: these two only on its command line (in the file it
+# warns and ignores them); these two not at all (pip's own preferences, ignored with a warning); and these two
+# only pip has (uv refuses the file), so a file with them is installed by the environment's pip.
+_UV_COMMAND_LINE_ONLY = {"--trusted-host": 1, "--pre": 0}
+_PIP_PREFERENCES = {"--prefer-binary": 0, "--use-feature": 1}
+_PIP_ONLY = ("--config-settings", "--global-option")
+
+
+def _option_groups(options: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """A file's options (flat, as pip arguments) as (option, value...) groups."""
+    groups: list[tuple[str, ...]] = []
+    for word in options:
+        if word.startswith("-") and not (groups and groups[-1][0] in _TAKES_VALUE and len(groups[-1]) == 1):
+            groups.append((word,))
+        else:
+            groups[-1] += (word,)
+    return groups
+
+
+_TAKES_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--no-binary", "--only-binary", "--trusted-host",
+                "--use-feature", "--config-settings", "--global-option"}
+
+
 def requirements_steps(files: tuple[RequirementsFile, ...], buildpack: str) -> tuple[Step, ...]:
     """Install requirements.txt (and its includes). Local references (-e .) need the repository, so they
     are installed after it is copied, while everything else is installed before (so code edits reinstall nothing)."""
@@ -234,17 +264,21 @@ def requirements_steps(files: tuple[RequirementsFile, ...], buildpack: str) -> t
     main = files[0]
     name = shlex.quote(main.path)
     inputs = [path for f in files for path in (f.path, *f.constraints)]
+    groups = [group for f in files for group in _option_groups(f.options)]
+    with_pip = any(group[0] in _PIP_ONLY for group in groups)
+    repeated = "" if with_pip else "".join(" ".join(shlex.quote(w) for w in group) + " " for group in groups if group[0] in _UV_COMMAND_LINE_ONLY)
     if not any(f.local_references for f in files):
         return copy_files(inputs, buildpack) + (
-            pip_install(f"-r {name}", Stage.DEPENDENCIES, buildpack, f"install {main.path}"),
+            pip_install(f"{repeated}-r {name}", Stage.DEPENDENCIES, buildpack, f"install {main.path}", with_pip=with_pip),
         )
     steps: list[Step] = []
     named = [r for f in files for r in f.requirements]
     if named:
         constraints = [a for f in files for c in f.constraints for a in ("-c", c)]
-        options = [o for f in files for o in f.options]
+        options = [word for group in groups if with_pip or group[0] not in _PIP_PREFERENCES for word in group]
         arguments = " ".join(shlex.quote(a) for a in [*options, *constraints, *named])
         steps += copy_files(inputs, buildpack)
-        steps.append(pip_install(arguments, Stage.DEPENDENCIES, buildpack, f"install the packages named in {main.path}"))
-    steps.append(pip_install(f"-r {name}", Stage.REPO, buildpack, f"install {main.path} (local references)", repository_code=True))
+        steps.append(pip_install(arguments, Stage.DEPENDENCIES, buildpack, f"install the packages named in {main.path}", with_pip=with_pip))
+    steps.append(pip_install(f"{repeated}-r {name}", Stage.REPO, buildpack, f"install {main.path} (local references)", repository_code=True,
+                             with_pip=with_pip))
     return tuple(steps)

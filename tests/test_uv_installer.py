@@ -136,3 +136,26 @@ def test_the_plan_shows_uv_without_its_plumbing() -> None:
 
     line = next(line for line in render_dockerfile(example_spec("requirements")).splitlines() if "-r requirements.txt" in line)
     assert display_command(line) == f'RUN {UV} pip install --python "$NB_PYTHON_PREFIX/bin/python" --compile-bytecode -r requirements.txt'
+
+
+def test_options_uv_reads_only_on_its_command_line_are_repeated_there() -> None:
+    spec = memory_spec({"requirements.txt": "--trusted-host pypi.example.org\n--pre\n--prefer-binary\nnumpy\n"})
+    (step,) = [s for s in spec.steps if "requirements.txt" in s.script]
+    assert step.script.endswith("--compile-bytecode --trusted-host pypi.example.org --pre -r requirements.txt") and step.caches == ("uv",)
+
+
+def test_options_uv_lacks_are_left_out_of_its_command_line_and_named_packages_keep_the_rest() -> None:
+    spec = memory_spec({"requirements.txt": "--prefer-binary\n--use-feature truststore\n--extra-index-url https://x.example/simple\nnumpy\n-e .\n",
+                        "setup.py": ""})
+    named = next(s for s in spec.steps if s.description.startswith("install the packages named"))
+    assert named.script.startswith(f'{UV} pip install --python "$NB_PYTHON_PREFIX/bin/python" --compile-bytecode --extra-index-url https://x.example/simple numpy')
+    assert "--prefer-binary" not in named.script and "--use-feature" not in named.script
+
+
+@pytest.mark.parametrize("option", ["--config-settings editable_mode=compat", "--global-option --no-user-cfg"])
+def test_a_file_with_options_only_pip_has_is_installed_by_the_environments_pip(option: str) -> None:
+    spec = memory_spec({"requirements.txt": f"{option}\nnumpy\n"})
+    (step,) = [s for s in spec.steps if "requirements.txt" in s.script]
+    assert step.script == "pip install -r requirements.txt" and step.caches == ("pip",)
+    line = next(line for line in render_dockerfile(spec).splitlines() if line.endswith("pip install -r requirements.txt"))
+    assert "id=r2env-pip" in line and "r2env-uv" not in line
