@@ -1,5 +1,5 @@
 """uv installs every pip path of an image (issue 13): from a hash-pinned wheel in a build stage of its own, mounted
-into the steps that install, never left in the image. Rendering only; integration/test_uv_installer.py builds."""
+into the steps that install, never left in the image. Rendering only; integration/test_uv_in_image.py builds."""
 
 from __future__ import annotations
 
