@@ -132,7 +132,8 @@ def plan(
         detections = (*detections, Detection("cuda", "gpu", f"CUDA {cuda.version} ({cuda.base_image}): {cuda.reason}"))
         cuda_env = (*DRIVER_ENV, ("R2ENV_CUDA_VERSION", cuda.version))
         if cuda.torch_index:
-            cuda_env += (("PIP_EXTRA_INDEX_URL", cuda.torch_index),)  # torch's CUDA builds live on PyTorch's own index
+            # torch's CUDA builds live on PyTorch's own index: for uv, which installs, and for pip at run time.
+            cuda_env += (("PIP_EXTRA_INDEX_URL", cuda.torch_index), ("UV_EXTRA_INDEX_URL", cuda.torch_index))
     context = PlanContext(
         user_name=options.user_name,
         user_id=options.user_id,

@@ -62,7 +62,7 @@ def test_a_gpu_plan_uses_the_cuda_base_a_standalone_python_and_the_torch_index()
     env = dict(spec.env)
     assert spec.base_image == "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04"
     assert spec.interpreter is not None and spec.interpreter.source == "uv"
-    assert env["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cu124"
+    assert env["PIP_EXTRA_INDEX_URL"] == env["UV_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cu124"
     assert (env["NVIDIA_VISIBLE_DEVICES"], env["NVIDIA_DRIVER_CAPABILITIES"], env["R2ENV_CUDA_VERSION"]) == ("all", "compute,utility", "12.4")
     assert [d.reason for d in spec.detections if d.buildpack == "cuda"] == [
         "CUDA 12.4 (nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04): torch 2.5.1 has CUDA 11.8, 12.1, 12.4 builds; the newest they share is 12.4"
