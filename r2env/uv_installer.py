@@ -60,11 +60,13 @@ def with_uv_stage(steps: tuple[Step, ...], stages: tuple[BuildStage, ...]) -> tu
     image (or in the build stage that uses uv): the same instruction after the same base, so it is built once."""
     if any(stage.name == UV_STAGE for stage in stages):
         return stages
+    # First: a Dockerfile's `--mount=type=bind,from=NAME` finds only a stage defined before it (else it looks for
+    # an image of that name).
     if _uses_uv(steps) and steps and _installs_python(steps[0]):
-        return (*stages, BuildStage(UV_STAGE, (steps[0], install_uv_step()), image_env=True))
+        return (BuildStage(UV_STAGE, (steps[0], install_uv_step()), image_env=True), *stages)
     for stage in stages:
         if _uses_uv(stage.steps) and stage.steps and _installs_python(stage.steps[0]):
-            return (*stages, BuildStage(UV_STAGE, (stage.steps[0], install_uv_step())))
+            return (BuildStage(UV_STAGE, (stage.steps[0], install_uv_step())), *stages)
     if _uses_uv(steps) or any(_uses_uv(stage.steps) for stage in stages):
         # Buildpacks that use uv start from system_steps (buildpacks/steps.py), whose apt step installs Python.
         raise SpecError("a build step installs Python packages with uv, but no step before it installs Python to fetch uv with",

@@ -358,6 +358,7 @@ def test_the_locked_plan_installs_in_a_build_stage_and_copies_only_the_prefix(re
     dockerfile = render_dockerfile(spec)
     stages = dockerfile.split("\nFROM debian:bookworm\n")
     assert len(stages) == 2 and "FROM debian:bookworm AS r2env-conda" in stages[0]
+    assert stages[0].index("AS r2env-uv") < stages[0].index("AS r2env-conda") < stages[0].index("from=r2env-uv")
     build_stage, final = stages
     assert f"COPY --from={package_image(conda)} [\"/r2env-conda\", \"/r2env-conda\"]" in build_stage  # type: ignore[arg-type]
     assert "/opt/r2env-rattler/bin/python /r2env-conda/conda_installer.py /r2env-conda /srv/conda/envs/notebook" in build_stage

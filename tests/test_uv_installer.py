@@ -87,8 +87,16 @@ def test_a_conda_environment_shares_the_conda_stages_apt_step() -> None:
     image_apt = Step(kind="run", stage=Stage.SYSTEM, buildpack="conda", description="system", script="apt-get install ca-certificates",
                      caches=("apt",), packages=("ca-certificates",))
     stages = with_uv_stage((image_apt,), (BuildStage("r2env-conda", (apt, uses_uv)),))
-    assert [s.name for s in stages] == ["r2env-conda", UV_STAGE]
-    assert stages[1].steps[0] == apt and not stages[1].image_env
+    # Before the stage that mounts it: a bind mount's `from=` finds only stages defined earlier.
+    assert [s.name for s in stages] == [UV_STAGE, "r2env-conda"]
+    assert stages[0].steps[0] == apt and not stages[0].image_env
+
+
+@pytest.mark.parametrize("example", PIP_EXAMPLES)
+def test_the_uv_stage_comes_before_every_stage_that_mounts_it(example: str) -> None:
+    lines = render_dockerfile(example_spec(example)).splitlines()
+    defined = next(i for i, line in enumerate(lines) if line.startswith(f"FROM ") and line.endswith(f" AS {UV_STAGE}"))
+    assert defined < min(i for i, line in enumerate(lines) if f"from={UV_STAGE}" in line)
 
 
 def test_a_step_using_uv_without_python_to_fetch_it_is_refused() -> None:
