@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -48,3 +49,10 @@ def run_in(client: docker.DockerClient, image: str, command: list[str], **kwargs
         container.remove(force=True)
     assert status["StatusCode"] == 0, f"{command} exited {status['StatusCode']} in {image}:\n{output}"
     return output
+
+
+def network_gateway(network: "docker.models.networks.Network") -> str:
+    """The host's address on a Docker network. Docker 20.10 leaves IPAM's Gateway out for the default bridge of a
+    fresh engine (only the Subnet is listed); the gateway is then the subnet's first address, as Docker assigns it."""
+    config = network.attrs["IPAM"]["Config"][0]
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))

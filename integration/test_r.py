@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 
 from conda_channel import serve_directory
 from cran_repo import example_packages, write_repository
-from support import EXAMPLES, ROOT, build_ok, r2env, run_in
+from support import EXAMPLES, ROOT, build_ok, network_gateway, r2env, run_in
 from test_launch_server import DETACHED, READY, _execute, _split
 
 PARITY = ROOT / "integration" / "parity"
@@ -28,7 +28,7 @@ PARITY = ROOT / "integration" / "parity"
 @pytest.fixture(scope="module")
 def cran(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The repository's URL on the engine's bridge gateway: build steps reach it there, and so does the host."""
-    gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    gateway = network_gateway(engine.networks.get("bridge"))
     with serve_directory(write_repository(tmp_path_factory.mktemp("cran"), example_packages()), address=gateway) as url:
         yield url
 
@@ -177,7 +177,7 @@ def test_rstudio_opens_at_slash_rstudio_through_the_locked_proxy(engine: docker.
     files = tmp_path / "files"
     files.mkdir()
     deb = standin_rstudio_deb(files)
-    gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    gateway = network_gateway(engine.networks.get("bridge"))
     with serve_directory(files, address=gateway) as served:
         url = f"{served}/rstudio-server.deb"
         locked = r2env("lock", str(repo), "--cran-mirror", cran, "--rstudio", url)

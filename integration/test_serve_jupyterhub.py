@@ -22,6 +22,7 @@ import requests
 import websocket
 
 from serve_support import Daemon, GitServer, free_port
+from support import network_gateway
 
 CACHE = Path.home() / ".cache" / "r2env-it"
 HUB_VENV = CACHE / "hub-venv"
@@ -81,7 +82,7 @@ class Hub:
             network = self.engine.networks.get(NETWORK)
         except docker.errors.NotFound:
             network = self.engine.networks.create(NETWORK, driver="bridge")
-        gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+        gateway = network_gateway(network)
         self.state.mkdir(parents=True)
         (self.state / "allow-images").touch()
         (self.state / "jupyterhub_config.py").write_text(HUB_CONFIG.format(
