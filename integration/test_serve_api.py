@@ -77,7 +77,7 @@ def test_a_build_streams_its_events_replays_them_and_is_reused(daemon: Daemon, g
     kinds = [kind for kind, _, _ in streamed]
     assert kinds[-1] == "end" and set(kinds[:-1]) == {"log"}
     messages = [data["message"] for kind, data, _ in streamed if kind == "log"]
-    assert any("RUN pip install -r requirements.txt" in message for message in messages)
+    assert any("--compile-bytecode -r requirements.txt" in message and "uv pip install" in message for message in messages)
     assert messages[-1] == f"built {build['image']}"
     ended = streamed[-1][1]
     assert ended["state"] == "built" and ended["finished"], ended

@@ -39,7 +39,7 @@ def test_the_page_builds_a_repository_and_links_to_its_notebook(tmp_path: Path, 
                 page.click("#launch")
                 # Log lines arrive while the build runs, then the link to the running notebook.
                 expect(page.locator("#log")).to_contain_text("[inspect] repository git://127.0.0.1", timeout=120_000)
-                expect(page.locator("#log")).to_contain_text("RUN pip install -r requirements.txt", timeout=300_000)
+                expect(page.locator("#log")).to_contain_text("--compile-bytecode -r requirements.txt", timeout=300_000)
                 link = page.locator("#notebook-link")
                 expect(link).to_be_visible(timeout=300_000)
                 href = link.get_attribute("href") or ""
