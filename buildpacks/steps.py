@@ -124,7 +124,8 @@ def _seed_pip(prefix: str, version: str) -> str:
     """pip (and setuptools below Python 3.12, as `python -m venv` does) into a venv made by uv, from Debian's own
     wheels: no download, and the same pip `python3 -m venv` would give."""
     seeds = "pip setuptools" if tuple(int(part) for part in version.split(".")[:2]) < (3, 12) else "pip"
-    return uv_pip(f"--no-index --find-links {DEBIAN_WHEELS} {seeds}", f"{prefix}/bin/python", local_files=True)
+    # Not compiled here: the next install compiles the whole site-packages, pip's included.
+    return uv_pip(f"--no-index --find-links {DEBIAN_WHEELS} {seeds}", f"{prefix}/bin/python", compile_bytecode=False, local_files=True)
 
 
 def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
