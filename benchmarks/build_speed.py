@@ -353,6 +353,12 @@ def edit_notebook(repo: Path, run: int, attempt: int = 1) -> None:
     path.write_text(json.dumps(notebook, indent=1) + "\n", encoding="utf-8")
 
 
+def save_history(image: str, path: Path) -> None:
+    """The image's layers (size and instruction): the next side's cold build removes the image, this record stays."""
+    history = run_quiet([DOCKER, "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", image], check=False)
+    path.write_text(history.stdout or history.stderr, encoding="utf-8")
+
+
 def image_size(image: str) -> int:
     return int(run_quiet([DOCKER, "image", "inspect", "--format", "{{.Size}}", image]).stdout.strip())
 
@@ -411,6 +417,9 @@ def hand_step_times(timed: Timed) -> dict[str, float]:
         elif (match := _HAND_DONE.match(line)) and match.group(1) in names:
             times[names[match.group(1)]] = float(match.group(2))
     return times
+
+
+R2ENV_STEP_TIMES_TITLE = "step times, approximate (from the timestamps of r2env's output; a step's time includes waiting for a stage the next step mounts)"
 
 
 def r2env_step_times(timed: Timed) -> dict[str, float]:
@@ -520,6 +529,7 @@ def measure_side(side: Side, example: Path, scratch: Path, r2env: list[str], log
     side.noop.append(measure(side, "noop", repo, dockerfile, r2env, log_dir, run))
     side.edit.append(measure(side, "edit", repo, dockerfile, r2env, log_dir, run))
     side.size.append(image_size(side.image))
+    save_history(side.image, log_dir / f"run{run}-{side.name}-history.txt")
     side.smoke.append(smoke_test(side))
 
 
@@ -616,7 +626,7 @@ def report(hand: Side, hand_uv: Side, r2env: Side, overhead: dict[str, dict[str,
     for side in (hand, hand_uv, r2env):
         if side.step_times:
             print()
-            how = "BuildKit step times" if side.hand else "step times, approximate (from the timestamps of r2env's output)"
+            how = "BuildKit step times" if side.hand else R2ENV_STEP_TIMES_TITLE
             print(f"{side.name} cold build, {how} (first undisturbed run):")
             for step, seconds in sorted(side.step_times[0].items(), key=lambda item: -item[1])[:6]:
                 print(f"  {seconds:7.2f} s  {step[:110]}")

@@ -259,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     seconds = measure_cold(side, repo, dockerfile, command, log_dir, run, images)
                     side.cold.append(seconds)
                     side.size.append(bs.image_size(side.image))
+                    bs.save_history(side.image, log_dir / f"run{run}-{side.name}-history.txt")
                     side.smoke.append(verify(side.image))
     except bs.BenchError as error:
         print(f"\nconda_speed: {error}", file=sys.stderr)
@@ -286,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"note: {side.name} {note}")
     for side in sides:
         if side.step_times:
-            how = "BuildKit step times" if side.hand else "step times, approximate (from the timestamps of r2env's output)"
+            how = "BuildKit step times" if side.hand else bs.R2ENV_STEP_TIMES_TITLE
             print(f"\n{side.name} cold build, {how} (first undisturbed run):")
             for step, seconds in sorted(side.step_times[0].items(), key=lambda item: -item[1])[:8]:
                 print(f"  {seconds:7.2f} s  {step[:110]}")
