@@ -16,10 +16,11 @@ on a copy; every side builds a copy of that locked copy:
   conda packages straight from the channel (no solve, hashes checked by rattler), then one `uv pip install
   --require-hashes --no-deps` of the same pip: pins and the same server closure (exported from r2env.lock with
   r2env's own readers); the final stage has the same apt packages in one step, the environment copied in, the
-  repository, postBuild. With --hand-without-node it leaves out Node.js and npm, which r2env installs for any
+  repository, postBuild. The build stage's apt step has apt cache mounts of its own, so it runs beside the final
+  stage's (with shared `sharing=locked` mounts one waits for the other). With --hand-without-node it leaves out Node.js and npm, which r2env installs for any
   repository with a postBuild (as Binder has them) but which this postBuild does not use;
 * with --also-r2env CHECKOUT, a third side: r2env from another checkout (e.g. a worktree of the commit before uv,
-  bb38b9a), run as `python -m r2env.cli` with PYTHONPATH=CHECKOUT, from a copy locked by that checkout's own
+  bb38b9a), run as `python -P -m r2env.cli` with PYTHONPATH=CHECKOUT, from a copy locked by that checkout's own
   `r2env lock`.
 
 "Cold" is as in build_speed.py: all bench images removed and `docker builder prune -af` (layer cache and cache
@@ -88,15 +89,18 @@ async def main(records_file, prefix):
 asyncio.run(main(*sys.argv[1:]))
 '''
 
+# apt's cache mounts are `sharing=locked` (apt cannot share them with a concurrent apt), so the two stages' apt steps
+# would wait for each other: the build stage's gets cache mounts of its own (`id=`), and runs beside the final stage's.
 APT = """\
-RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \\
-    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \\
+RUN --mount=type=cache,{id}target=/var/cache/apt,sharing=locked \\
+    --mount=type=cache,{id}target=/var/lib/apt/lists,sharing=locked \\
     apt-get update && \\
     apt-get install -y --no-install-recommends {packages}
 """
 HAND_DOCKERFILE = """\
 FROM debian:bookworm AS conda
-""" + APT.replace("{packages}", "python3 python3-venv ca-certificates") + """\
+""" + APT.replace("{id}target=/var/cache/apt", "id=conda-stage-apt-cache,target=/var/cache/apt").replace(
+    "{id}target=/var/lib/apt/lists", "id=conda-stage-apt-lists,target=/var/lib/apt/lists").replace("{packages}", "python3 python3-venv ca-certificates") + """\
 RUN --mount=type=secret,id=ca,mode=0444 \\
     --mount=type=cache,target=/root/.cache/pip \\
     python3 -m venv /opt/tools && \\
@@ -110,7 +114,7 @@ RUN --mount=type=secret,id=ca,mode=0444 \\
     /opt/tools/bin/uv pip install --python {prefix}/bin/python --require-hashes --no-deps -r /tmp/hand/locked-pip.txt
 
 FROM debian:bookworm
-""" + APT.replace("{packages}", "{apt}") + """\
+""" + APT.replace("{id}", "").replace("{packages}", "{apt}") + """\
 RUN useradd --create-home --shell /bin/bash --uid 1000 jovyan
 COPY --from=conda --chown=1000:1000 /srv/conda /srv/conda
 ENV PATH={prefix}/bin:$PATH \\
@@ -200,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1, help="cold builds per side; medians are reported")
     parser.add_argument("--hand-without-node", action="store_true", help="the hand-written side leaves out Node.js and npm (r2env installs them for postBuild)")
-    parser.add_argument("--also-r2env", metavar="CHECKOUT", help="a third side: r2env from this checkout (python -m r2env.cli, PYTHONPATH=CHECKOUT)")
+    parser.add_argument("--also-r2env", metavar="CHECKOUT", help="a third side: r2env from this checkout (python -P -m r2env.cli, PYTHONPATH=CHECKOUT)")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     parser.add_argument("--log-dir", metavar="DIR", help="keep the build logs here (default: a new temporary directory)")
     arguments = parser.parse_args(argv)
@@ -221,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sides.append(other)
         other_env = {**os.environ, "PYTHONPATH": str(checkout)}
         # bs.build runs the side's command with this process's environment: `env` passes PYTHONPATH to it alone.
-        commands[other.name] = (["env", f"PYTHONPATH={checkout}", sys.executable, "-m", "r2env.cli"], other_env)
+        # -P: the current directory does not go first on sys.path, where another checkout's r2env/ may be.
+        commands[other.name] = (["env", f"PYTHONPATH={checkout}", sys.executable, "-P", "-m", "r2env.cli"], other_env)
     images = [side.image for side in sides]
     revision = bs.r2env_revision()
     started = datetime.datetime.now().astimezone()
