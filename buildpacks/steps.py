@@ -60,7 +60,7 @@ def apt_install(packages: Iterable[str], buildpack: str, description: str, pins:
 # The environment the notebook server runs from (the image's ENV names it): where installs go unless told otherwise.
 SERVER_PYTHON = '"$NB_PYTHON_PREFIX/bin/python"'
 # As pip does by default, and deterministically: with SOURCE_DATE_EPOCH set (r2env/render.py) the .pyc files are
-# checked-hash ones (PEP 552), the same bytes in every build. uv compiles the whole site-packages each time.
+# checked-hash ones (PEP 552), the same bytes in every build. uv compiles only what the command installed.
 _COMPILE = "--compile-bytecode"
 
 
@@ -124,8 +124,9 @@ def _seed_pip(prefix: str, version: str) -> str:
     """pip (and setuptools below Python 3.12, as `python -m venv` does) into a venv made by uv, from Debian's own
     wheels: no download, and the same pip `python3 -m venv` would give."""
     seeds = "pip setuptools" if tuple(int(part) for part in version.split(".")[:2]) < (3, 12) else "pip"
-    # Not compiled here: the next install compiles the whole site-packages, pip's included.
-    return uv_pip(f"--no-index --find-links {DEBIAN_WHEELS} {seeds}", f"{prefix}/bin/python", compile_bytecode=False, local_files=True)
+    # Compiled as `python -m venv` would: uv compiles only what it installs, and without checked-hash .pyc files here,
+    # the first Python start (setuptools' .pth imports _distutils_hack) writes timestamped ones, different each build.
+    return uv_pip(f"--no-index --find-links {DEBIAN_WHEELS} {seeds}", f"{prefix}/bin/python", local_files=True)
 
 
 def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
@@ -187,7 +188,7 @@ def pip_install(arguments: str, stage: Stage, buildpack: str, description: str, 
         script = f"pip install --no-cache-dir {arguments}" if repository_code else f"pip install {arguments}"
         caches: tuple[Cache, ...] = () if repository_code else ("pip",)
     else:
-        # The repository's own code is not compiled: it changes with every edit, and the compile is of everything.
+        # The repository's own code is not compiled: it changes with every edit, and each code-only rebuild would pay.
         script = uv_pip(arguments, compile_bytecode=not repository_code, local_files=repository_code)
         caches = ("uv",)
     return Step(
