@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from packaging.specifiers import SpecifierSet
 
 from r2env.errors import SpecError
 from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.apt import parse_apt
-from r2env.parsers.description import Description, parse_description
-from r2env.parsers.renv_lock import RenvLock, parse_renv_lock
-from r2env.parsers.environment import CondaEnvironment, parse_environment
-from r2env.parsers.pixi import PixiManifest, parse_pixi_manifest
-from r2env.parsers.pipfile import Pipfile, parse_pipfile, parse_pipfile_lock, pipfile_lock_local_references, pipfile_lock_python
 from r2env.parsers.pyproject import Pyproject, parse_pyproject
 from r2env.parsers.requirements import RequirementsFile, local_path, parse_requirements
 from r2env.parsers.runtime import CONDA_ONLY_VERSIONS, Runtime, names_r, parse_runtime
 from r2env.repo import RepoView
+
+# The parsers of files most repositories lack load only when the file is there: every command pays for what
+# it imports at start (benchmarks/README.md, "r2env's own time").
+if TYPE_CHECKING:
+    from r2env.parsers.description import Description
+    from r2env.parsers.environment import CondaEnvironment
+    from r2env.parsers.pipfile import Pipfile
+    from r2env.parsers.pixi import PixiManifest
+    from r2env.parsers.renv_lock import RenvLock
 
 CONFIG_DIRS = ("binder", ".binder")
 DECLARATION_FILES = (
@@ -183,6 +187,7 @@ def old_python_environment(runtime: Runtime, requirements: tuple[RequirementsFil
         raise SpecError(f"{requirements[0].path}: options and constraints files ({(options or ['-c'])[0]}) are not supported for a Python "
                         f"{runtime.python} conda environment yet", "list the packages alone, one per line")
     pip = tuple(r for f in requirements for r in f.requirements)
+    from r2env.parsers.environment import CondaEnvironment
     return CondaEnvironment(runtime.path, f"python-{runtime.python}", (), (f"python={runtime.python}", "pip", "ipykernel"), pip, runtime.python)
 
 
@@ -201,16 +206,8 @@ def inspect(repo: RepoView) -> RepoFacts:
     files = frozenset(name for name, kind in kinds.items() if kind == "a regular file")
     requirements = _read_requirements(repo, path("requirements.txt")) if "requirements.txt" in files else ()
     pyproject = parse_pyproject(repo.read_text(path("pyproject.toml")), path("pyproject.toml")) if "pyproject.toml" in files else None
-    pipfile = parse_pipfile(repo.read_text(path("Pipfile")), path("Pipfile")) if "Pipfile" in files else None
-    pipfile_lock = (
-        parse_pipfile_lock(repo.read_text(path("Pipfile.lock")), path("Pipfile.lock")) if "Pipfile.lock" in files else None
-    )
+    pipfile, pipfile_lock, pipfile_local, pipfile_python = _pipfile(repo, files, path)
     apt_packages = parse_apt(repo.read_text(path("apt.txt")), path("apt.txt")) if "apt.txt" in files else ()
-    pipfile_python = ("", "")
-    if "Pipfile.lock" in files and (locked := pipfile_lock_python(repo.read_text(path("Pipfile.lock")))):
-        pipfile_python = (locked, f"{path('Pipfile.lock')} _meta.requires")
-    elif pipfile and pipfile.python_version:
-        pipfile_python = (pipfile.python_version, f"{path('Pipfile')} [requires]")
     runtime, runtime_ignored = _runtime(repo, path("runtime.txt"), files, pipfile_python[0])
     python = _python_request(runtime, pyproject, pipfile_python)
     ignored = (f"{path('runtime.txt')} ({runtime_ignored})",) if runtime_ignored else ()
@@ -218,16 +215,21 @@ def inspect(repo: RepoView) -> RepoFacts:
         name for name in ("postBuild", "start") if name in files and not repo.is_executable(path(name))
     )
     environment_name = next((name for name in ("environment.yml", "environment.yaml") if name in files), "")
-    conda_environment = parse_environment(repo.read_text(path(environment_name)), path(environment_name)) if environment_name else None
+    conda_environment: CondaEnvironment | None = None
+    if environment_name:
+        from r2env.parsers.environment import parse_environment
+        conda_environment = parse_environment(repo.read_text(path(environment_name)), path(environment_name))
     if conda_environment is None and runtime is not None and runtime.python in CONDA_ONLY_VERSIONS and not pipfile_python[0] \
             and "Pipfile" not in files and "Pipfile.lock" not in files:
         conda_environment = old_python_environment(runtime, requirements)
-    if pipfile_lock is not None:
-        pipfile_local = pipfile_lock_local_references(repo.read_text(path("Pipfile.lock")), path("Pipfile.lock"))
-    else:
-        pipfile_local = pipfile.local_references if pipfile else ()
-    description = parse_description(repo.read_text("DESCRIPTION"), "DESCRIPTION") if "DESCRIPTION" in files else None
-    renv_lock = parse_renv_lock(repo.read_text(path("renv.lock")), path("renv.lock")) if "renv.lock" in files else None
+    description: Description | None = None
+    renv_lock: RenvLock | None = None
+    if "DESCRIPTION" in files:
+        from r2env.parsers.description import parse_description
+        description = parse_description(repo.read_text("DESCRIPTION"), "DESCRIPTION")
+    if "renv.lock" in files:
+        from r2env.parsers.renv_lock import parse_renv_lock
+        renv_lock = parse_renv_lock(repo.read_text(path("renv.lock")), path("renv.lock"))
     pixi = _pixi_manifest(repo, files, path)
     return RepoFacts(
         config_dir, files, python, requirements, apt_packages, pyproject, pipfile, pipfile_lock, not_executable, conda_environment,
@@ -235,8 +237,33 @@ def inspect(repo: RepoView) -> RepoFacts:
     )
 
 
+def _pipfile(repo: RepoView, files: frozenset[str], path: Callable[[str], str]
+             ) -> tuple[Pipfile | None, tuple[LockedPackage, ...] | None, tuple[str, ...], tuple[str, str]]:
+    """The Pipfile, Pipfile.lock's pins, their `path` packages as pip arguments, and the Python they ask for (the
+    lock's _meta.requires wins over the Pipfile's [requires]) with where it was asked."""
+    if "Pipfile" not in files and "Pipfile.lock" not in files:
+        return None, None, (), ("", "")
+    from r2env.parsers.pipfile import parse_pipfile, parse_pipfile_lock, pipfile_lock_local_references, pipfile_lock_python
+    pipfile = parse_pipfile(repo.read_text(path("Pipfile")), path("Pipfile")) if "Pipfile" in files else None
+    if "Pipfile.lock" not in files:
+        python = (pipfile.python_version, f"{path('Pipfile')} [requires]") if pipfile and pipfile.python_version else ("", "")
+        return pipfile, None, pipfile.local_references if pipfile else (), python
+    text = repo.read_text(path("Pipfile.lock"))
+    pins = parse_pipfile_lock(text, path("Pipfile.lock"))
+    if locked := pipfile_lock_python(text):
+        python = (locked, f"{path('Pipfile.lock')} _meta.requires")
+    elif pipfile and pipfile.python_version:
+        python = (pipfile.python_version, f"{path('Pipfile')} [requires]")
+    else:
+        python = ("", "")
+    return pipfile, pins, pipfile_lock_local_references(text, path("Pipfile.lock")), python
+
+
 def _pixi_manifest(repo: RepoView, files: frozenset[str], path: Callable[[str], str]) -> PixiManifest | None:
     """pixi.toml, else a pyproject.toml with [tool.pixi] (pixi's own order); pixi.lock lives beside the manifest."""
+    if "pixi.toml" not in files and "pyproject.toml" not in files:
+        return None
+    from r2env.parsers.pixi import parse_pixi_manifest
     for name in ("pixi.toml", "pyproject.toml"):
         if name in files:
             manifest = parse_pixi_manifest(repo.read_text(path(name)), path(name), path("pixi.lock"))

@@ -1,11 +1,11 @@
 """repo2docker's build options, checked once where the configuration is read: --target-repo-dir, --subdir,
---label, --build-arg. Pure: the strings in, plain values out, a UsageError with the rule otherwise."""
+--label, --build-arg, and r2env's --channel-map. Pure: the strings in, plain values out, a UsageError with the rule otherwise."""
 
 from __future__ import annotations
 
 import posixpath
 import re
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from r2env.errors import UsageError
 
@@ -98,3 +98,14 @@ def parse_build_args(items: Iterable[str], host_env: Mapping[str, str]) -> tuple
             value = host_env[key]
         args[key] = value
     return tuple(args.items())
+
+
+def parse_channel_map(entries: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """--channel-map FROM=TO pairs (r2env/conda/packages.py map_url applies them), without trailing slashes."""
+    pairs = []
+    for entry in entries:
+        source, _, target = entry.partition("=")
+        if not source.strip() or not target.strip():
+            raise UsageError(f"--channel-map {entry!r} is not FROM=TO", "write e.g. https://conda.anaconda.org/conda-forge=file:///srv/mirror/conda-forge")
+        pairs.append((source.strip().rstrip("/"), target.strip().rstrip("/")))
+    return tuple(pairs)

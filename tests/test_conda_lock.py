@@ -19,7 +19,8 @@ from fake_engine import FakeEngine
 from buildpacks import load_buildpacks
 from r2env.conda.installer import _verify
 from r2env.conda.locking import conda_lock_argv, conda_platform, solver_arguments, solver_explanation
-from r2env.conda.packages import map_url, package_image, parse_channel_map, stage_packages
+from r2env.conda.packages import map_url, package_image, stage_packages
+from r2env.options import parse_channel_map
 from r2env.errors import BuildError, LockError, UsageError
 from r2env.inspect import inspect
 from r2env.lock.lockfile import CondaSection, Lock, LockedBase, LockedPackage, dump_lock, file_digest, parse_lock

@@ -32,16 +32,6 @@ INSTALLER = Path(__file__).with_name("installer.py")
 _IMAGE = "r2env/conda-packages"
 
 
-def parse_channel_map(entries: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    pairs = []
-    for entry in entries:
-        source, _, target = entry.partition("=")
-        if not source.strip() or not target.strip():
-            raise UsageError(f"--channel-map {entry!r} is not FROM=TO", "write e.g. https://conda.anaconda.org/conda-forge=file:///srv/mirror/conda-forge")
-        pairs.append((source.strip().rstrip("/"), target.strip().rstrip("/")))
-    return tuple(pairs)
-
-
 def map_url(url: str, channel_map: Sequence[tuple[str, str]]) -> str:
     """The first FROM that is a whole-path prefix of the URL is replaced by its TO."""
     for source, target in channel_map:
