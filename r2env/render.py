@@ -42,7 +42,7 @@ def env_secret(group: BuildSecret, public: bool = False) -> str:
 
 _PLUMBING = re.compile(
     r"--mount=\S+\s+|for s in (?:/run/secrets/r2env-env-\S+ )+; do if \[ -f \$s \]; then \. \$s; fi; done && "
-    r"|export SOURCE_DATE_EPOCH=\d+ && |export PIP_CACHE_DIR=\S+ && |export PIP_NO_CACHE_DIR=1 && |rm -f /etc/apt/apt.conf.d/docker-clean && "
+    r"|export SOURCE_DATE_EPOCH=\d+ PYTHONDONTWRITEBYTECODE=1 && |export PIP_CACHE_DIR=\S+ && |export PIP_NO_CACHE_DIR=1 && |rm -f /etc/apt/apt.conf.d/docker-clean && "
     r"|export (?:UV_CACHE_DIR=\S+ |UV_NO_CACHE=1 )?UV_NO_CONFIG=1 [^&]*&& "
 )
 
@@ -65,7 +65,7 @@ def _env_line(pairs: tuple[tuple[str, str], ...]) -> str:
     return "ENV " + " \\\n    ".join(f"{key}={json.dumps(value)}" for key, value in pairs)
 
 
-def _mounts(step: Step, spec: ImageSpec, options: RenderOptions) -> list[str]:
+def _mounts(step: Step, spec: ImageSpec, options: RenderOptions, apt_ids: str) -> list[str]:
     if not options.buildkit:
         return []
     # mode 0444: steps run as the notebook user too. A secret the build was not given is simply not mounted.
@@ -74,8 +74,8 @@ def _mounts(step: Step, spec: ImageSpec, options: RenderOptions) -> list[str]:
         mounts.append(f"--mount=type=secret,id={SECRET_CA},mode=0444")
     if "apt" in step.caches:
         mounts += [
-            "--mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked",
-            "--mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked",
+            f"--mount=type=cache,id=r2env-apt-cache{apt_ids},target=/var/cache/apt,sharing=locked",
+            f"--mount=type=cache,id=r2env-apt-lists{apt_ids},target=/var/lib/apt/lists,sharing=locked",
         ]
     if "pip" in step.caches:
         mounts.append(f"--mount=type=cache,id=r2env-pip,target={_PIP_CACHE},uid={spec.user_id},gid={spec.user_id}")
@@ -102,16 +102,25 @@ def _script(step: Step, spec: ImageSpec, options: RenderOptions) -> str:
         if not options.buildkit:
             script += " && rm -rf /var/lib/apt/lists/*"
     if step.user == "user" or "pip" in step.caches or "uv" in step.caches:
-        # With SOURCE_DATE_EPOCH set, pip and ensurepip write checked-hash .pyc files (PEP 552), whose bytes do
-        # not depend on when the build ran: the environment tree is then byte-identical across rebuilds.
-        script = f"export SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH} && " + script
+        # With SOURCE_DATE_EPOCH set, the installers' compile writes checked-hash .pyc files (PEP 552), whose bytes
+        # do not depend on when the build ran; PYTHONDONTWRITEBYTECODE keeps every other Python start of the build
+        # (uv's look at the interpreter, setuptools' .pth, a postBuild) from writing timestamped ones. The
+        # environment tree is then byte-identical across rebuilds.
+        script = f"export SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH} PYTHONDONTWRITEBYTECODE=1 && " + script
     if step.secrets and options.buildkit:
         files = " ".join(f"{_SECRETS_DIR}/{env_secret(group, step.repository_code)}" for group in step.secrets)
         script = f"for s in {files} ; do if [ -f $s ]; then . $s; fi; done && " + script
     return script
 
 
-def _render_step(step: Step, spec: ImageSpec, options: RenderOptions) -> list[str]:
+# apt's caches are locked while a step uses them (apt itself takes locks in them), so steps sharing them run one
+# after another. A build stage's apt step gets caches of its own and runs beside the image's; a stage that repeats
+# the image's first steps (image_env) keeps the image's, or it would not be the same instruction, built once.
+_IMAGE_APT_CACHES = ""
+_BUILD_STAGE_APT_CACHES = "-build-stage"
+
+
+def _render_step(step: Step, spec: ImageSpec, options: RenderOptions, apt_ids: str = _IMAGE_APT_CACHES) -> list[str]:
     lines = [f"# [{step.stage.name.lower()}] {step.buildpack}: {step.description}"]
     if step.kind == "env":
         lines.append(_env_line(step.env))
@@ -123,7 +132,7 @@ def _render_step(step: Step, spec: ImageSpec, options: RenderOptions) -> list[st
         owner = f"{spec.user_id}:{spec.user_id}"
         lines += [f"COPY --chown={owner} {json.dumps([path, spec.repo_dir + '/' + path])}" for path in step.inputs]
     else:
-        lines.append("RUN " + " ".join([*_mounts(step, spec, options), _script(step, spec, options)]))
+        lines.append("RUN " + " ".join([*_mounts(step, spec, options, apt_ids), _script(step, spec, options)]))
     return lines
 
 
@@ -173,11 +182,12 @@ def render_dockerfile(spec: ImageSpec, options: RenderOptions = RenderOptions())
         out.append(_env_line(spec.env if build_stage.image_env else (("DEBIAN_FRONTEND", "noninteractive"), ("LANG", "C.UTF-8"))))
         out.append("SHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"]")
         copied_uv = False
+        apt_ids = _IMAGE_APT_CACHES if build_stage.image_env else _BUILD_STAGE_APT_CACHES
         for step in build_stage.steps:
             if not copied_uv and "uv" in step.caches and not options.buildkit:
                 out.append(_classic_uv_copy())
                 copied_uv = True
-            out.extend(_render_step(step, spec, options))
+            out.extend(_render_step(step, spec, options, apt_ids))
     out.append(f"FROM {spec.base_image}")
     out.append(_env_line(spec.env))
     out.append("SHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"]")

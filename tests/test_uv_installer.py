@@ -4,6 +4,7 @@ into the steps that install, never left in the image. Rendering only; integratio
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,29 @@ def test_a_conda_environment_shares_the_conda_stages_apt_step() -> None:
     # Before the stage that mounts it: a bind mount's `from=` finds only stages defined earlier.
     assert [s.name for s in stages] == [UV_STAGE, "r2env-conda"]
     assert stages[0].steps[0] == apt and not stages[0].image_env
+
+
+def test_a_build_stages_apt_step_has_caches_of_its_own_so_it_runs_beside_the_images() -> None:
+    # apt's cache mounts are sharing=locked: steps on the same ones wait for each other. The conda stage and the uv
+    # stage that repeats its apt step share theirs (one instruction, built once); the image keeps its own.
+    apt = Step(kind="run", stage=Stage.SYSTEM, buildpack="conda", description="install Python", script="apt-get install python3-venv",
+               caches=("apt",), packages=("python3", "python3-venv"))
+    uses_uv = Step(kind="run", stage=Stage.DEPENDENCIES, buildpack="conda", description="install", script=f"{UV} pip install x", caches=("uv",))
+    image_apt = Step(kind="run", stage=Stage.SYSTEM, buildpack="conda", description="system", script="apt-get install ca-certificates",
+                     caches=("apt",), packages=("ca-certificates",))
+    spec = replace(example_spec("requirements"), steps=(image_apt,),
+                   build_stages=with_uv_stage((image_apt,), (BuildStage("r2env-conda", (apt, uses_uv)),)))
+    uv_stage, conda_stage, image = stages_of(render_dockerfile(spec))
+
+    def apt_caches(lines: list[str]) -> set[str]:
+        line = next(line for line in lines if "apt-get install" in line)
+        return set(re.findall(r"id=(r2env-apt-[a-z-]+)", line))
+
+    assert apt_caches(uv_stage) == apt_caches(conda_stage) == {"r2env-apt-cache-build-stage", "r2env-apt-lists-build-stage"}
+    assert apt_caches(image) == {"r2env-apt-cache", "r2env-apt-lists"}
+    # A uv stage that repeats the image's own apt step keeps the image's caches: the same vertex.
+    uv_stage, image = stages_of(render_dockerfile(example_spec("requirements")))
+    assert apt_caches(uv_stage) == apt_caches(image) == {"r2env-apt-cache", "r2env-apt-lists"}
 
 
 @pytest.mark.parametrize("example", PIP_EXAMPLES)

@@ -39,7 +39,7 @@ RUN echo "r2env: binder/environment.yml is built from its lock: run \`r2env lock
 COPY --chown=1000:1000 . /home/jovyan/
 USER jovyan
 # [post_build] postbuild: run binder/postBuild
-RUN --mount=type=secret,id=r2env-env-ca-public,mode=0444 --mount=type=secret,id=r2env-env-proxy-public,mode=0444 --mount=type=secret,id=r2env-env-index-public,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 for s in /run/secrets/r2env-env-ca-public /run/secrets/r2env-env-proxy-public /run/secrets/r2env-env-index-public ; do if [ -f $s ]; then . $s; fi; done && export SOURCE_DATE_EPOCH=1704067200 && ./binder/postBuild
+RUN --mount=type=secret,id=r2env-env-ca-public,mode=0444 --mount=type=secret,id=r2env-env-proxy-public,mode=0444 --mount=type=secret,id=r2env-env-index-public,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 for s in /run/secrets/r2env-env-ca-public /run/secrets/r2env-env-proxy-public /run/secrets/r2env-env-index-public ; do if [ -f $s ]; then . $s; fi; done && export SOURCE_DATE_EPOCH=1704067200 PYTHONDONTWRITEBYTECODE=1 && ./binder/postBuild
 ENTRYPOINT ["/usr/local/bin/r2env-entrypoint"]
 CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
 LABEL org.r2env.version="0.1.0"
