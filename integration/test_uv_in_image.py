@@ -38,8 +38,9 @@ def test_uv_installs_but_is_not_in_the_image_and_the_users_pip_works(engine: doc
     assert "No broken requirements found." in output
     # Every .pyc file in the environment was compiled at build time, checked-hash (PEP 552 flags 0b11), as pip with
     # SOURCE_DATE_EPOCH writes them: a timestamped one (flags 0), written by some Python start during the build,
-    # would differ in every build. (pip's own are not there: uv's seeding leaves them to pip's first run.)
-    flags = run_in(engine, image, ["python", "-c", "import collections, glob; print(sorted(collections.Counter("
+    # would differ in every build. (pip's own are not there: uv's seeding leaves them to pip's first run.) -B: this
+    # check's own Python start writes none (setuptools' .pth imports _distutils_hack at every start).
+    flags = run_in(engine, image, ["python", "-B", "-c", "import collections, glob; print(sorted(collections.Counter("
                                    "int.from_bytes(open(f, 'rb').read()[4:8], 'little') for f in "
                                    "glob.glob('/srv/venv/**/*.pyc', recursive=True)).items()))"])
     assert flags.strip().startswith("[(3, ") and flags.count("(") == 1, flags

@@ -65,9 +65,8 @@ def fetch(source: str, ref: str, cache_dir: Path, git: Runner = run_git) -> Chec
         if not exists:
             raise SourceError(f"{source}: no such directory", hint)
         if local.is_dir() and not ref and not _is_bare(local, git):
-            if (local / ".git").exists() or _head_commit(local, git):
-                return Checkout(local.resolve(), str(local.resolve()), _head_commit(local, git), "")
-            return Checkout(local.resolve(), str(local.resolve()), "", "")
+            # A work tree's HEAD, or "" outside git (or in a repository without commits yet).
+            return Checkout(local.resolve(), str(local.resolve()), _head_commit(local, git), "")
         if not local.is_dir():
             raise SourceError(f"{source}: not a directory", "give a path to a repository or a git URL")
         source = str(local.resolve())
