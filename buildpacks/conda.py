@@ -19,22 +19,23 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
+from typing import TYPE_CHECKING
 
 from buildpacks.steps import apt_install, ignored_note, installer_venv, locked_install, python_foundation, system_steps
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
-from r2env.conda.locking import SERVER_MIN_PYTHON, hosts_server
-from r2env.conda.packages import PACKAGES_DIR, package_image
 from r2env.inspect import RepoFacts
 from r2env.interpreter import DEBIAN_PYTHON
-from r2env.parsers.conda_lock import CondaLockFile
 from r2env.spec import CONDA_DIR, BuildStage, Interpreter, Stage, Step
+
+# r2env/conda/ loads only when a conda environment is planned: every command pays at start for what it imports.
+if TYPE_CHECKING:
+    from r2env.parsers.conda_lock import CondaLockFile
 
 CONDA_PREFIX = f"{CONDA_DIR}/envs/notebook"
 SERVER_PREFIX = "/srv/venv"  # r2env's own environment, for an environment too old to run the server
 BUILD_STAGE = "r2env-conda"
 _INSTALLER_VENV = "/opt/r2env-rattler"
 _KERNEL_NAME = "python3"  # replaces the server environment's own kernel: the user's environment is the one they see
-_MINIMUM = ".".join(map(str, SERVER_MIN_PYTHON))
 
 
 def detect(facts: RepoFacts) -> str | None:
@@ -59,6 +60,7 @@ def _declared_python(spec: str) -> str:
 
 def environment(facts: RepoFacts, conda: CondaLockFile | None) -> tuple[Interpreter, str]:
     """The environment's Python (locked, or as environment.yml declares it) and where the server runs."""
+    from r2env.conda.locking import SERVER_MIN_PYTHON, hosts_server
     declared = facts.conda_environment
     assert declared is not None  # detect() matched
     version = conda.python_version if conda else _declared_python(declared.python)
@@ -67,7 +69,7 @@ def environment(facts: RepoFacts, conda: CondaLockFile | None) -> tuple[Interpre
         return Interpreter("", "conda", f"{declared.path} does not pin one Python version: the lock decides it; the notebook server runs in the environment"), CONDA_PREFIX
     if hosts_server(version):
         return Interpreter(version, "conda", f"{source} has python {version}; the notebook server runs in the environment"), CONDA_PREFIX
-    return Interpreter(version, "conda", f"{source} has python {version}, older than the notebook server needs ({_MINIMUM}): "
+    return Interpreter(version, "conda", f"{source} has python {version}, older than the notebook server needs ({'.'.join(map(str, SERVER_MIN_PYTHON))}): "
                        f"the server runs in {SERVER_PREFIX} with Debian's Python, the environment is its kernel"), SERVER_PREFIX
 
 
@@ -81,6 +83,7 @@ def _unlocked(path: str) -> Step:
 def _build_stage(context: PlanContext, hosting: bool) -> BuildStage:
     """py-rattler installs the locked conda packages; with the server in the environment, pip then installs the
     pip: packages and the server into it here too (pip --python drives the environment's own interpreter)."""
+    from r2env.conda.packages import PACKAGES_DIR, package_image
     assert context.lock is not None and context.lock.conda is not None and context.conda is not None
     conda, section = context.conda, context.lock.conda
     image = package_image(conda)

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+from typing import TYPE_CHECKING
 
 from buildpacks import conda
 from buildpacks.steps import apt_install, ignored_note, installer_venv, locked_install, system_steps, uv_pip
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
-from r2env.conda.locking import RATTLER_REQUIREMENT, SERVER_MIN_PYTHON, hosts_server
-from r2env.conda.packages import PACKAGES_DIR
 from r2env.errors import SpecError
 from r2env.inspect import RepoFacts
-from r2env.parsers.conda_lock import CondaLockFile
-from r2env.pixi.lockfile import PixiLockFile
-from r2env.pixi.packages import PYPI_DIR, package_image
 from r2env.spec import BuildStage, Interpreter, Stage, Step
 
+# r2env/pixi/ and r2env/conda/ load only when a pixi environment is planned: every command pays at start for what
+# it imports.
+if TYPE_CHECKING:
+    from r2env.parsers.conda_lock import CondaLockFile
+    from r2env.pixi.lockfile import PixiLockFile
+
 NAME = "pixi"
-_MINIMUM = ".".join(map(str, SERVER_MIN_PYTHON))
 
 
 def detect(facts: RepoFacts) -> str | None:
@@ -38,6 +39,7 @@ def detect(facts: RepoFacts) -> str | None:
 
 
 def _locked(lock: CondaLockFile | None) -> PixiLockFile:
+    from r2env.pixi.lockfile import PixiLockFile
     if not isinstance(lock, PixiLockFile):
         raise SpecError("a pixi project is installed from pixi.lock, and none was read", "run `pixi lock` and commit pixi.lock")
     return lock
@@ -45,14 +47,16 @@ def _locked(lock: CondaLockFile | None) -> PixiLockFile:
 
 def environment(facts: RepoFacts, lock: CondaLockFile | None) -> tuple[Interpreter, str]:
     """The locked environment's Python; the notebook server runs in the environment, as for conda."""
+    from r2env.conda.locking import SERVER_MIN_PYTHON, hosts_server
     pixi = _locked(lock)
     version = pixi.python_version
     if not version:
         raise SpecError(f"{pixi.path}: environment {pixi.environment!r} has no python package, and the notebook server runs in it",
                         "add python to the environment's dependencies (e.g. `python = \"3.12.*\"`) and run `pixi lock`")
     if not hosts_server(version):
-        raise SpecError(f"{pixi.path}: environment {pixi.environment!r} has python {version}, older than the notebook server needs ({_MINIMUM})",
-                        f"use python {_MINIMUM} or newer in the pixi environment")
+        minimum = ".".join(map(str, SERVER_MIN_PYTHON))
+        raise SpecError(f"{pixi.path}: environment {pixi.environment!r} has python {version}, older than the notebook server needs ({minimum})",
+                        f"use python {minimum} or newer in the pixi environment")
     return Interpreter(version, "conda", f"{pixi.path} environment {pixi.environment!r} has python {version}; the notebook server runs in it"), conda.CONDA_PREFIX
 
 
@@ -63,6 +67,9 @@ def _has_server(lock: PixiLockFile, requirement: str) -> bool:
 
 def _build_stage(context: PlanContext, lock: PixiLockFile) -> BuildStage:
     """As the conda buildpack's stage, with the PyPI files and the server installed by pip driving the environment's Python."""
+    from r2env.conda.locking import RATTLER_REQUIREMENT
+    from r2env.conda.packages import PACKAGES_DIR
+    from r2env.pixi.packages import PYPI_DIR, package_image
     section = context.lock.conda if context.lock is not None else None
     venv = "/opt/r2env-rattler"
     python = f"{conda.CONDA_PREFIX}/bin/python"

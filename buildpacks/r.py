@@ -16,6 +16,7 @@ Layout (documented in docs/r.md):
 from __future__ import annotations
 
 import shlex
+from typing import TYPE_CHECKING
 
 from buildpacks import python
 from buildpacks.steps import apt_install, copy_files, ignored_note, pip_install
@@ -24,11 +25,13 @@ from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import LockedRPackage
 from r2env.r.facts import declares_r
 from r2env.r.scripts import HELPERS, HELPERS_DIR, write_file
-from r2env.r.locking import renv_candidates
-from r2env.r.rstudio import RSESSION_PROXY, RStudioSource, rstudio_source
 from r2env.r.snapshot import DEFAULT_CRAN_MIRROR, cran_url
 from r2env.r.versions import DEBIAN_R, RChoice, choose_r, r_builds_url
 from r2env.spec import BuildSecret, Stage, Step
+
+# What only an R image needs to plan loads when one is planned: every command pays at start for what it imports.
+if TYPE_CHECKING:
+    from r2env.r.rstudio import RStudioSource
 
 R_LIBS_USER = "/srv/rlibs"
 DEBIAN_PACKAGES = ("r-base-core", "r-base-dev", "r-cran-irkernel")
@@ -131,6 +134,7 @@ def _rstudio(chosen: RChoice, source: RStudioSource, context: PlanContext) -> tu
         secrets=_FETCH, caches=("apt",),
     )]
     if context.lock is None:
+        from r2env.r.rstudio import RSESSION_PROXY
         steps.append(pip_install(shlex.quote(RSESSION_PROXY), Stage.SERVER, "r", f"install {RSESSION_PROXY} (RStudio at /rstudio)"))
     return tuple(steps)
 
@@ -156,6 +160,7 @@ def _locked(packages: tuple[LockedRPackage, ...]) -> list[tuple[str, str, str, t
 
 def _renv(facts: RepoFacts, mirror: str) -> list[tuple[str, str, str, tuple[str, ...]]]:
     """renv.lock's packages at exactly their versions, from its repositories (or --cran-mirror's)."""
+    from r2env.r.locking import renv_candidates
     return [(c.name, c.version, "-", c.urls) for c in renv_candidates(facts, mirror)]
 
 
@@ -179,6 +184,7 @@ def contribute(facts: RepoFacts, context: PlanContext) -> Contribution:
     python_part = python.contribute(facts, context)
     steps = list(python_part.steps) + list(_install_r(chosen, context)) + [_setup(chosen, context)] + list(_kernel(chosen, context))
     locked_rstudio = context.lock.r.rstudio if context.lock and context.lock.r else None
+    from r2env.r.rstudio import rstudio_source
     rstudio = rstudio_source(context.rstudio, *((locked_rstudio.url, locked_rstudio.sha256) if locked_rstudio else ()))
     if rstudio is not None:
         steps += _rstudio(chosen, rstudio, context)

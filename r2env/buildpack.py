@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import Lock, LockedPackage
-from r2env.parsers.conda_lock import CondaLockFile
 from r2env.spec import BuildStage, Interpreter, Step
+
+if TYPE_CHECKING:  # read only for conda and pixi environments: loaded by them
+    from r2env.parsers.conda_lock import CondaLockFile
 
 ENTRY_POINT_GROUP = "r2env.buildpacks"
 

@@ -17,7 +17,7 @@ from r2env.cuda import CUDA_BASES
 from r2env.engine_address import BUILDER_NAME, EngineAddress, check_host
 from r2env.errors import UsageError
 from r2env.interpreter import DEBIAN_PYTHON
-from r2env.launch.launcher import LaunchOptions
+from r2env.launch.container import LaunchOptions
 from r2env.option_checks import (Values, check_image_reference, check_launch, check_requirement, check_single_line,
                                  check_rstudio, check_url_template, check_user, expand_path, is_finite)
 from r2env.options import check_repo_dir, check_subdir, parse_build_args, parse_channel_map, parse_labels

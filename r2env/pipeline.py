@@ -23,23 +23,14 @@ from r2env.explain import explain
 from r2env.ignore import IgnoreRules, read_ignore_rules
 from r2env.inspect import RepoFacts, inspect
 from r2env.lock.lockfile import Lock, RSection, dump_lock, file_digest
-from r2env.conda.packages import ensure_package_image
 from r2env.lock.locking import (
-    LockResult, check_apt_resolved, check_fresh, load_lock_file, lock_path, make_lock, read_conda_lock, read_lock, refuse_dockerfile, user_pins,
+    LockResult, check_apt_resolved, check_fresh, load_lock_file, lock_path, read_conda_lock, read_lock, refuse_dockerfile, user_pins,
 )
-from r2env.parsers.conda_lock import CondaLockFile
-from r2env.pixi.lockfile import PixiLockFile, read_pixi_environment
-from r2env.pixi.packages import ensure_pixi_package_image
 from r2env.plan import plan
-from r2env.r.locking import hash_candidates, hash_file, r_section, renv_candidates, snapshot_library, url_fetcher
-from r2env.r.rstudio import rstudio_source
-from r2env.r.snapshot import DEFAULT_CRAN_MIRROR, cran_url
-from buildpacks.r import choice as r_choice
 from r2env.publish import adopt, push_all
 from r2env.reading import read_text
 from r2env.publish import targets as publish_targets
 from r2env.registry import Credentials, credentials_from_env, key_tag
-from r2env.lock.resolve import Runner, run_tool
 from r2env.render import RenderOptions, render_dockerfile
 from r2env.repo import DiskRepo
 from r2env.select import select
@@ -48,6 +39,10 @@ from r2env.spec import ImageSpec
 
 if TYPE_CHECKING:  # the engine (and docker) load only when something is built
     from r2env.engine import Engine
+    from r2env.parsers.conda_lock import CondaLockFile
+
+# What only one kind of environment needs (conda, pixi, R) or only `r2env lock` is imported where it is used:
+# every command pays at start for what it imports (benchmarks/README.md, "r2env's own time").
 
 
 @dataclass(frozen=True)
@@ -71,6 +66,7 @@ def plan_checkout(checkout: Checkout, settings: Settings, use_lock: bool = True)
         conda = read_conda_lock(checkout.path, lock)
     if selection.primary.name == "pixi" and facts.pixi is not None and conda is None:
         # pixi.lock is the environment's lock with or without r2env.lock (which only adds the installer and server).
+        from r2env.pixi.lockfile import read_pixi_environment
         conda = read_pixi_environment(checkout.path, facts.pixi, settings.plan.pixi_environment)
     # Without r2env.lock, the repository's own uv.lock or poetry.lock is still installed exactly.
     pins = user_pins(checkout.path, facts) if lock is None and selection.primary.name == "python" and (facts.has("uv.lock") or facts.has("poetry.lock")) else None
@@ -104,6 +100,8 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
     engine = connect()
     yield from ensure_base(engine, planned.spec.base_image, settings.mirror, settings.cache_dir)
     result: LockResult | None = None
+    from r2env.lock.making import make_lock
+    from r2env.lock.resolve import Runner, run_tool
     extra: dict[str, Runner] = {}
     scratch_dir = tempfile.TemporaryDirectory(prefix="r2env-lock-ca-")
     if settings.fetch.extra_ca_certs:
@@ -146,6 +144,10 @@ def lock(source: str, settings: Settings, connect: Callable[[], Engine], write: 
 def _lock_r(planned: Planned, settings: Settings, engine: Engine, partial: Lock) -> Generator[BuildEvent, None, RSection]:
     """The R section of a lock (r2env/r/locking.py): install.R and DESCRIPTION are run in an image where everything
     else is locked already, and its user library is listed; renv.lock's packages are read from it."""
+    from buildpacks.r import choice as r_choice
+    from r2env.r.locking import hash_candidates, hash_file, r_section, renv_candidates, snapshot_library, url_fetcher
+    from r2env.r.rstudio import rstudio_source
+    from r2env.r.snapshot import DEFAULT_CRAN_MIRROR, cran_url
     facts = planned.facts
     chosen = r_choice(facts, planned.spec.suite, bool(settings.plan.base_image))
     repository = cran_url(settings.plan.cran_mirror, chosen)
@@ -377,12 +379,16 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
                  credentials: Credentials | None, ignore: IgnoreRules | None = None) -> Generator[BuildEvent, None, bool]:
     """Build; return whether every step came from the cache (no step ran)."""
     checkout, spec, publishing = planned.checkout, planned.spec, settings.publish
-    if isinstance(planned.conda, PixiLockFile):
+    if planned.conda is not None:
+        from r2env.conda.packages import ensure_package_image
+        from r2env.pixi.lockfile import PixiLockFile
+        from r2env.pixi.packages import ensure_pixi_package_image
         trusted = settings.plan.conda_channels if settings.public_packages_only else None
-        yield from ensure_pixi_package_image(engine, planned.conda, settings.channel_map, ca_bundle(settings.fetch, os.environ), settings.no_cache, trusted)
-    elif planned.conda is not None:
-        trusted = settings.plan.conda_channels if settings.public_packages_only else None
-        yield from ensure_package_image(engine, planned.conda, settings.channel_map, ca_bundle(settings.fetch, os.environ), settings.no_cache, trusted)
+        bundle = ca_bundle(settings.fetch, os.environ)
+        if isinstance(planned.conda, PixiLockFile):
+            yield from ensure_pixi_package_image(engine, planned.conda, settings.channel_map, bundle, settings.no_cache, trusted)
+        else:
+            yield from ensure_package_image(engine, planned.conda, settings.channel_map, bundle, settings.no_cache, trusted)
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"building {image} with {engine.builder} ({len(spec.steps)} planned steps)")
     started: list[str] = []
     cached: set[int] = set()

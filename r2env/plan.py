@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from r2env import __version__
 from r2env.buildpack import Contribution, PlanContext, Role
@@ -10,7 +11,6 @@ from r2env.cuda import DRIVER_ENV, choose_cuda
 from r2env.errors import SpecError
 from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import Lock, LockedPackage
-from r2env.parsers.conda_lock import CondaLockFile
 from r2env.interpreter import DEBIAN_PYTHON, choose_interpreter
 from r2env.r.snapshot import DEFAULT_CRAN_MIRROR
 from r2env.r.versions import DEFAULT_R_BUILDS_URL
@@ -18,6 +18,9 @@ from r2env.render import ENTRYPOINT
 from r2env.select import Selection
 from r2env.spec import Detection, ImageSpec, Interpreter
 from r2env.uv_installer import with_uv_stage
+
+if TYPE_CHECKING:  # read only for conda and pixi environments: loaded by them
+    from r2env.parsers.conda_lock import CondaLockFile
 
 ENV_PREFIX = "/srv/venv"
 # JupyterLab as the notebook server; the lock issue pins its whole closure.

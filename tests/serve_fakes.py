@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from r2env.config import load_config
 from r2env.launch.container import ContainerInfo
 from r2env.errors import LaunchError, SourceError
-from r2env.launch.launcher import LaunchOptions
+from r2env.launch.container import LaunchOptions
 from r2env.serve.app import make_app
 from r2env.serve.builds import Builds, Changes, image_name
 from r2env.serve.config import ServeSettings

@@ -24,7 +24,8 @@ from r2env.options import parse_channel_map
 from r2env.errors import BuildError, LockError, UsageError
 from r2env.inspect import inspect
 from r2env.lock.lockfile import CondaSection, Lock, LockedBase, LockedPackage, dump_lock, file_digest, parse_lock
-from r2env.lock.locking import LockResult, check_fresh, make_lock, read_conda_lock
+from r2env.lock.locking import LockResult, check_fresh, read_conda_lock
+from r2env.lock.making import make_lock
 from r2env.parsers.conda_lock import parse_conda_lock
 from r2env.plan import PlanOptions, plan
 from r2env.render import render_dockerfile
@@ -75,7 +76,7 @@ def which(name: str) -> str | None:
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr("r2env.conda.locking.shutil.which", which)
-    monkeypatch.setattr("r2env.lock.locking.conda_platform", lambda: "linux-64")
+    monkeypatch.setattr("r2env.lock.making.conda_platform", lambda: "linux-64")
     root = tmp_path / "repo"
     shutil.copytree(ROOT / "examples" / "environment-yml", root)
     return root

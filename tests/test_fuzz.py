@@ -288,7 +288,7 @@ def lock_text(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
     import r2env.cli
     from r2env import pipeline
-    from r2env.lock.locking import make_lock
+    from r2env.lock.making import make_lock
 
     from fake_engine import BOOKWORM_ID, FakeEngine
     from test_lock_cli import FakeRunner
@@ -301,7 +301,7 @@ def lock_text(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)
         patch.setattr(r2env.cli, "_connect", lambda settings: lambda: fake)
-        patch.setattr(pipeline, "make_lock", partial(make_lock, runner=FakeRunner()))
+        patch.setattr("r2env.lock.making.make_lock", partial(make_lock, runner=FakeRunner()))
         with contextlib.redirect_stdout(io.StringIO()):
             assert r2env.cli.main(["lock", str(repo)]) == 0
     return (repo / "r2env.lock").read_bytes()
@@ -337,7 +337,7 @@ def conda_locked(tmp_path_factory: pytest.TempPathFactory) -> CondaLocked:
     assert test_conda_lock.SERVER == SERVER  # the lock's server option must be the one CONFIG sets
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("r2env.conda.locking.shutil.which", test_conda_lock.which)
-        patch.setattr("r2env.lock.locking.conda_platform", lambda: "linux-64")
+        patch.setattr("r2env.lock.making.conda_platform", lambda: "linux-64")
         lock, text, _ = test_conda_lock.lock_repo(repo)
     return CondaLocked(lock, text.encode())
 

@@ -15,7 +15,7 @@ from r2env import pipeline
 from r2env.cli import main
 from r2env.errors import SourceError
 from r2env.lock.lockfile import dump_lock, parse_lock
-from r2env.lock.locking import make_lock
+from r2env.lock.making import make_lock
 from r2env.source import Checkout
 
 from fake_engine import BOOKWORM_ID, DEBIAN, FakeEngine
@@ -54,7 +54,7 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch) -> FakeRunner:
     fake = FakeRunner()
-    monkeypatch.setattr(pipeline, "make_lock", partial(make_lock, runner=fake))
+    monkeypatch.setattr("r2env.lock.making.make_lock", partial(make_lock, runner=fake))
     return fake
 
 
@@ -270,7 +270,7 @@ def test_missing_uv_exits_8_saying_so(repo: Path, engine: FakeEngine, monkeypatc
     def no_uv(argv: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         raise FileNotFoundError(2, "No such file or directory", "uv")
 
-    monkeypatch.setattr(pipeline, "make_lock", partial(make_lock, runner=no_uv))
+    monkeypatch.setattr("r2env.lock.making.make_lock", partial(make_lock, runner=no_uv))
     assert main(["lock", str(repo)]) == 8
     assert "uv is not installed" in one_line_error(capsys.readouterr())
 

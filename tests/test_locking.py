@@ -24,7 +24,8 @@ from r2env.errors import LockError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.inspect import RepoFacts, inspect
 from r2env.lock.lockfile import Lock, LockedBase, LockedPackage, dump_lock, file_digest, parse_lock, stale_inputs
-from r2env.lock.locking import LockResult, check_fresh, current_inputs, lock_path, make_lock, read_lock
+from r2env.lock.locking import LockResult, check_fresh, current_inputs, lock_path, read_lock
+from r2env.lock.making import make_lock
 from r2env.plan import PlanOptions, plan
 from r2env.render import render_dockerfile
 from r2env.repo import DiskRepo
@@ -813,7 +814,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 def runner(monkeypatch: pytest.MonkeyPatch) -> FakeRunner:
     """The pipeline's make_lock with the fake uv."""
     fake = FakeRunner()
-    monkeypatch.setattr(pipeline, "make_lock", partial(make_lock, runner=fake))
+    monkeypatch.setattr("r2env.lock.making.make_lock", partial(make_lock, runner=fake))
     return fake
 
 

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from r2env.errors import BuildError, UsageError
+from r2env.errors import BuildError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.parsers.conda_lock import CondaLockFile, CondaPackage
 

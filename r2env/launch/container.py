@@ -18,6 +18,24 @@ def env_dict(config: dict[str, Any]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class LaunchOptions:
+    """What the user asks of a launch (the configuration's launch options; r2env/launch/launcher.py acts on them)."""
+
+    ip: str = "127.0.0.1"
+    port: int = 0  # 0 = a free port chosen by the engine
+    detach: bool = False
+    volumes: tuple[str, ...] = ()  # HOST:CONTAINER[:ro]
+    editable: bool = False
+    env: tuple[str, ...] = ()  # KEY=VALUE, or KEY to pass the host's value
+    memory: str = ""
+    cpus: float = 0.0
+    gpus: str = ""
+    timeout: float = 60.0  # seconds for the server to answer
+    command: tuple[str, ...] = ()  # run this instead of the server
+    task: str = ""  # a pixi task to run instead of the server (r2env/pixi/tasks.py)
+
+
+@dataclass(frozen=True)
 class Mount:
     host: str  # absolute
     container: str  # absolute

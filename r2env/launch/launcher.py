@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, Mapping, Protocol
 
-from r2env.launch.container import LAUNCH_LABEL, SERVER_PORT, SOURCE_LABEL, ContainerInfo, ContainerRequest, Mount, env_dict
+from r2env.launch.container import LAUNCH_LABEL, SERVER_PORT, SOURCE_LABEL, ContainerInfo, ContainerRequest, LaunchOptions, Mount, env_dict
 from r2env.errors import LaunchError, UsageError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.launch.gpus import TOOLKIT_HINT, GpuRequest, no_gpu_runtime, parse_gpus
@@ -28,22 +28,6 @@ from r2env.launch.gpus import TOOLKIT_HINT, GpuRequest, no_gpu_runtime, parse_gp
 JUPYTER_COMMANDS = ("jupyter", "jupyter-lab", "jupyter-notebook", "jupyter-server")
 # A uid that is not the image's cannot write the image's home: Jupyter's runtime files go here instead.
 FOREIGN_UID_HOME = "/tmp/r2env-home"
-
-
-@dataclass(frozen=True)
-class LaunchOptions:
-    ip: str = "127.0.0.1"
-    port: int = 0  # 0 = a free port chosen by the engine
-    detach: bool = False
-    volumes: tuple[str, ...] = ()  # HOST:CONTAINER[:ro]
-    editable: bool = False
-    env: tuple[str, ...] = ()  # KEY=VALUE, or KEY to pass the host's value
-    memory: str = ""
-    cpus: float = 0.0
-    gpus: str = ""
-    timeout: float = 60.0  # seconds for the server to answer
-    command: tuple[str, ...] = ()  # run this instead of the server
-    task: str = ""  # a pixi task to run instead of the server (r2env/pixi/tasks.py)
 
 
 @dataclass(frozen=True)
