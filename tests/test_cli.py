@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,17 @@ def test_malformed_repository_fails_without_traceback_in_a_real_process(tmp_path
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1
     assert "requirements.txt line 2" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_command_ends_quickly_without_losing_output(capsys: pytest.CaptureFixture[str]) -> None:
+    # The `r2env` command (r2env.cli:run) ends with os._exit after main(): what main() printed must all be there.
+    assert main(["dockerfile", str(EXAMPLES / "requirements")]) == 0
+    expected = capsys.readouterr().out
+    result = subprocess.run([sys.executable, "-m", "r2env.cli", "dockerfile", str(EXAMPLES / "requirements")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == expected and len(expected) > 5000
+    scripts = tomllib.loads((EXAMPLES.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts["r2env"] == "r2env.cli:run"
 
 
 @pytest.mark.parametrize("name", ["UPPER", "a b", "x::y", "name:", "name:-tag"])
