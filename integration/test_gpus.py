@@ -89,7 +89,7 @@ def test_gpu_requests_reach_the_container(gpu_daemon: str, gpus: str, visible: s
     assert "fake-gpu-hook ran" in result.stdout
     client = docker.DockerClient(base_url=gpu_daemon)
     try:
-        assert client.containers.list(all=True) == []  # the probe and the command both cleaned up
+        assert client.containers.list(ignore_removed=True, all=True) == []  # the probe and the command both cleaned up
     finally:
         client.close()
 

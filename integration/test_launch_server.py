@@ -35,11 +35,11 @@ def image(engine: docker.DockerClient) -> str:
 
 
 def launched(client: docker.DockerClient) -> set[str]:
-    return {c.id for c in client.containers.list(all=True, filters={"label": "org.r2env.launch"})}
+    return {c.id for c in client.containers.list(ignore_removed=True, all=True, filters={"label": "org.r2env.launch"})}
 
 
 def all_containers(client: docker.DockerClient) -> set[str]:
-    return {c.id for c in client.containers.list(all=True)}
+    return {c.id for c in client.containers.list(ignore_removed=True, all=True)}
 
 
 @pytest.fixture

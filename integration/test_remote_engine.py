@@ -70,7 +70,7 @@ def local_has(engine: docker.DockerClient, image: str) -> bool:
 
 
 def local_containers_of(engine: docker.DockerClient, image: str) -> list[str]:
-    return [c.id for c in engine.containers.list(all=True) if image in (c.attrs.get("Config") or {}).get("Image", "")]
+    return [c.id for c in engine.containers.list(ignore_removed=True, all=True) if image in (c.attrs.get("Config") or {}).get("Image", "")]
 
 
 def test_build_and_launch_on_a_tls_engine_leave_the_local_engine_untouched(engine: docker.DockerClient, remote: TlsDaemon, repository: Path) -> None:
@@ -89,7 +89,7 @@ def test_build_and_launch_on_a_tls_engine_leave_the_local_engine_untouched(engin
         assert launched.returncode == 0, launched.stdout[-2000:] + launched.stderr
         url = re.search(r"http://127\.0\.0\.1:(\d+)/", launched.stdout)
         assert url, launched.stdout
-        remote_containers = client.containers.list(filters={"label": "org.r2env.launch=server"})
+        remote_containers = client.containers.list(ignore_removed=True, filters={"label": "org.r2env.launch=server"})
         assert [c.image.tags for c in remote_containers] == [[image]]
         # the printed URL hides the token; the container's environment has it
         token = next(v.split("=", 1)[1] for v in remote_containers[0].attrs["Config"]["Env"] if v.startswith("JUPYTER_TOKEN="))
@@ -99,7 +99,7 @@ def test_build_and_launch_on_a_tls_engine_leave_the_local_engine_untouched(engin
         listed = r2env("ps", env=env)
         assert remote_containers[0].id[:12] in listed.stdout
         assert r2env("stop", "--all", env=env).returncode == 0
-        assert client.containers.list(all=True, filters={"label": "org.r2env.launch=server"}) == []
+        assert client.containers.list(ignore_removed=True, all=True, filters={"label": "org.r2env.launch=server"}) == []
     finally:
         client.close()
 
@@ -188,10 +188,10 @@ def test_the_daemon_builds_locally_and_launches_on_the_tls_engine(engine: docker
         assert daemon.api("DELETE", f"/api/v1/launches/{launch['id']}").status_code == 202
         daemon.wait_launch(launch["id"], ("stopped",))
         for _ in range(100):
-            if not client.containers.list(all=True, filters={"label": f"org.r2env.serve.launch={launch['id']}"}):
+            if not client.containers.list(ignore_removed=True, all=True, filters={"label": f"org.r2env.serve.launch={launch['id']}"}):
                 break
             time.sleep(0.2)
-        assert client.containers.list(all=True, filters={"label": f"org.r2env.serve.launch={launch['id']}"}) == []
+        assert client.containers.list(ignore_removed=True, all=True, filters={"label": f"org.r2env.serve.launch={launch['id']}"}) == []
     finally:
         if daemon.process is not None:
             daemon.stop()

@@ -288,7 +288,7 @@ def test_the_token_is_printed_once_and_can_be_replaced(tmp_path: Path) -> None:
 def _gone(engine: docker.DockerClient, container_id: str, timeout: float = 30) -> bool:
     """Whether the container is removed (within `timeout`: stopping takes Jupyter a moment)."""
     deadline = time.monotonic() + timeout
-    while container_id in {c.id for c in engine.containers.list(all=True)}:
+    while container_id in {c.id for c in engine.containers.list(ignore_removed=True, all=True)}:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.3)

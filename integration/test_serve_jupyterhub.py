@@ -120,7 +120,7 @@ class Hub:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        for container in self.engine.containers.list(all=True, filters={"name": f"jupyter-{PREFIX}"}):
+        for container in self.engine.containers.list(ignore_removed=True, all=True, filters={"name": f"jupyter-{PREFIX}"}):
             container.remove(force=True)
         try:
             self.engine.networks.get(NETWORK).remove()
@@ -206,11 +206,11 @@ def test_a_build_is_launched_through_the_hub_runs_code_and_stops(daemon: Daemon,
     assert daemon.api("DELETE", f"/api/v1/launches/{launch['id']}").status_code == 202
     daemon.wait_launch(launch["id"], ("stopped",))
     for _ in range(150):
-        if user not in hub.users() and not engine.containers.list(all=True, filters={"name": f"jupyter-{user}"}):
+        if user not in hub.users() and not engine.containers.list(ignore_removed=True, all=True, filters={"name": f"jupyter-{user}"}):
             break
         time.sleep(0.2)
     assert user not in hub.users()
-    assert engine.containers.list(all=True, filters={"name": f"jupyter-{user}"}) == []
+    assert engine.containers.list(ignore_removed=True, all=True, filters={"name": f"jupyter-{user}"}) == []
 
 
 def test_a_hub_whose_spawner_takes_no_image_fails_the_launch_and_leaves_no_user(daemon: Daemon, hub: Hub, repository: str) -> None:

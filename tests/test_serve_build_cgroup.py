@@ -3,6 +3,7 @@ integration/test_serve_limits_engine.py checks the same on the real engine's cgr
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import replace
@@ -98,6 +99,35 @@ def test_a_cgroup_it_cannot_write_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(CgroupUnavailable, match=f"^cannot set {folder}/memory.memsw.limit_in_bytes: Is a directory$"):
         BuildkitLimits(memory=1 << 30, root=tmp_path, record=tmp_path / "record.json").install()
     assert (folder / "memory.limit_in_bytes").read_text() == UNLIMITED  # put back
+
+
+def test_a_memory_limit_below_what_the_kernel_cannot_reclaim_says_how_much_is_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = v1(tmp_path)
+    (folder / "memory.usage_in_bytes").write_text("67596288\n")
+    write_text = Path.write_text
+
+    def busy_limit(path: Path, value: str) -> int:
+        if path.name == "memory.limit_in_bytes" and value != UNLIMITED:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))  # what cgroup v1 says when it cannot reclaim down to the limit
+        return write_text(path, value)
+
+    monkeypatch.setattr(Path, "write_text", busy_limit)
+    with pytest.raises(CgroupUnavailable, match=rf"^cannot set {folder}/memory.limit_in_bytes to 67,108,864 bytes: the kernel could not "
+                       r"reclaim the 67,596,288 bytes earlier build steps left charged there \(kernel caches\); raise c.Serve.build_memory"):
+        BuildkitLimits(memory=64 << 20, root=tmp_path, record=tmp_path / "record.json").install()
+    assert (folder / "memory.limit_in_bytes").read_text() == UNLIMITED + "\n"
+    assert not (tmp_path / "record.json").exists()
+
+
+def test_a_cgroup_it_may_not_write_says_to_run_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = v1(tmp_path)
+
+    def denied(path: Path, value: str) -> int:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(Path, "write_text", denied)
+    with pytest.raises(CgroupUnavailable, match=f"^cannot set {folder}/memory.limit_in_bytes: Permission denied: run the daemon as root"):
+        BuildkitLimits(memory=1 << 30, root=tmp_path, record=tmp_path / "record.json").install()
 
 
 class _Engine:

@@ -15,6 +15,7 @@ Only for an engine on this machine with the cgroupfs driver; anything else is re
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -84,14 +85,18 @@ class BuildkitLimits:
                 if not path.exists():
                     continue  # memory.swap.max without swap accounting
                 previous = path.read_text().strip()
-                path.write_text(value)
+                try:
+                    path.write_text(value)
+                except OSError as error:
+                    raise _refused(path, value, error) from None
                 self._written.append((path, previous, value))
             if owner is None:  # a running daemon's record stays: its values are the ones to put back in the end
                 self.record.write_text(json.dumps({"pid": os.getpid(), "written": [[str(p), old, new] for p, old, new in self._written]}))
-        except OSError as error:
+        except (OSError, CgroupUnavailable) as error:
             self.remove()
-            where = f" {error.filename}" if error.filename else ""
-            raise CgroupUnavailable(f"cannot set{where}: {error.strerror or error}") from None
+            if isinstance(error, CgroupUnavailable):
+                raise
+            raise _refused(Path(error.filename) if error.filename else None, "", error) from None
         return ", ".join(str(folder) for folder in folders)
 
     def remove(self) -> None:
@@ -101,6 +106,28 @@ class BuildkitLimits:
         if owner is not None and owner[0] == os.getpid():
             self.record.unlink(missing_ok=True)
         self._written.clear()
+
+
+def _refused(path: Path | None, value: str, error: OSError) -> CgroupUnavailable:
+    """Why the kernel refused a value, and what to change."""
+    where = f" {path}" if path else ""
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return CgroupUnavailable(f"cannot set{where}: {error.strerror}: run the daemon as root on the engine's host, or limit the engine itself")
+    if error.errno == errno.EBUSY and path is not None and value.isdigit() and path.name.startswith("memory."):
+        # cgroup v1 only lowers a memory limit to what it can reclaim first; kernel caches (dentries, inodes) of
+        # earlier steps stay charged to the parent and mostly cannot be reclaimed from it.
+        used = _read_int(path.parent / "memory.usage_in_bytes")
+        held = f" the {used:,} bytes" if used is not None else " what"
+        return CgroupUnavailable(f"cannot set {path} to {int(value):,} bytes: the kernel could not reclaim{held} earlier build steps "
+                                 "left charged there (kernel caches); raise c.Serve.build_memory x c.Serve.max_builds above that")
+    return CgroupUnavailable(f"cannot set{where}: {error.strerror or error}")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _restore(written: list[tuple[Path, str, str]]) -> None:
@@ -127,10 +154,7 @@ def _accounts_swap(memory_root: Path) -> bool:
 
 
 def _period(path: Path) -> int:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return CFS_PERIOD
+    return _read_int(path) or CFS_PERIOD
 
 
 def _normal(path: Path, value: str) -> str:

@@ -133,8 +133,7 @@ def _buildkit_limits(engine: "DockerEngine", serve: ServeSettings, root: Path = 
     try:
         where = limits.install()
     except CgroupUnavailable as error:
-        _log(f"build limits: BuildKit steps are not limited ({error}): run the daemon as root on the engine's host, "
-             "or limit the engine itself (docs/serve.md, Limits)")
+        _log(f"build limits: BuildKit steps are not limited ({error}; docs/serve.md, Limits)")
         return None
     asked = [f"memory {limits.memory:,} bytes" if limits.memory else "", f"{limits.cpus:g} CPUs" if limits.cpus else "",
              f"{limits.pids} processes" if limits.pids else ""]
