@@ -49,7 +49,7 @@ class R2env(Configurable):
     index_url = Unicode("", help="Python package index for builds (PIP_INDEX_URL).").tag(config=True)
     extra_index_url = Unicode("", help="Extra Python package index for builds.").tag(config=True)
     python_install_mirror = Unicode("", help="Mirror of python-build-standalone for Pythons Debian does not ship.").tag(config=True)
-    cache_dir = Unicode("~/.cache/r2env", help="Where r2env keeps git checkouts and base image archives.").tag(config=True)
+    cache_dir = Unicode("~/.cache/r2env", help="Where r2env keeps git checkouts, base image archives and parsed lock files.").tag(config=True)
     no_cache = Bool(False, help="Build without the engine's layer cache.").tag(config=True)
     relock = Bool(False, help="When r2env.lock is stale, update it instead of stopping (build).").tag(config=True)
     conda_channel = List(Unicode(), [], help="Conda channels to lock from instead of environment.yml's (names or URLs: an https mirror, a loopback http server, file:///path); default its channels, else conda-forge.").tag(config=True)

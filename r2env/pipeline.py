@@ -59,11 +59,12 @@ def plan_checkout(checkout: Checkout, settings: Settings, use_lock: bool = True)
     facts = inspect(DiskRepo(checkout.path))
     selection = select(facts, load_buildpacks(), settings.buildpacks)
     # A repository's own Dockerfile is built as-is: a lock beside it means nothing.
-    lock = read_lock(checkout.path, facts) if use_lock and selection.primary.role is not Role.EXCLUSIVE else None
+    memo = settings.cache_dir / "loaded-yaml"  # r2env.lock and conda-lock.yml, parsed once per text (r2env/yaml_memo.py)
+    lock = read_lock(checkout.path, facts, memo) if use_lock and selection.primary.role is not Role.EXCLUSIVE else None
     conda = None
     if lock is not None:
         check_fresh(lock, checkout.path, facts, settings.plan)
-        conda = read_conda_lock(checkout.path, lock)
+        conda = read_conda_lock(checkout.path, lock, memo)
     if selection.primary.name == "pixi" and facts.pixi is not None and conda is None:
         # pixi.lock is the environment's lock with or without r2env.lock (which only adds the installer and server).
         from r2env.pixi.lockfile import read_pixi_environment

@@ -8,7 +8,7 @@ import hashlib
 import io
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from ruamel.yaml import YAML
@@ -17,6 +17,7 @@ from ruamel.yaml.error import YAMLError
 from r2env.documents import DocumentTooComplex, Shape, bounded_yaml
 from r2env.errors import LockError
 from r2env.grammars import DEBIAN_NAME, DEBIAN_VERSION, R_PACKAGE_NAME, R_PACKAGE_VERSION, SHA256_HASH, SHA256_HEX, URL, excerpt, has_control, is_canonical_python_name, is_marker, is_python_version
+from r2env.yaml_memo import load_checked
 
 LOCK_FILE = "r2env.lock"
 FORMAT_VERSION = 1
@@ -258,16 +259,24 @@ def _r_section(shape: Shape) -> RSection:
     )
 
 
-def parse_lock(text: str, path: str) -> Lock:
+def parse_lock(text: str, path: str, memo: Path | None = None) -> Lock:
     """An r2env.lock, every value checked against the grammar it is rendered with (issue 17): a version with a
-    newline, a quoted hash, a package name with shell characters or an unknown `source` is refused here."""
+    newline, a quoted hash, a package name with shell characters or an unknown `source` is refused here.
+    With `memo`, a folder of r2env/yaml_memo.py, a text loaded before skips the YAML parser (not the checks)."""
+    return load_checked(memo, text, lambda text: _load_yaml(text, path), lambda data: _checked_lock(data, path))
+
+
+def _load_yaml(text: str, path: str) -> Any:
     try:
-        data = bounded_yaml().load(text)
+        return bounded_yaml().load(text)
     except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) if isinstance(error, DocumentTooComplex) else None
         raise LockError(f"{path}{where}: invalid YAML" + (f": {problem}" if problem else ""), "regenerate it with `r2env lock`") from None
+
+
+def _checked_lock(data: Any, path: str) -> Lock:
     if not isinstance(data, dict):
         raise LockError(f"{path}: not an r2env lock", "regenerate it with `r2env lock`")
     if data.get("version") != FORMAT_VERSION:

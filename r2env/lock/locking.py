@@ -65,13 +65,14 @@ def read_lock_text(path: Path, shown: str) -> str | None:
     return read_text(path, shown, LOCK_LIMIT, LockError)
 
 
-def load_lock_file(path: Path, shown: str) -> Lock | None:
+def load_lock_file(path: Path, shown: str, memo: Path | None = None) -> Lock | None:
     text = read_lock_text(path, shown)
-    return None if text is None else parse_lock(text, shown)
+    return None if text is None else parse_lock(text, shown, memo)
 
 
-def read_lock(root: Path, facts: RepoFacts) -> Lock | None:
-    return load_lock_file(root / lock_path(facts), lock_path(facts))
+def read_lock(root: Path, facts: RepoFacts, memo: Path | None = None) -> Lock | None:
+    """The repository's r2env.lock; `memo`: a folder of loaded lock texts (r2env/yaml_memo.py)."""
+    return load_lock_file(root / lock_path(facts), lock_path(facts), memo)
 
 
 def check_fresh(lock: Lock, root: Path, facts: RepoFacts, options: PlanOptions) -> None:
@@ -99,8 +100,9 @@ def check_apt_resolved(lock: Lock, spec: ImageSpec, facts: RepoFacts) -> None:
         )
 
 
-def read_conda_lock(root: Path, lock: Lock) -> CondaLockFile | None:
-    """The conda-lock.yml a fresh r2env.lock refers to (a pixi.lock is read by the pipeline, with its manifest)."""
+def read_conda_lock(root: Path, lock: Lock, memo: Path | None = None) -> CondaLockFile | None:
+    """The conda-lock.yml a fresh r2env.lock refers to (a pixi.lock is read by the pipeline, with its manifest);
+    `memo`: a folder of loaded YAML texts (r2env/yaml_memo.py)."""
     if lock.conda is None or lock.conda.environment:
         return None
     path = lock.conda.lockfile
@@ -108,7 +110,7 @@ def read_conda_lock(root: Path, lock: Lock) -> CondaLockFile | None:
     if text is None:
         raise LockError(f"{path}: does not exist, and {LOCK_FILE} refers to it", "run `r2env lock` to make it again")
     from r2env.parsers.conda_lock import parse_conda_lock  # a conda environment's only
-    return parse_conda_lock(text, path, lock.conda.platform)
+    return parse_conda_lock(text, path, lock.conda.platform, memo)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from ruamel.yaml.error import YAMLError
@@ -14,6 +16,7 @@ from r2env.documents import DocumentTooComplex, Shape, bounded_yaml
 from r2env.errors import LockError
 from r2env.grammars import excerpt, is_python_name, is_python_version
 from r2env.lock.lockfile import LockedPackage
+from r2env.yaml_memo import load_checked
 
 _HEX = {"md5": re.compile(r"^[0-9a-f]{32}$"), "sha256": re.compile(r"^[0-9a-f]{64}$")}
 _PACKAGE_SUFFIXES = (".conda", ".tar.bz2")
@@ -89,14 +92,22 @@ def _conda_package(entry: Shape, where: str) -> CondaPackage:
     )
 
 
-def parse_conda_lock(text: str, path: str, platform: str = "linux-64") -> CondaLockFile:
-    """conda-lock.yml, every value checked for its type (naming the key path) and its grammar (issue 17)."""
+def parse_conda_lock(text: str, path: str, platform: str = "linux-64", memo: Path | None = None) -> CondaLockFile:
+    """conda-lock.yml, every value checked for its type (naming the key path) and its grammar (issue 17).
+    With `memo`, a folder of r2env/yaml_memo.py, a text loaded before skips the YAML parser (not the checks)."""
+    return load_checked(memo, text, lambda text: _load_yaml(text, path), lambda data: _checked_conda_lock(data, path, platform))
+
+
+def _load_yaml(text: str, path: str) -> Any:
     try:
-        data = bounded_yaml().load(text)
+        return bounded_yaml().load(text)
     except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) if isinstance(error, DocumentTooComplex) else None
         raise _fail(path + (f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""), "invalid YAML" + (f": {problem}" if problem else "")) from None
+
+
+def _checked_conda_lock(data: Any, path: str, platform: str) -> CondaLockFile:
     if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(data.get("package"), list):
         raise _fail(path, "not a conda-lock file of version 1")
     document = Shape(data, path, error=LockError, hint="regenerate it with `r2env lock` (it runs conda-lock)")
