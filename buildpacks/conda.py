@@ -21,7 +21,8 @@ import re
 import shlex
 from typing import TYPE_CHECKING
 
-from buildpacks.steps import apt_install, ignored_note, installer_venv, locked_install, python_foundation, system_steps
+from buildpacks.steps import ignored_note, installer_venv, locked_install, python_foundation, system_steps
+from r2env.apt_install import apt_install
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
 from r2env.interpreter import DEBIAN_PYTHON

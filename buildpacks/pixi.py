@@ -14,7 +14,8 @@ import shlex
 from typing import TYPE_CHECKING
 
 from buildpacks import conda
-from buildpacks.steps import apt_install, ignored_note, installer_venv, locked_install, system_steps, uv_pip
+from buildpacks.steps import ignored_note, installer_venv, locked_install, system_steps, uv_pip
+from r2env.apt_install import apt_install
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.errors import SpecError
 from r2env.inspect import RepoFacts

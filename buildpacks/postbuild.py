@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import shlex
 
-from buildpacks.steps import PIP_SECRETS, apt_install
+from buildpacks.steps import PIP_SECRETS
+from r2env.apt_install import apt_install
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
 from r2env.spec import Stage, Step

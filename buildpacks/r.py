@@ -19,7 +19,8 @@ import shlex
 from typing import TYPE_CHECKING
 
 from buildpacks import python
-from buildpacks.steps import apt_install, copy_files, ignored_note, pip_install
+from buildpacks.steps import copy_files, ignored_note, pip_install
+from r2env.apt_install import apt_install
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import LockedRPackage

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Iterable, Mapping, Sequence
 
+from r2env.apt_install import APT_SECRETS, apt_install
 from r2env.buildpack import PlanContext
 from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import LockedPackage
@@ -18,10 +19,8 @@ _DEBIAN_PYTHON = ("python3", "python3-venv")
 _SYSTEM_PACKAGES = ("ca-certificates",)
 
 
-_APT_PREFERENCES = "/etc/apt/preferences.d/r2env-lock"
-
-# What each kind of download gets of the fetch settings (r2env/build_secrets.py); nothing else can read them.
-APT_SECRETS: tuple[BuildSecret, ...] = ("ca", "proxy")  # apt needs no package index setting of pip's or uv's
+# What each kind of download gets of the fetch settings (r2env/build_secrets.py); nothing else can read them
+# (apt's: r2env/apt_install.py).
 PIP_SECRETS: tuple[BuildSecret, ...] = ("ca", "proxy", "index")
 
 
@@ -30,31 +29,6 @@ def ignored_note(facts: RepoFacts, unused: Iterable[str]) -> str:
     so no file is ever ignored without a word."""
     names = [facts.path(name) for name in unused if facts.has(name)] + list(facts.ignored)
     return f" ({', '.join(names)} ignored, as in repo2docker)" if names else ""
-
-
-def apt_install(packages: Iterable[str], buildpack: str, description: str, pins: Mapping[str, str] | None = None) -> Step:
-    """Install Debian packages; with a lock's pins, apt is held to the exact version of every package it
-    installs (dependencies included) through a preferences file that lives only during the step."""
-    requested = tuple(packages)
-    names = " ".join(shlex.quote(p) for p in requested)
-    install = f"apt-get install -y -q --no-install-recommends {names}"
-    if pins:
-        preferences = "".join(f"Package: {name}\\nPin: version {version}\\nPin-Priority: 1001\\n\\n" for name, version in sorted(pins.items()))
-        exact = " ".join(shlex.quote(f"{p}={pins[p]}") if p in pins else shlex.quote(p) for p in requested)
-        install = (
-            f"printf '{preferences}' > {_APT_PREFERENCES} && "
-            f"apt-get install -y -q --no-install-recommends {exact} && rm {_APT_PREFERENCES}"
-        )
-    return Step(
-        kind="run",
-        stage=Stage.SYSTEM,
-        buildpack=buildpack,
-        description=description + (" (locked versions)" if pins else ""),
-        script=f"apt-get update -q && {install}",
-        secrets=APT_SECRETS,
-        caches=("apt",),
-        packages=requested,
-    )
 
 
 # The environment the notebook server runs from (the image's ENV names it): where installs go unless told otherwise.

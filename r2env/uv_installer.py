@@ -47,7 +47,7 @@ def install_uv_step() -> Step:
     )
 
 
-def _installs_python(step: Step) -> bool:
+def installs_python(step: Step) -> bool:
     return step.kind == "run" and "apt" in step.caches and "python3-venv" in step.packages
 
 
@@ -62,10 +62,10 @@ def with_uv_stage(steps: tuple[Step, ...], stages: tuple[BuildStage, ...]) -> tu
         return stages
     # First: a Dockerfile's `--mount=type=bind,from=NAME` finds only a stage defined before it (else it looks for
     # an image of that name).
-    if _uses_uv(steps) and steps and _installs_python(steps[0]):
+    if _uses_uv(steps) and steps and installs_python(steps[0]):
         return (BuildStage(UV_STAGE, (steps[0], install_uv_step()), image_env=True), *stages)
     for stage in stages:
-        if _uses_uv(stage.steps) and stage.steps and _installs_python(stage.steps[0]):
+        if _uses_uv(stage.steps) and stage.steps and installs_python(stage.steps[0]):
             return (BuildStage(UV_STAGE, (stage.steps[0], install_uv_step())), *stages)
     if _uses_uv(steps) or any(_uses_uv(stage.steps) for stage in stages):
         # Buildpacks that use uv start from system_steps (buildpacks/steps.py), whose apt step installs Python.

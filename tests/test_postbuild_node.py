@@ -63,8 +63,11 @@ def test_the_npm_prefix_belongs_to_the_chosen_user() -> None:
 
 
 def test_node_is_installed_with_the_system_packages_so_repository_edits_keep_it_cached() -> None:
-    lines = render_dockerfile(planned({"requirements.txt": "tabulate==0.9.0\n", "postBuild": POST_BUILD})).splitlines()
+    dockerfile = render_dockerfile(planned({"requirements.txt": "tabulate==0.9.0\n", "postBuild": POST_BUILD, "apt.txt": "jq\n"}))
+    lines = dockerfile[dockerfile.rindex("\nFROM "):].splitlines()  # the image's stage (the uv stage repeats its first step)
+    # Before apt.txt's step: editing apt.txt does not reinstall them. Apart from Debian's Python, which the uv stage
+    # repeats: uv is ready while Node.js installs.
     node = next(i for i, line in enumerate(lines) if line.endswith("--no-install-recommends nodejs npm"))
-    assert node < lines.index("USER jovyan") < lines.index("COPY --chown=1000:1000 . /home/jovyan/")
+    apt_txt = next(i for i, line in enumerate(lines) if line.endswith("--no-install-recommends jq"))
+    assert node < apt_txt < lines.index("USER jovyan") < lines.index("COPY --chown=1000:1000 . /home/jovyan/")
     assert lines.index('ENV NPM_DIR="/srv/npm" \\') < next(i for i, line in enumerate(lines) if line.endswith("./postBuild"))
-
