@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from buildpacks import python
 from buildpacks.steps import copy_files, ignored_note, pip_install
-from r2env.apt_install import apt_install
+from r2env.apt_install import APT_GET_INSTALL, apt_install
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import LockedRPackage
@@ -79,7 +79,7 @@ def _install_r(chosen: RChoice, context: PlanContext) -> tuple[Step, ...]:
         apt_install(("python3",), "r", "install what fetches R"),
         Step(kind="run", stage=Stage.SYSTEM, buildpack="r", description=f"install R {chosen.version}: {chosen.reason}",
              script=(f"{{ {fetch} || {{ echo {shlex.quote(hint)} >&2; exit 1; }}; }} && apt-get update -q && "
-                     f"apt-get install -y -q --no-install-recommends /tmp/r.deb && rm /tmp/r.deb && "
+                     f"{APT_GET_INSTALL} /tmp/r.deb && rm /tmp/r.deb && "
                      f"ln -s {prefix}/bin/R /usr/local/bin/R && ln -s {prefix}/bin/Rscript /usr/local/bin/Rscript && R --version"),
              secrets=_FETCH, caches=("apt",)),
     )
@@ -128,7 +128,7 @@ def _rstudio(chosen: RChoice, source: RStudioSource, context: PlanContext) -> tu
     steps = [Step(
         kind="run", stage=Stage.SYSTEM, buildpack="r", description=f"install RStudio Server ({source.url})",
         script=(f"{{ {fetch} || {{ echo {shlex.quote(unreachable)} >&2; exit 1; }}; }}{check} && apt-get update -q && "
-                f"apt-get install -y -q --no-install-recommends {deb} && rm {deb} && mkdir -p /etc/rstudio && "
+                f"{APT_GET_INSTALL} {deb} && rm {deb} && mkdir -p /etc/rstudio && "
                 f"echo r-cran-repos={shlex.quote(repository)} > /etc/rstudio/rsession.conf{which_r} && "
                 # rsession starts R with a clean environment: R_LIBS_USER must be in R's own Renviron.site.
                 f"echo R_LIBS_USER={R_LIBS_USER} >> \"$(R RHOME)/etc/Renviron.site\""),

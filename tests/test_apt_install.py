@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from r2env.apt_install import REPOSITORY_APT, apt_install, fold_own_apt
+from r2env.apt_install import APT_GET_INSTALL, REPOSITORY_APT, apt_install, fold_own_apt
 from r2env.spec import Stage, Step
 
 USER = Step(kind="run", stage=Stage.SYSTEM, buildpack="conda", description="create user jovyan (1000)", script="useradd jovyan")
@@ -22,7 +22,7 @@ def test_a_conda_image_installs_its_own_packages_in_one_step_and_apt_txt_after()
     assert names(folded) == ["install system packages; postbuild: install Node.js and npm", USER.description, APT_TXT.description,
                              NPM_DIR.description, POST_BUILD.description]
     assert folded[0].packages == ("ca-certificates", "nodejs", "npm")
-    assert folded[0].script == "apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates nodejs npm"
+    assert folded[0].script == f"apt-get update -q && {APT_GET_INSTALL} ca-certificates nodejs npm"
     assert (folded[0].buildpack, folded[0].secrets, folded[0].caches) == ("conda", ("ca", "proxy"), ("apt",))
 
 
