@@ -15,7 +15,7 @@ on a copy; every side builds a copy of that locked copy:
   `pip install py-rattler uv` (the versions r2env uses), a 30-line py-rattler script installing the same locked
   conda packages straight from the channel (no solve, hashes checked by rattler), then one `uv pip install
   --require-hashes --no-deps` of the same pip: pins and the same server closure (exported from r2env.lock with
-  r2env's own readers); the final stage has the same apt packages in one step, the environment copied in, the
+  r2env's own readers); the final stage has the same apt packages in one step (dpkg with --force-unsafe-io, as r2env), the environment copied in, the
   repository, postBuild. The build stage's apt step has apt cache mounts of its own, so it runs beside the final
   stage's (with shared `sharing=locked` mounts one waits for the other). With --hand-without-node it leaves out Node.js and npm, which r2env installs for any
   repository with a postBuild (as Binder has them) but which this postBuild does not use;
@@ -91,11 +91,12 @@ asyncio.run(main(*sys.argv[1:]))
 
 # apt's cache mounts are `sharing=locked` (apt cannot share them with a concurrent apt), so the two stages' apt steps
 # would wait for each other: the build stage's gets cache mounts of its own (`id=`), and runs beside the final stage's.
+# dpkg without an fsync per file, as r2env's apt steps run it (a quarter less time for Node.js and npm).
 APT = """\
 RUN --mount=type=cache,{id}target=/var/cache/apt,sharing=locked \\
     --mount=type=cache,{id}target=/var/lib/apt/lists,sharing=locked \\
     apt-get update && \\
-    apt-get install -y --no-install-recommends {packages}
+    apt-get install -y -o Dpkg::Options::=--force-unsafe-io --no-install-recommends {packages}
 """
 HAND_DOCKERFILE = """\
 FROM debian:bookworm AS conda

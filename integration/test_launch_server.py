@@ -3,7 +3,6 @@ protocol, detach / ps / stop, Ctrl-C and SIGTERM, commands, mounts, and the fail
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -13,14 +12,13 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import docker
 import pytest
-import websocket
 
+from kernels import execute
 from support import EXAMPLES, ROOT, build_ok, r2env
 
 IMAGE = "r2env-it/launch"
@@ -75,39 +73,9 @@ def test_the_server_needs_its_token(detached: tuple[str, str]) -> None:
     assert _get(f"{base}/api/status", {"Authorization": "token wrong"}) == 403
 
 
-def _execute(base: str, token: str, code: str, kernel_name: str = "") -> str:
-    """Run code in a new kernel (the server's default, or `kernel_name`) over the Jupyter kernel protocol
-    (websocket channels) and return its stdout."""
-    body = json.dumps({"name": kernel_name} if kernel_name else {}).encode()
-    request = urllib.request.Request(f"{base}/api/kernels", data=body, method="POST", headers={"Authorization": f"token {token}"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        kernel = json.load(response)["id"]
-    channel = websocket.create_connection(f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel}/channels?token={token}", timeout=60)
-    try:
-        msg_id = uuid.uuid4().hex
-        channel.send(json.dumps({
-            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": uuid.uuid4().hex, "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False},
-        }))
-        output = []
-        while True:
-            message = json.loads(channel.recv())
-            if message.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if message["msg_type"] == "stream":
-                output.append(message["content"]["text"])
-            elif message["msg_type"] == "error":
-                raise AssertionError("\n".join(message["content"]["traceback"]))
-            elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
-                return "".join(output)
-    finally:
-        channel.close()
-
-
 def test_a_kernel_runs_code_with_the_examples_packages(detached: tuple[str, str]) -> None:
     base, token = _split(detached[0])
-    output = _execute(base, token, "import sys, pyparsing; print(sys.prefix, pyparsing.__version__)")
+    output = execute(base, token, "import sys, pyparsing; print(sys.prefix, pyparsing.__version__)")
     assert output.split() == ["/srv/venv", "3.1.2"]  # the version requirements.txt pins
 
 

@@ -20,7 +20,8 @@ from ruamel.yaml import YAML
 from conda_channel import serve_directory
 from cran_repo import example_packages, write_repository
 from support import EXAMPLES, ROOT, build_ok, network_gateway, r2env, run_in
-from test_launch_server import DETACHED, READY, _execute, _split
+from kernels import execute
+from test_launch_server import DETACHED, READY, _split
 
 PARITY = ROOT / "integration" / "parity"
 
@@ -96,7 +97,7 @@ def test_r2env_launch_opens_jupyterlab_with_a_working_r_kernel(engine: docker.Do
         with urllib.request.urlopen(f"{base}/api/kernelspecs?token={token}", timeout=10) as response:
             specs = json.load(response)["kernelspecs"]
         assert specs["ir"]["spec"]["language"] == "R" and "python3" in specs
-        output = _execute(base, token, 'cat(as.character(packageVersion("greetr")), R.version$major, sep = " ")', kernel_name="ir")
+        output = execute(base, token, 'cat(as.character(packageVersion("greetr")), R.version$major, sep = " ")', kernel_name="ir")
         assert output.split() == ["0.9.0", "4"], output
 
 

@@ -5,22 +5,19 @@ kernel runs code in it, and stopping it removes the container and the hub user; 
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
 import sys
 import time
-import urllib.parse
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import docker
 import pytest
 import requests
-import websocket
 
+from kernels import execute
 from serve_support import Daemon, GitServer, free_port
 from support import network_gateway
 
@@ -158,35 +155,6 @@ def repository(git_server: GitServer, tmp_path_factory: pytest.TempPathFactory) 
     (source / "requirements.txt").write_text("jupyterhub==6.1.1\npyparsing==3.1.2\n")
     git_server.publish("hubrepo", source, tmp_path_factory.mktemp("hub-work"))
     return git_server.url("hubrepo")
-
-
-def execute(base: str, token: str, code: str) -> str:
-    """Run code in a new kernel over the kernel protocol (through the hub's proxy) and return its stdout."""
-    kernel = requests.post(f"{base}api/kernels", json={}, headers={"Authorization": f"token {token}"}, timeout=60)
-    assert kernel.status_code == 201, kernel.text
-    parts = urllib.parse.urlsplit(base)
-    channel = websocket.create_connection(f"ws://{parts.netloc}{parts.path}api/kernels/{kernel.json()['id']}/channels",
-                                          header=[f"Authorization: token {token}"], timeout=60)
-    try:
-        msg_id = uuid.uuid4().hex
-        channel.send(json.dumps({
-            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": uuid.uuid4().hex, "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False},
-        }))
-        output = []
-        while True:
-            message = json.loads(channel.recv())
-            if message.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if message["msg_type"] == "stream":
-                output.append(message["content"]["text"])
-            elif message["msg_type"] == "error":
-                raise AssertionError("\n".join(message["content"]["traceback"]))
-            elif message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
-                return "".join(output)
-    finally:
-        channel.close()
 
 
 def test_a_build_is_launched_through_the_hub_runs_code_and_stops(daemon: Daemon, hub: Hub, repository: str, engine: docker.DockerClient) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Iterator
 
 from r2env.errors import SpecError
@@ -129,8 +129,14 @@ def _render_step(step: Step, spec: ImageSpec, options: RenderOptions, apt_ids: s
         chown = f" --chown={spec.user_id}:{spec.user_id}" if step.user == "user" else ""
         lines += [f"COPY --from={step.source}{chown} {json.dumps([path, path])}" for path in step.inputs]
     elif step.kind == "copy":
+        # One COPY per folder (each instruction is a step of its own); the inputs are files the inspector read.
         owner = f"{spec.user_id}:{spec.user_id}"
-        lines += [f"COPY --chown={owner} {json.dumps([path, spec.repo_dir + '/' + path])}" for path in step.inputs]
+        folders: dict[str, list[str]] = {}
+        for path in step.inputs:
+            folders.setdefault(path.rpartition("/")[0], []).append(path)
+        for folder, paths in folders.items():
+            target = [spec.repo_dir + "/" + paths[0]] if len(paths) == 1 else [f"{spec.repo_dir}/{folder}/".replace("//", "/")]
+            lines.append(f"COPY --chown={owner} {json.dumps(paths + target)}")
     else:
         lines.append("RUN " + " ".join([*_mounts(step, spec, options, apt_ids), _script(step, spec, options)]))
     return lines
@@ -168,6 +174,10 @@ def refuse_unsafe_values(spec: ImageSpec) -> None:
             )
 
 
+def _plain_root(step: Step) -> bool:
+    return step.kind == "run" and step.user == "root" and not (step.caches or step.secrets or step.repository_code)
+
+
 def _classic_uv_copy() -> str:
     """The classic builder has no bind mounts: uv is copied in, and stays in such an image (docs/user-guide.md)."""
     return f"COPY --from={UV_STAGE} {UV_DIR} {UV_MOUNT}"
@@ -192,14 +202,18 @@ def render_dockerfile(spec: ImageSpec, options: RenderOptions = RenderOptions())
     out.append(_env_line(spec.env))
     out.append("SHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"]")
     entry = "\\n".join(ENTRYPOINT_SCRIPT.splitlines())
+    write_entrypoint = f"printf '%b\\n' {shlex.quote(entry)} > {ENTRYPOINT} && chmod 0755 {ENTRYPOINT}"
+    # Written by the first plain root step (creating the user): a RUN of its own costs a step (~0.4 s a cold build).
+    host = next((step for step in spec.steps_in(Stage.SYSTEM) if _plain_root(step)), None)
     copied_uv = False
     user = "root"
     pending = ["entrypoint", "repo"]
     for stage in sorted({step.stage for step in spec.steps} | {Stage.REPO}):
         if stage > Stage.SYSTEM and "entrypoint" in pending:
             pending.remove("entrypoint")
-            out.append("# [system] r2env's entrypoint: runs the repository's start script around every command")
-            out.append(f"RUN printf '%b\\n' {shlex.quote(entry)} > {ENTRYPOINT} && chmod 0755 {ENTRYPOINT}")
+            if host is None:
+                out.append("# [system] r2env's entrypoint: runs the repository's start script around every command")
+                out.append(f"RUN {write_entrypoint}")
             out.append(f"WORKDIR {spec.repo_dir}")
         if stage >= Stage.REPO and "repo" in pending:
             pending.remove("repo")
@@ -213,6 +227,9 @@ def render_dockerfile(spec: ImageSpec, options: RenderOptions = RenderOptions())
             if step.kind == "run" and wanted != user:
                 out.append(f"USER {wanted}")
                 user = wanted
+            if step is host:
+                step = replace(step, description=f"{step.description}; r2env's entrypoint, which runs the repository's start script around every command",
+                               script=f"{step.script} && {write_entrypoint}")
             out.extend(_render_step(step, spec, options))
     if user != spec.user_name:
         out.append(f"USER {spec.user_name}")

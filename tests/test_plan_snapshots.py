@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
@@ -83,7 +84,9 @@ def test_mounts_follow_what_each_step_does(example: str) -> None:
     for step in spec.steps:
         if step.kind != "run":
             continue
-        line = instructions[f"# [{step.stage.name.lower()}] {step.buildpack}: {step.description}"]
+        comment = f"# [{step.stage.name.lower()}] {step.buildpack}: {step.description}"
+        # The user's step also writes r2env's entrypoint (r2env/render.py): its comment says so after its own.
+        (line,) = [line for key, line in instructions.items() if key == comment or key.startswith(comment + "; r2env's entrypoint")]
         assert ("type=secret" in line) == step.fetches, line
         assert ("id=r2env-apt-cache" in line) == ("apt" in step.caches), line
         assert ("id=r2env-pip," in line) == ("pip" in step.caches), line
@@ -182,3 +185,26 @@ def test_package_downloads_in_apt_steps_get_the_build_settings() -> None:
     spec = memory_plan({"apt.txt": "jq\n"})
     apt_steps = [s for s in spec.steps if "apt-get install" in s.script]
     assert apt_steps and all(s.fetches for s in apt_steps)
+
+
+def test_the_users_step_writes_the_entrypoint_so_it_costs_no_step_of_its_own() -> None:
+    text = render_dockerfile(memory_plan({"requirements.txt": "numpy\n"}))
+    (writer,) = [line for line in text.splitlines() if "> /usr/local/bin/r2env-entrypoint && chmod 0755 /usr/local/bin/r2env-entrypoint" in line]
+    assert writer.startswith("RUN groupadd --gid 1000 jovyan && useradd ")
+    assert text.splitlines()[text.splitlines().index(writer) + 1] == "WORKDIR /home/jovyan"
+
+
+def test_without_a_plain_root_step_the_entrypoint_gets_its_own() -> None:
+    spec = memory_plan({"requirements.txt": "numpy\n"})
+    spec = replace(spec, steps=tuple(step for step in spec.steps if not step.description.startswith("create user")))
+    lines = render_dockerfile(spec).splitlines()
+    writer = lines.index("# [system] r2env's entrypoint: runs the repository's start script around every command")
+    assert lines[writer + 1].startswith("RUN printf '%b\\n' '#!/bin/sh") and lines[writer + 2] == "WORKDIR /home/jovyan"
+
+
+def test_dependency_files_are_copied_one_folder_at_a_time() -> None:
+    files = {"requirements.txt": "-r base.txt\n-r extra/more.txt\nnumpy\n", "base.txt": "pandas\n", "extra/more.txt": "scipy\n"}
+    copies = [line for line in render_dockerfile(memory_plan(files)).splitlines() if line.startswith("COPY --chown")]
+    assert copies == ['COPY --chown=1000:1000 ["base.txt", "requirements.txt", "/home/jovyan/"]',
+                      'COPY --chown=1000:1000 ["extra/more.txt", "/home/jovyan/extra/more.txt"]',
+                      "COPY --chown=1000:1000 . /home/jovyan/"]

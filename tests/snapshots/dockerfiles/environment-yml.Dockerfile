@@ -17,8 +17,8 @@ ENV DEBIAN_FRONTEND="noninteractive" \
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # [system] conda: install system packages; postbuild: install Node.js and npm (postBuild scripts expect them, as on Binder)
 RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy ; do if [ -f $s ]; then . $s; fi; done && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q -o Dpkg::Options::=--force-unsafe-io --no-install-recommends ca-certificates nodejs npm
-# [system] conda: create user jovyan (1000)
-RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/conda/envs/notebook /home/jovyan
+# [system] conda: create user jovyan (1000); r2env's entrypoint, which runs the repository's start script around every command
+RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/conda/envs/notebook /home/jovyan && printf '%b\n' '#!/bin/sh\n# Written by r2env: runs the repository'"'"'s start script (if any) around every command.\nif [ -n "${R2ENV_START:-}" ] && [ -f "$R2ENV_START" ]; then exec "$R2ENV_START" "$@"; fi\nexec "$@"' > /usr/local/bin/r2env-entrypoint && chmod 0755 /usr/local/bin/r2env-entrypoint
 # [system] apt: install binder/apt.txt packages
 RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy ; do if [ -f $s ]; then . $s; fi; done && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q -o Dpkg::Options::=--force-unsafe-io --no-install-recommends jq
 # [system] postbuild: create /srv/npm, npm's global prefix, owned by the user
@@ -28,8 +28,6 @@ ENV NPM_DIR="/srv/npm" \
     NPM_CONFIG_GLOBALCONFIG="/srv/npm/npmrc" \
     NPM_CONFIG_PREFIX="/srv/npm" \
     PATH="/srv/npm/bin:$PATH"
-# [system] r2env's entrypoint: runs the repository's start script around every command
-RUN printf '%b\n' '#!/bin/sh\n# Written by r2env: runs the repository'"'"'s start script (if any) around every command.\nif [ -n "${R2ENV_START:-}" ] && [ -f "$R2ENV_START" ]; then exec "$R2ENV_START" "$@"; fi\nexec "$@"' > /usr/local/bin/r2env-entrypoint && chmod 0755 /usr/local/bin/r2env-entrypoint
 WORKDIR /home/jovyan
 # [dependencies] conda: install binder/environment.yml (needs r2env lock)
 RUN echo "r2env: binder/environment.yml is built from its lock: run \`r2env lock\` first (or \`r2env build --relock\`)" >&2 && exit 1

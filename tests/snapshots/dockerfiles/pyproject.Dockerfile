@@ -37,10 +37,8 @@ ENV DEBIAN_FRONTEND="noninteractive" \
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # [system] python: install system packages
 RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy ; do if [ -f $s ]; then . $s; fi; done && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q -o Dpkg::Options::=--force-unsafe-io --no-install-recommends ca-certificates python3 python3-venv
-# [system] python: create user jovyan (1000)
-RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/venv /home/jovyan
-# [system] r2env's entrypoint: runs the repository's start script around every command
-RUN printf '%b\n' '#!/bin/sh\n# Written by r2env: runs the repository'"'"'s start script (if any) around every command.\nif [ -n "${R2ENV_START:-}" ] && [ -f "$R2ENV_START" ]; then exec "$R2ENV_START" "$@"; fi\nexec "$@"' > /usr/local/bin/r2env-entrypoint && chmod 0755 /usr/local/bin/r2env-entrypoint
+# [system] python: create user jovyan (1000); r2env's entrypoint, which runs the repository's start script around every command
+RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/venv /home/jovyan && printf '%b\n' '#!/bin/sh\n# Written by r2env: runs the repository'"'"'s start script (if any) around every command.\nif [ -n "${R2ENV_START:-}" ] && [ -f "$R2ENV_START" ]; then exec "$R2ENV_START" "$@"; fi\nexec "$@"' > /usr/local/bin/r2env-entrypoint && chmod 0755 /usr/local/bin/r2env-entrypoint
 WORKDIR /home/jovyan
 USER jovyan
 # [interpreter] python: create the Python 3.11 environment at /srv/venv

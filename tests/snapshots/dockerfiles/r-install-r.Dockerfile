@@ -39,8 +39,8 @@ ENV DEBIAN_FRONTEND="noninteractive" \
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # [system] python: install system packages
 RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy ; do if [ -f $s ]; then . $s; fi; done && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q -o Dpkg::Options::=--force-unsafe-io --no-install-recommends ca-certificates python3 python3-venv
-# [system] python: create user jovyan (1000)
-RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/venv /home/jovyan
+# [system] python: create user jovyan (1000); r2env's entrypoint, which runs the repository's start script around every command
+RUN groupadd --gid 1000 jovyan && useradd --no-log-init --create-home --shell /bin/bash --uid 1000 --gid 1000 jovyan && install -d -o 1000 -g 1000 /srv/venv /home/jovyan && printf '%b\n' '#!/bin/sh\n# Written by r2env: runs the repository'"'"'s start script (if any) around every command.\nif [ -n "${R2ENV_START:-}" ] && [ -f "$R2ENV_START" ]; then exec "$R2ENV_START" "$@"; fi\nexec "$@"' > /usr/local/bin/r2env-entrypoint && chmod 0755 /usr/local/bin/r2env-entrypoint
 # [system] r: install R 4.2.2: runtime.txt asks for R 4.2; Debian bookworm ships R 4.2.2
 RUN --mount=type=secret,id=r2env-env-ca,mode=0444 --mount=type=secret,id=r2env-env-proxy,mode=0444 --mount=type=secret,id=r2env-ca,mode=0444 --mount=type=cache,id=r2env-apt-cache,target=/var/cache/apt,sharing=locked --mount=type=cache,id=r2env-apt-lists,target=/var/lib/apt/lists,sharing=locked for s in /run/secrets/r2env-env-ca /run/secrets/r2env-env-proxy ; do if [ -f $s ]; then . $s; fi; done && rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -q && apt-get install -y -q -o Dpkg::Options::=--force-unsafe-io --no-install-recommends r-base-core r-base-dev r-cran-irkernel
 # [system] r: set up R: /srv/rlibs, packages from https://packagemanager.posit.co/cran/__linux__/bookworm/2024-01-02
@@ -120,8 +120,6 @@ RUN install -d -o 1000 -g 1000 /srv/rlibs && mkdir -p /usr/local/lib/r2env && ec
     'wrong <- wanted$name[got != expected]' \
     'if (length(wrong)) { message("r2env: installed ", wrong[1], " ", got[wrong[1]], ", not the locked version"); quit(save = "no", status = 1) }' \
     > /usr/local/lib/r2env/install-repository.R
-# [system] r2env's entrypoint: runs the repository's start script around every command
-RUN printf '%b\n' '#!/bin/sh\n# Written by r2env: runs the repository'"'"'s start script (if any) around every command.\nif [ -n "${R2ENV_START:-}" ] && [ -f "$R2ENV_START" ]; then exec "$R2ENV_START" "$@"; fi\nexec "$@"' > /usr/local/bin/r2env-entrypoint && chmod 0755 /usr/local/bin/r2env-entrypoint
 WORKDIR /home/jovyan
 USER jovyan
 # [interpreter] python: create the Python 3.11 environment at /srv/venv
