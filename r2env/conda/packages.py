@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from r2env.errors import BuildError
 from r2env.events import BuildEvent, Kind, Phase
@@ -159,18 +159,23 @@ def ensure_package_image(
     trusted_channels: Sequence[str] | None = None,
 ) -> Iterator[BuildEvent]:
     """Build the package image unless it exists (its name says what it holds); `refetch` (--no-cache) fetches anew."""
-    from r2env.engine import BuildRequest
-
     image = package_image(lock)
     if engine.image_id(image) and not refetch:
         yield BuildEvent(Phase.BUILD, Kind.INFO, f"conda packages: {image} is present ({len(lock.packages)} packages)")
         return
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"conda packages: fetching {len(lock.packages)} locked packages and checking their hashes")
-    with tempfile.TemporaryDirectory(prefix="r2env-conda-pkgs-") as scratch:
-        directory = Path(scratch)
-        stage_packages(lock, channel_map, directory, ssl_context(ca_bundle), trusted_channels)
-        request = BuildRequest(context=directory, dockerfile=directory / "Dockerfile", tag=image, labels={}, build_args={}, secrets={}, no_cache=refetch)
-        for event in engine.build(request):
-            if event.kind is Kind.RESULT:
-                continue
+    build_staged(engine, image, lambda directory: stage_packages(lock, channel_map, directory, ssl_context(ca_bundle), trusted_channels), refetch)
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"conda packages: built {image}")
+
+
+def build_staged(engine: "Engine", image: str, stage: Callable[[Path], None], refetch: bool) -> None:
+    """Build `image` from a scratch folder that `stage` fills (its Dockerfile included): the package images of
+    conda and pixi environments."""
+    from r2env.engine import BuildRequest
+
+    with tempfile.TemporaryDirectory(prefix="r2env-pkgs-") as scratch:
+        directory = Path(scratch)
+        stage(directory)
+        request = BuildRequest(context=directory, dockerfile=directory / "Dockerfile", tag=image, labels={}, build_args={}, secrets={}, no_cache=refetch)
+        for _ in engine.build(request):  # its progress is not the user's: the image is tagged at the stream's end
+            pass

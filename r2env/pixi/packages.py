@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from r2env.conda.packages import INSTALLER, PACKAGES_DIR, _under, fetch_package, map_url, records_json, ssl_context, stage_packages
+from r2env.conda.packages import INSTALLER, PACKAGES_DIR, _under, build_staged, fetch_package, map_url, records_json, ssl_context, stage_packages
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.parsers.conda_lock import CondaLockFile, CondaPackage
 from r2env.pixi.lockfile import PixiLockFile, PypiPackage
@@ -78,19 +77,11 @@ def ensure_pixi_package_image(
     engine: "Engine", lock: PixiLockFile, channel_map: Sequence[tuple[str, str]], ca_bundle: str, refetch: bool = False,
     trusted_channels: Sequence[str] | None = None,
 ) -> Iterator[BuildEvent]:
-    from r2env.engine import BuildRequest
-
     image = package_image(lock)
     counts = f"{len(lock.packages)} conda and {len(lock.pypi)} PyPI packages"
     if engine.image_id(image) and not refetch:
         yield BuildEvent(Phase.BUILD, Kind.INFO, f"pixi packages: {image} is present ({counts})")
         return
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"pixi packages: fetching {counts} from {lock.path} and checking their hashes")
-    with tempfile.TemporaryDirectory(prefix="r2env-pixi-pkgs-") as scratch:
-        directory = Path(scratch)
-        stage_pixi_packages(lock, channel_map, directory, ca_bundle, trusted_channels)
-        request = BuildRequest(context=directory, dockerfile=directory / "Dockerfile", tag=image, labels={}, build_args={}, secrets={}, no_cache=refetch)
-        for event in engine.build(request):
-            if event.kind is Kind.RESULT:
-                continue
+    build_staged(engine, image, lambda directory: stage_pixi_packages(lock, channel_map, directory, ca_bundle, trusted_channels), refetch)
     yield BuildEvent(Phase.BUILD, Kind.INFO, f"pixi packages: built {image} ({json.dumps(lock.environment)} environment)")
