@@ -4,15 +4,12 @@ when it is available, else through the engine API's classic builder (docker-py).
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
-import types
 import urllib.parse
 from collections import deque
 from contextlib import contextmanager
@@ -21,30 +18,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping, Protocol
 
+from r2env.deferred_imports import import_lazily, stand_in_while_importing
 
-
-class _Deferred(types.ModuleType):
-    """Stands in for a module until one of its attributes is used, then imports it. (importlib's LazyLoader does
-    not help here: the import statement itself reads the module's __spec__, which loads it.)"""
-
-    def __getattr__(self, attribute: str) -> Any:
-        if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]
-        return getattr(importlib.import_module(self.__name__), attribute)
-
-
-def _import_lazily(name: str) -> None:
-    if name not in sys.modules and importlib.util.find_spec(name) is not None:
-        sys.modules[name] = _Deferred(name)
-
-
-# docker-py imports paramiko (0.17 s here) for ssh:// engines it would reach without the ssh client; r2env always uses
-# the ssh client (use_ssh_client below), so paramiko runs only if ever used: a no-op rebuild is that much quicker.
-_import_lazily("paramiko")
-
-import docker  # noqa: E402
-import docker.errors  # noqa: E402
-import docker.types  # noqa: E402
+import_lazily("paramiko")
+with stand_in_while_importing("charset-normalizer", "charset_normalizer"):
+    import docker  # noqa: E402
+    import docker.errors  # noqa: E402
+    import docker.types  # noqa: E402
 
 from r2env.launch.container import SERVER_PORT, ContainerInfo, ContainerRequest, env_dict
 from r2env.build_secrets import PROXY_VARIABLES, without_credentials
