@@ -1,9 +1,9 @@
 """Modules docker-py imports that an r2env command almost never uses, loaded only when something uses them.
 
-Every command pays at start for what it imports (benchmarks/README.md, "r2env's own time"); docker-py brings two
-such modules: paramiko (0.17 s here), for ssh:// engines it would reach without the ssh client (r2env always uses
-the client), and, through requests, charset_normalizer (0.03 s: it probes every codec at import), to guess the
-encoding of a response that names none (the engine's answers are JSON)."""
+Every command pays at start for what it imports (benchmarks/README.md, r2env's start until `docker build`);
+docker-py brings two such modules: paramiko (0.17 s here), for ssh:// engines it would reach without the ssh
+client (r2env always uses the client), and, through requests, charset_normalizer (0.03 s: it probes every codec
+at import), to guess the encoding of a response that names none (the engine's answers are JSON)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from r2env.parsers.runtime import CONDA_ONLY_VERSIONS, Runtime, names_r, parse_r
 from r2env.repo import RepoView
 
 # The parsers of files most repositories lack load only when the file is there: every command pays for what
-# it imports at start (benchmarks/README.md, "r2env's own time").
+# it imports at start (benchmarks/README.md, r2env's start until `docker build`).
 if TYPE_CHECKING:
     from r2env.parsers.description import Description
     from r2env.parsers.environment import CondaEnvironment

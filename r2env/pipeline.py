@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the engine (and docker) load only when something is built
     from r2env.parsers.conda_lock import CondaLockFile
 
 # What only one kind of environment needs (conda, pixi, R) or only `r2env lock` is imported where it is used:
-# every command pays at start for what it imports (benchmarks/README.md, "r2env's own time").
+# every command pays at start for what it imports (benchmarks/README.md, r2env's start until `docker build`).
 
 
 @dataclass(frozen=True)
