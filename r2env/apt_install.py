@@ -64,9 +64,8 @@ def fold_own_apt(steps: Sequence[Step], pins: Mapping[str, str] | None) -> list[
         packages = tuple(dict.fromkeys(package for step in own for package in step.packages))
         parts = [own[0].description.removesuffix(_LOCKED)] + [f"{step.buildpack}: {step.description.removesuffix(_LOCKED)}" for step in own[1:]]
         folded = apt_install(packages, own[0].buildpack, "; ".join(parts), pins)
-    rest = [step for step in steps if not _own_apt(step)]
-    first_own = next(index for index, step in enumerate(steps) if _own_apt(step))
+    rest = [step for step in steps if step not in own]
+    # Where the first of them was (no other of them comes before it), or before apt.txt's step if that comes first.
     repository = [index for index, step in enumerate(rest) if step.buildpack == REPOSITORY_APT and "apt" in step.caches]
-    # Where the first of them was, counted among the other steps; or before apt.txt's step if that comes first.
-    place = min([sum(1 for step in steps[:first_own] if not _own_apt(step)), *repository])
+    place = min([steps.index(own[0]), *repository])
     return rest[:place] + [folded] + rest[place:]

@@ -41,12 +41,16 @@ def stand_in_while_importing(distribution: str, name: str) -> Iterator[None]:
     """While the block imports, `name` is a stand-in that knows its `__version__` (what requests checks at import)
     and says it is no package, so `from NAME import __version__` loads nothing. After the block it leaves
     sys.modules: whoever kept it loads the real module on first use, and a later import gets the real one."""
-    if name in sys.modules or importlib.util.find_spec(name) is None:
+    try:
+        version = None if name in sys.modules or importlib.util.find_spec(name) is None else importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:  # importable without its metadata: imported as usual
+        version = None
+    if version is None:
         yield
         return
     stand_in = _Deferred(name)
     stand_in._plain = True
-    stand_in.__version__ = importlib.metadata.version(distribution)  # type: ignore[attr-defined]
+    stand_in.__version__ = version  # type: ignore[attr-defined]
     sys.modules[name] = stand_in
     try:
         yield

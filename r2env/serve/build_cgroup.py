@@ -92,10 +92,11 @@ class BuildkitLimits:
                 self._written.append((path, previous, value))
             if owner is None:  # a running daemon's record stays: its values are the ones to put back in the end
                 self.record.write_text(json.dumps({"pid": os.getpid(), "written": [[str(p), old, new] for p, old, new in self._written]}))
-        except (OSError, CgroupUnavailable) as error:
+        except CgroupUnavailable:
             self.remove()
-            if isinstance(error, CgroupUnavailable):
-                raise
+            raise
+        except OSError as error:
+            self.remove()
             raise _refused(Path(error.filename) if error.filename else None, "", error) from None
         return ", ".join(str(folder) for folder in folders)
 
