@@ -23,6 +23,8 @@ from r2env.serve.store import Store
 from r2env.serve.worker import Job
 from r2env.source import Checkout
 
+from support import build_ok
+
 IMAGE = "r2env-it/h17-secrets-probe"
 DOCKER = "/usr/bin/docker"
 
@@ -76,9 +78,18 @@ def test_a_postbuild_finds_no_planted_credential_and_neither_log_database_nor_im
     (repo / "postBuild").write_text(PROBE.replace("@NEEDLE@", needle[::-1]).replace("@CONTROL@", control[::-1]))
     (repo / "postBuild").chmod(0o755)
     assert needle not in "".join(p.read_text() for p in repo.iterdir())
+    # The steps before the repository copy, built first without the planted settings (from the same Dockerfile
+    # lines: the same requirements, a postBuild of its own), come from the cache below: uv, unlike pip, does not
+    # skip the unreachable planted index, and only the postBuild must run with them.
+    warm = tmp_path / "warm"
+    warm.mkdir()
+    (warm / "requirements.txt").write_text("tabulate==0.9.0\n")
+    (warm / "postBuild").write_text("#!/bin/sh\ntrue\n")
+    (warm / "postBuild").chmod(0o755)
+    build_ok(str(warm), "--image-name", f"{IMAGE}-warm")
 
-    # Planted where r2env takes fetch settings from, in values the kept steps do not need: pip bypasses the proxy
-    # (NO_PROXY=*), ignores a plain-http index on an untrusted host at once, and no step downloads a CPython.
+    # Planted where r2env takes fetch settings from, in values the steps that run need not reach: the downloading
+    # steps come from the cache, postBuild is given the settings without credentials, no step downloads a CPython.
     settings = load_config(None, {
         "cache_dir": str(tmp_path / "cache"), "image_name": IMAGE,
         "extra_index_url": f"http://user:{needle}-index@127.0.0.1:9/simple",
@@ -123,3 +134,4 @@ def test_a_postbuild_finds_no_planted_credential_and_neither_log_database_nor_im
     assert save.wait(timeout=600) == 0 or grep.returncode == 0
     assert grep.returncode == 1, "docker save of the image contains the planted credential"
     shutil.rmtree(repo)
+    engine.images.remove(f"{IMAGE}-warm")

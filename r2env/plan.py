@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from r2env import __version__
 from r2env.apt_install import fold_own_apt
+from r2env.plain_steps import fold_plain_steps
 from r2env.buildpack import Contribution, PlanContext, Role
 from r2env.cuda import DRIVER_ENV, choose_cuda
 from r2env.errors import SpecError
@@ -160,6 +161,7 @@ def plan(
     # Stable sort: stage order first, contribution order within a stage (the primary's steps come first).
     steps.sort(key=lambda step: step.stage)
     steps = fold_own_apt(steps, lock.apt if lock else None)  # one apt step for r2env's own packages
+    steps = fold_plain_steps(steps)  # r2env's small root steps ride along with a neighbour
     packages = tuple(p for c in contributions for p in c.packages)
     env = _common_env(options, repo_dir, env_prefix) + cuda_env + tuple(e for c in contributions for e in c.env)
     return ImageSpec(

@@ -183,7 +183,6 @@ ALL_REPO_KINDS = {
     ("install requirements.txt (local references)", {"r2env-ca", "r2env-env-ca-public", "r2env-env-proxy-public", "r2env-env-index-public"}),
     ("run postBuild", {"r2env-ca", "r2env-env-ca-public", "r2env-env-proxy-public", "r2env-env-index-public"}),
     ("create user", set()),
-    ("create /srv/npm", set()),
 ])
 def test_each_step_mounts_only_the_secrets_it_needs(description: str, expected: set[str]) -> None:
     spec = spec_of(ALL_REPO_KINDS)

@@ -68,6 +68,6 @@ def test_node_is_installed_with_the_system_packages_so_repository_edits_keep_it_
     # Before apt.txt's step: editing apt.txt does not reinstall them. Apart from Debian's Python, which the uv stage
     # repeats: uv is ready while Node.js installs.
     node = next(i for i, line in enumerate(lines) if line.endswith("--no-install-recommends nodejs npm"))
-    apt_txt = next(i for i, line in enumerate(lines) if line.endswith("--no-install-recommends jq"))
+    apt_txt = next(i for i, line in enumerate(lines) if "--no-install-recommends jq &&" in line)
     assert node < apt_txt < lines.index("USER jovyan") < lines.index("COPY --chown=1000:1000 . /home/jovyan/")
     assert lines.index('ENV NPM_DIR="/srv/npm" \\') < next(i for i, line in enumerate(lines) if line.endswith("./postBuild"))
