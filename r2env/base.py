@@ -7,7 +7,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from r2env.errors import BaseImageError
 from r2env.events import BuildEvent, Kind, Phase
@@ -46,12 +46,15 @@ def dockerfile_bases(text: str) -> tuple[str, ...]:
 
 
 def ensure_base(
-    engine: Engine, reference: str, mirror: str, cache_dir: Path, rebootstrap: bool = False
+    engine: Engine, reference: str, mirror: str, cache_dir: Path, rebootstrap: bool = False,
+    missing: Callable[[str], object] = lambda reference: None,
 ) -> Iterator[BuildEvent]:
-    """Make `reference` present. With `rebootstrap`, bootstrap it again; the old image stays until the new one loads."""
+    """Make `reference` present. With `rebootstrap`, bootstrap it again; the old image stays until the new one loads.
+    `missing` hears of a base that was not present, before it is pulled or bootstrapped."""
     if engine.image_id(reference) and not rebootstrap:
         yield BuildEvent(Phase.BASE, Kind.INFO, f"base image {reference} is present")
         return
+    missing(reference)
     if not rebootstrap:
         yield BuildEvent(Phase.BASE, Kind.INFO, f"base image {reference} is not present; trying to pull it")
     if not rebootstrap and engine.pull(reference):

@@ -129,7 +129,8 @@ def _settings(arguments: argparse.Namespace) -> Settings:
 def _connect(settings: Settings) -> Any:
     from r2env.engine import DockerEngine
 
-    return lambda: DockerEngine.connect(prefer_classic=settings.builder == "classic", address=settings.engine)
+    # docker-py is made (and the engine asked) at the first call that needs it: a build starts the docker CLI first.
+    return lambda: DockerEngine.connect_on_first_use(prefer_classic=settings.builder == "classic", address=settings.engine)
 
 
 def _run(arguments: argparse.Namespace) -> int:

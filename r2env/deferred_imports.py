@@ -3,7 +3,8 @@
 Every command pays at start for what it imports (benchmarks/README.md, r2env's start until `docker build`);
 docker-py brings two such modules: paramiko (0.17 s here), for ssh:// engines it would reach without the ssh
 client (r2env always uses the client), and, through requests, charset_normalizer (0.03 s: it probes every codec
-at import), to guess the encoding of a response that names none (the engine's answers are JSON)."""
+at import), to guess the encoding of a response that names none (the engine's answers are JSON). docker-py
+itself (0.06 s) loads at the first call that needs it (r2env/engine.py): a build starts the docker CLI first."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import importlib.util
 import sys
 import types
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 class _Deferred(types.ModuleType):
@@ -57,3 +58,17 @@ def stand_in_while_importing(distribution: str, name: str) -> Iterator[None]:
     finally:
         if sys.modules.get(name) is stand_in:
             del sys.modules[name]
+
+
+class ImportedOnFirstUse:
+    """A module's stand-in for one module's global name (sys.modules is left alone): the first attribute read
+    calls `load`, which imports and returns the module; every read after goes to that module."""
+
+    def __init__(self, load: Callable[[], types.ModuleType]) -> None:
+        self._load = load
+        self._module: types.ModuleType | None = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._module is None:
+            self._module = self._load()
+        return getattr(self._module, attribute)

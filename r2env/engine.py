@@ -12,20 +12,13 @@ import subprocess
 import tempfile
 import urllib.parse
 from collections import deque
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping, Protocol
 
-from r2env.deferred_imports import import_lazily, stand_in_while_importing
-
-import_lazily("paramiko")
-with stand_in_while_importing("charset-normalizer", "charset_normalizer"):
-    import docker  # noqa: E402
-    import docker.errors  # noqa: E402
-    import docker.types  # noqa: E402
-
+from r2env.deferred_imports import ImportedOnFirstUse, import_lazily, stand_in_while_importing
 from r2env.launch.container import SERVER_PORT, ContainerInfo, ContainerRequest, env_dict
 from r2env.build_secrets import PROXY_VARIABLES, without_credentials
 from r2env.engine_address import EngineAddress
@@ -34,6 +27,20 @@ from r2env.events import BuildEvent, Kind, Phase
 from r2env.launch.gpus import GPU_CAPABILITIES, TOOLKIT_HINT, GpuRequest, no_gpu_runtime
 from r2env.registry import Credentials
 from r2env.render import display_command
+
+import_lazily("paramiko")
+
+
+def _import_docker_py() -> Any:
+    with stand_in_while_importing("charset-normalizer", "charset_normalizer"):
+        import docker
+        import docker.errors
+        import docker.types
+    return docker
+
+
+# docker-py loads at the first call that needs it (0.06 s here): `r2env build` starts the docker CLI before that.
+docker: Any = ImportedOnFirstUse(_import_docker_py)
 
 BuilderKind = Literal["buildx", "buildkit", "classic"]
 _ENV_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -211,39 +218,97 @@ def _shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class _Started:
+    """The events of a build already started: when they end, or the iterator is closed before, it closes them (which
+    stops a build that still runs) and then `cleanup` (what the build needed, such as a throwaway docker config)."""
+
+    def __init__(self, events: Iterator[BuildEvent], cleanup: ExitStack, notes: tuple[BuildEvent, ...] = ()) -> None:
+        self._events = events
+        self._cleanup = cleanup
+        self._notes = deque(notes)
+
+    def __iter__(self) -> "_Started":
+        return self
+
+    def __next__(self) -> BuildEvent:
+        if self._notes:
+            return self._notes.popleft()
+        try:
+            return next(self._events)
+        except BaseException:  # the end (StopIteration), a failed build, an interrupt
+            self.close()
+            raise
+
+    def close(self) -> None:
+        close = getattr(self._events, "close", None)
+        try:
+            if close is not None:
+                close()
+        finally:
+            self._cleanup.close()
+
+
+def _buildkit_events(process: subprocess.Popen[str]) -> Iterator[BuildEvent]:
+    assert process.stdout is not None
+    tail: deque[str] = deque(maxlen=20)
+
+    def lines() -> Iterator[str]:
+        for line in process.stdout:  # type: ignore[union-attr]
+            tail.append(line.rstrip())
+            yield line
+
+    yield from parse_buildkit_progress(lines())
+    if process.wait() != 0:
+        raise BuildError("the image build failed", "fix the problem shown above and build again", details="\n".join(tail))
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()  # the docker CLI cancels its BuildKit session, and BuildKit the build
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
 class DockerEngine:
     """Docker through docker-py; image builds through BuildKit when a capable CLI is present."""
 
-    def __init__(self, client: Any, cli: _Cli | None, env: Mapping[str, str] | None = None, buildx_builder: str = "") -> None:
-        self._client = client
+    def __init__(self, client: Any, cli: _Cli | None, env: Mapping[str, str] | None = None, buildx_builder: str = "",
+                 host: str = "") -> None:
+        self._docker = client  # None: made at the first call that needs it (connect_on_first_use)
         self._cli = cli
         # The environment of every docker CLI call: DOCKER_HOST and its TLS settings name the same engine as the client's.
         self._env = dict(os.environ if env is None else env)
         self._buildx_builder = buildx_builder
+        self._host = host or self._env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
     @classmethod
     def connect(cls, prefer_classic: bool = False, address: EngineAddress = EngineAddress()) -> "DockerEngine":
         """The engine at `address` (default: DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, else the local
-        socket). tcp:// with TLS and ssh:// work for docker-py and the docker CLI alike; ssh goes through the ssh
-        client (docker-py's use_ssh_client), as the docker CLI's does, so ~/.ssh/config and agents apply to both."""
+        socket), which has answered. tcp:// with TLS and ssh:// work for docker-py and the docker CLI alike; ssh goes
+        through the ssh client (docker-py's use_ssh_client), as the docker CLI's does, so ~/.ssh/config and agents
+        apply to both."""
         env = address.environment(os.environ)
         host = address.describe(os.environ)
-        client = None
-        try:
-            client = docker_client(env, timeout=120)
-            client.ping()
-        except (docker.errors.DockerException, OSError) as error:
-            if client is not None:
-                client.close()  # its socket would otherwise linger until garbage collection
-            raise EngineUnavailableError(
-                f"cannot reach the Docker engine at {host} ({_engine_problem(error)})",
-                "start the Docker daemon (e.g. 'dockerd' or 'systemctl start docker') or set DOCKER_HOST"
-                + (" and its TLS certificates (DOCKER_CERT_PATH)" if host.startswith("tcp://") else ""),
-            ) from None
-        cli = None if prefer_classic else find_buildkit_cli()
-        if address.buildx_builder:
-            cli = _named_builder(cli, address.buildx_builder, env, prefer_classic)
-        return cls(client, cli, env, address.buildx_builder)
+        client = _open_client(env, host)
+        return cls(client, _buildkit_cli(prefer_classic, address, env), env, address.buildx_builder, host)
+
+    @classmethod
+    def connect_on_first_use(cls, prefer_classic: bool = False, address: EngineAddress = EngineAddress()) -> "DockerEngine":
+        """The same engine, asked (through docker-py) at the first call that needs it, which raises
+        EngineUnavailableError if it does not answer. A build starts the docker CLI before that (pipeline.py)."""
+        env = address.environment(os.environ)
+        return cls(None, _buildkit_cli(prefer_classic, address, env), env, address.buildx_builder, address.describe(os.environ))
+
+    @property
+    def _client(self) -> Any:
+        if self._docker is None:
+            self._docker = _open_client(self._env, self._host)
+        return self._docker
 
     @property
     def builder(self) -> BuilderKind:
@@ -317,12 +382,11 @@ class DockerEngine:
             raise _push_error(reference, text, asking=True) from None
 
     def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
+        """The build's events. With BuildKit the docker CLI starts at once, before the first event is asked for;
+        closing the iterator (`close()`) stops a build that still runs."""
         if self._cli:
-            if request.memory:
-                yield BuildEvent(Phase.BUILD, Kind.INFO, f"memory limit {request.memory} not applied: BuildKit through the docker CLI cannot limit build steps")
-            yield from self._build_buildkit(self._cli, request)
-        else:
-            yield from self._build_classic(request)
+            return self._build_buildkit(self._cli, request)
+        return self._build_classic(request)
 
     def _build_buildkit(self, cli: _Cli, request: BuildRequest) -> Iterator[BuildEvent]:
         argv = [cli.path, *(["buildx", "build", "--load"] if cli.kind == "buildx" else ["build"])]
@@ -345,27 +409,24 @@ class DockerEngine:
         argv.append(str(request.context))
         if request.ignore is not None:
             _write_dockerfile_ignore(request)
-        with _docker_config(request.credentials) as config:
+        notes = (BuildEvent(Phase.BUILD, Kind.INFO, f"memory limit {request.memory} not applied: BuildKit through the docker CLI cannot limit build steps"),) if request.memory else ()
+        cleanup = ExitStack()
+        try:
+            config = cleanup.enter_context(_docker_config(request.credentials))
             env = {**self._env, **by_name, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain", **config}
-            yield from self._stream_buildkit(argv, env)
+            events = self._stream_buildkit(argv, env)
+        except BaseException:
+            cleanup.close()
+            raise
+        return _Started(events, cleanup, notes)
 
     def _stream_buildkit(self, argv: list[str], env: dict[str, str]) -> Iterator[BuildEvent]:
+        """The docker CLI's build, started now; its events as they come."""
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        assert process.stdout is not None
-        tail: deque[str] = deque(maxlen=20)
+        stop = ExitStack()
+        stop.callback(_stop, process)
+        return _Started(_buildkit_events(process), stop)
 
-        def lines() -> Iterator[str]:
-            for line in process.stdout:  # type: ignore[union-attr]
-                tail.append(line.rstrip())
-                yield line
-
-        try:
-            yield from parse_buildkit_progress(lines())
-        finally:
-            process.stdout.close()
-            code = process.wait()
-        if code != 0:
-            raise BuildError("the image build failed", "fix the problem shown above and build again", details="\n".join(tail))
 
     def _build_classic(self, request: BuildRequest) -> Iterator[BuildEvent]:
         if request.secrets:
@@ -592,6 +653,30 @@ def remote_host_of(docker_host: str) -> str:
     if parts.hostname == "localhost" or parts.hostname.startswith("127.") or parts.hostname == "::1":
         return ""
     return parts.hostname
+
+
+def _open_client(env: Mapping[str, str], host: str) -> Any:
+    """docker-py's client for the engine, which has answered; else EngineUnavailableError."""
+    client = None
+    try:
+        client = docker_client(env, timeout=120)
+        client.ping()
+    except (docker.errors.DockerException, OSError) as error:
+        if client is not None:
+            client.close()  # its socket would otherwise linger until garbage collection
+        raise EngineUnavailableError(
+            f"cannot reach the Docker engine at {host} ({_engine_problem(error)})",
+            "start the Docker daemon (e.g. 'dockerd' or 'systemctl start docker') or set DOCKER_HOST"
+            + (" and its TLS certificates (DOCKER_CERT_PATH)" if host.startswith("tcp://") else ""),
+        ) from None
+    return client
+
+
+def _buildkit_cli(prefer_classic: bool, address: EngineAddress, env: Mapping[str, str]) -> _Cli | None:
+    cli = None if prefer_classic else find_buildkit_cli()
+    if address.buildx_builder:
+        cli = _named_builder(cli, address.buildx_builder, env, prefer_classic)
+    return cli
 
 
 def docker_client(env: Mapping[str, str], timeout: int = 120) -> Any:

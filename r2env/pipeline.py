@@ -6,6 +6,7 @@ import functools
 import os
 import re
 import tempfile
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Generator, Iterator, Mapping
@@ -27,7 +28,7 @@ from r2env.lock.locking import (
     LockResult, check_apt_resolved, check_fresh, load_lock_file, lock_path, read_conda_lock, read_lock, refuse_dockerfile, user_pins,
 )
 from r2env.plan import plan
-from r2env.publish import adopt, push_all
+from r2env.publish import Targets, adopt, push_all
 from r2env.reading import read_text
 from r2env.publish import targets as publish_targets
 from r2env.registry import Credentials, credentials_from_env, key_tag
@@ -35,7 +36,7 @@ from r2env.render import RenderOptions, render_dockerfile
 from r2env.repo import DiskRepo
 from r2env.select import select
 from r2env.source import Checkout, fetch, is_remote, subdirectory
-from r2env.spec import ImageSpec
+from r2env.spec import ImageSpec, Step
 
 if TYPE_CHECKING:  # the engine (and docker) load only when something is built
     from r2env.engine import Engine
@@ -331,14 +332,35 @@ def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[],
     engine = connect()
     text = with_appendix(dockerfile_text(planned, buildkit=engine.builder != "classic"), publishing.appendix)
     bases = dockerfile_bases(text)
-    for base in bases:
-        yield from ensure_base(engine, base, settings.mirror, settings.cache_dir)
-    _check_base(engine, planned)
     image = str(targets.image) if targets else settings.image_name or default_image_name(checkout)
     labels = build_labels(planned, settings.labels)
     if publishing.appendix.strip():
         labels["org.r2env.appendix-digest"] = file_digest(publishing.appendix)
     credentials = credentials_from_env(targets.image.registry, os.environ) if targets else None
+    with ExitStack() as early_build:
+        started = None
+        if planned.conda is None and planned.lock is None and not publishing.check_registry:
+            # Nothing to ask the engine first (a lock's image, conda's package image): the docker CLI starts now and
+            # takes its first tenth of a second while docker-py loads and the bases are checked.
+            started = early_build.enter_context(_started_build(engine, planned, settings, text, image, labels, credentials, ignore))
+        missing: list[str] = []
+
+        def stop_early_build(base: str) -> None:
+            early_build.close()  # started before this base is pulled or bootstrapped, it cannot find it
+            missing.append(base)
+
+        for base in bases:
+            yield from ensure_base(engine, base, settings.mirror, settings.cache_dir, missing=stop_early_build)
+        started = None if missing else started
+        _check_base(engine, planned)
+        yield from _build_checked(engine, checkout, planned, settings, text, image, labels, credentials, ignore, targets, started)
+
+
+def _build_checked(engine: Engine, checkout: Checkout, planned: Planned, settings: Settings, text: str, image: str,
+                   labels: dict[str, str], credentials: Credentials | None, ignore: IgnoreRules | None,
+                   targets: Targets | None, started: _StartedBuild | None) -> Iterator[BuildEvent]:
+    """The build once its bases are there (`started`: a build already running), then tags, pushes and the result."""
+    publishing, spec = settings.publish, planned.spec
     # A locked spec names its image completely: pushed under this key tag, a later run can find it (--check-registry).
     # Not with --build-arg: its values (maybe secrets) are in no label, so nothing proves an image was built with them.
     key = targets.image.with_tag(key_tag(labels, publishing.appendix)) if targets and planned.lock and not settings.build_args else None
@@ -361,7 +383,8 @@ def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[],
         yield BuildEvent(Phase.BUILD, Kind.INFO, f"{image} already has this locked spec and these repository contents: nothing to build")
         cache_hit = True
     else:
-        cache_hit = yield from _build_image(engine, planned, settings, text, image, labels, credentials, ignore)
+        cache_hit = yield from (_follow_build(started, image, spec.steps, settings) if started else
+                                _build_image(engine, planned, settings, text, image, labels, credentials, ignore))
     references = (*targets.all, *([key] if key and publishing.push else [])) if targets else ()
     for reference in references[1:]:
         engine.tag(image, str(reference))
@@ -390,9 +413,22 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
             yield from ensure_pixi_package_image(engine, planned.conda, settings.channel_map, bundle, settings.no_cache, trusted)
         else:
             yield from ensure_package_image(engine, planned.conda, settings.channel_map, bundle, settings.no_cache, trusted)
-    yield BuildEvent(Phase.BUILD, Kind.INFO, f"building {image} with {engine.builder} ({len(spec.steps)} planned steps)")
-    started: list[str] = []
-    cached: set[int] = set()
+    with _started_build(engine, planned, settings, text, image, labels, credentials, ignore) as started:
+        return (yield from _follow_build(started, image, planned.spec.steps, settings))
+
+
+@dataclass(frozen=True)
+class _StartedBuild:
+    events: Iterator[BuildEvent]
+    builder: str
+
+
+@contextmanager
+def _started_build(engine: Engine, planned: Planned, settings: Settings, text: str, image: str, labels: Mapping[str, str],
+                   credentials: Credentials | None, ignore: IgnoreRules | None) -> Iterator[_StartedBuild]:
+    """The build, started (the docker CLI runs from here); on leaving, it is stopped if it still runs, and its
+    scratch folder (Dockerfile, build secrets) goes."""
+    checkout, spec, publishing = planned.checkout, planned.spec, settings.publish
     with tempfile.TemporaryDirectory(prefix="r2env-build-") as scratch:
         directory = Path(scratch)
         secrets = write_build_secrets(settings.fetch, os.environ, directory) if not spec.dockerfile else {}
@@ -417,19 +453,33 @@ def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str
             ignore=ignore.effective if ignore is not None else None,
             memory=settings.build_memory,
         )
-        # BuildKit names a step with its build args substituted (`RUN echo "$TOKEN"` shows the value): the log hides them.
-        hide = functools.partial(mask, values=tuple(value for _, value in settings.build_args))
+        events = engine.build(request)
         try:
-            for event in engine.build(request):
-                if event.kind is Kind.STEP:
-                    started.append(event.message)
-                elif event.kind is Kind.CACHED and started:
-                    # BuildKit names the cached step; the classic builder marks the step just started.
-                    cached.add(started.index(event.message) if event.message in started else len(started) - 1)
-                yield replace(event, message=hide(event.message))
-        except BuildError as error:
-            explained = explain(error)
-            raise BuildError(hide(explained.message), hide(explained.hint), details=hide(explained.details)) from None
+            yield _StartedBuild(events, engine.builder)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+
+
+def _follow_build(started: _StartedBuild, image: str, steps: tuple[Step, ...], settings: Settings) -> Generator[BuildEvent, None, bool]:
+    """The events of a started build; return whether every step came from the cache (no step ran)."""
+    yield BuildEvent(Phase.BUILD, Kind.INFO, f"building {image} with {started.builder} ({len(steps)} planned steps)")
+    begun: list[str] = []
+    cached: set[int] = set()
+    # BuildKit names a step with its build args substituted (`RUN echo "$TOKEN"` shows the value): the log hides them.
+    hide = functools.partial(mask, values=tuple(value for _, value in settings.build_args))
+    try:
+        for event in started.events:
+            if event.kind is Kind.STEP:
+                begun.append(event.message)
+            elif event.kind is Kind.CACHED and begun:
+                # BuildKit names the cached step; the classic builder marks the step just started.
+                cached.add(begun.index(event.message) if event.message in begun else len(begun) - 1)
+            yield replace(event, message=hide(event.message))
+    except BuildError as error:
+        explained = explain(error)
+        raise BuildError(hide(explained.message), hide(explained.hint), details=hide(explained.details)) from None
     # A FROM line is never "cached": it is the base, not a step that runs.
-    ran = [step for index, step in enumerate(started) if index not in cached and not step.upper().startswith("FROM ")]
-    return bool(started) and not ran
+    ran = [step for index, step in enumerate(begun) if index not in cached and not step.upper().startswith("FROM ")]
+    return bool(begun) and not ran

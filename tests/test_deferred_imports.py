@@ -8,6 +8,9 @@ import sys
 CHECK = """
 import sys
 import r2env.engine
+assert "docker" not in sys.modules and "requests" not in sys.modules, "docker-py loaded with r2env.engine"
+r2env.engine.docker.errors.ImageNotFound  # the first use loads docker-py
+assert "docker.api.client" in sys.modules
 assert "charset_normalizer.api" not in sys.modules and "charset_normalizer" not in sys.modules, "charset_normalizer loaded"
 assert "paramiko.transport" not in sys.modules, "paramiko loaded"
 import requests
@@ -20,7 +23,7 @@ print(paramiko.client.SSHClient.__name__)
 """
 
 
-def test_the_engine_module_loads_neither_paramiko_nor_charset_normalizer_until_used() -> None:
+def test_the_engine_module_loads_docker_py_paramiko_and_charset_normalizer_only_when_used() -> None:
     # A fresh interpreter: this test process may have loaded both already.
     done = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
