@@ -339,9 +339,10 @@ def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[],
     credentials = credentials_from_env(targets.image.registry, os.environ) if targets else None
     with ExitStack() as early_build:
         started = None
-        if planned.conda is None and planned.lock is None and not publishing.check_registry:
-            # Nothing to ask the engine first (a lock's image, conda's package image): the docker CLI starts now and
-            # takes its first tenth of a second while docker-py loads and the bases are checked.
+        if planned.conda is None and not publishing.check_registry:
+            # Nothing to make first (conda's package image) or to ask a registry: the docker CLI starts now and takes
+            # its first tenth of a second while docker-py loads and the bases are checked. (A lock's image may turn
+            # out to be up to date: that build is then stopped.)
             started = early_build.enter_context(_started_build(engine, planned, settings, text, image, labels, credentials, ignore))
         missing: list[str] = []
 
@@ -380,6 +381,8 @@ def _build_checked(engine: Engine, checkout: Checkout, planned: Planned, setting
         else:
             yield BuildEvent(Phase.BUILD, Kind.INFO, f"{key.repository} has no image for this locked spec yet: building")
     if planned.lock and not settings.no_cache and not settings.build_args and _up_to_date(engine, image, labels):
+        if started is not None:
+            started.stop()
         yield BuildEvent(Phase.BUILD, Kind.INFO, f"{image} already has this locked spec and these repository contents: nothing to build")
         cache_hit = True
     else:
@@ -422,6 +425,12 @@ class _StartedBuild:
     events: Iterator[BuildEvent]
     builder: str
 
+    def stop(self) -> None:
+        """Stop the build if it still runs; once it has ended, nothing."""
+        close = getattr(self.events, "close", None)
+        if close is not None:
+            close()
+
 
 @contextmanager
 def _started_build(engine: Engine, planned: Planned, settings: Settings, text: str, image: str, labels: Mapping[str, str],
@@ -453,13 +462,11 @@ def _started_build(engine: Engine, planned: Planned, settings: Settings, text: s
             ignore=ignore.effective if ignore is not None else None,
             memory=settings.build_memory,
         )
-        events = engine.build(request)
+        started = _StartedBuild(engine.build(request), engine.builder)
         try:
-            yield _StartedBuild(events, engine.builder)
+            yield started
         finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
+            started.stop()
 
 
 def _follow_build(started: _StartedBuild, image: str, steps: tuple[Step, ...], settings: Settings) -> Generator[BuildEvent, None, bool]:

@@ -1,5 +1,6 @@
 """One fake of the Engine protocol (r2env/engine.py) for the tests: no Docker. It records every call, simulates
-`apt-get install -s` from a table of Debian packages, and tags each image it builds with the build's labels."""
+`apt-get install -s` from a table of Debian packages, and tags each image it builds with the build's labels.
+EagerEngine is the same fake whose builds start when asked for, as the docker CLI's do."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from r2env.engine import BuilderKind, BuildRequest
-from r2env.errors import PushError
+from r2env.errors import EngineUnavailableError, PushError
 from r2env.events import BuildEvent, Kind, Phase
 from r2env.registry import Credentials
 from r2env.lock.resolve import parse_apt_simulation
@@ -135,3 +136,44 @@ class FakeEngine:
             yield BuildEvent(Phase.BUILD, Kind.STEP, step, (index, len(self.build_steps)))
             if cached:
                 yield BuildEvent(Phase.BUILD, Kind.CACHED, step)
+
+
+@dataclass
+class StartedBuild:
+    """What the docker CLI's build is to the pipeline: events, and close() to stop it."""
+
+    engine: "EagerEngine"
+    events: Iterator[BuildEvent]
+    dockerfile: Path
+    stopped: bool = False
+
+    def __iter__(self) -> "StartedBuild":
+        return self
+
+    def __next__(self) -> BuildEvent:
+        return next(self.events)
+
+    def close(self) -> None:  # as the real one: stopping a stopped build does nothing
+        if not self.stopped:
+            self.stopped = True
+            self.engine.calls.append(("stopped", "" if self.dockerfile.exists() else "its Dockerfile already gone"))
+
+
+@dataclass
+class EagerEngine(FakeEngine):
+    """A fake whose build starts when build() is called, as the docker CLI's does; it may fail to answer."""
+
+    unreachable: bool = False
+    started: list[StartedBuild] = field(default_factory=list)
+
+    def image_id(self, reference: str) -> str | None:
+        if self.unreachable:
+            raise EngineUnavailableError("cannot reach the Docker engine at unix:///nowhere (no such socket)", "start it")
+        return super().image_id(reference)
+
+    def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
+        events = list(super().build(request))  # the fake's bookkeeping (the image, its labels) happens now
+        self.calls[-1] = ("build started", request.tag)
+        started = StartedBuild(self, iter(events), request.dockerfile)
+        self.started.append(started)
+        return started

@@ -7,59 +7,19 @@ import os
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from r2env.config import Settings, load_config
-from r2env.engine import BuildRequest, DockerEngine, _Started
+from r2env.engine import DockerEngine, _Started
 from r2env.errors import BuildError, EngineUnavailableError
-from r2env.events import BuildEvent, Kind, Phase
+from r2env.events import Kind, Phase
 from r2env.pipeline import build
 
-from fake_engine import BOOKWORM_ID, FakeEngine
+from fake_engine import BOOKWORM_ID, EagerEngine
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-@dataclass
-class Started:
-    """What the docker CLI's build is to the pipeline: events, and close() to stop it."""
-
-    engine: "EagerEngine"
-    events: Iterator[BuildEvent]
-    dockerfile: Path
-
-    def __iter__(self) -> "Started":
-        return self
-
-    def __next__(self) -> BuildEvent:
-        return next(self.events)
-
-    def close(self) -> None:
-        self.engine.calls.append(("stopped", "" if self.dockerfile.exists() else "its Dockerfile already gone"))
-
-
-@dataclass
-class EagerEngine(FakeEngine):
-    """A fake whose build starts when build() is called, as the docker CLI's does; it may fail to answer."""
-
-    unreachable: bool = False
-    started: list[Started] = field(default_factory=list)
-
-    def image_id(self, reference: str) -> str | None:
-        if self.unreachable:
-            raise EngineUnavailableError("cannot reach the Docker engine at unix:///nowhere (no such socket)", "start it")
-        return super().image_id(reference)
-
-    def build(self, request: BuildRequest) -> Iterator[BuildEvent]:
-        events = list(super().build(request))  # the fake's bookkeeping (the image, its labels) happens now
-        self.calls[-1] = ("build started", request.tag)
-        started = Started(self, iter(events), request.dockerfile)
-        self.started.append(started)
-        return started
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from r2env.select import select
 from r2env.uv_installer import UV
 from r2env.spec import ImageSpec, Stage, Step
 
-from fake_engine import BOOKWORM_ID, DEBIAN, MIRROR, TRIXIE_ID, FakeEngine
+from fake_engine import BOOKWORM_ID, DEBIAN, MIRROR, TRIXIE_ID, EagerEngine, FakeEngine
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lock"
 # Real `uv pip compile --generate-hashes` output (see test_resolve.py): the server jupyter-core==5.7.2 with a
@@ -864,6 +864,22 @@ def test_a_dockerfile_repository_ignores_an_r2env_lock(tmp_path: Path, settings:
 
 def build_events(root: Path, settings: Settings, engine: FakeEngine) -> list[BuildEvent]:
     return list(pipeline.build(str(root), settings, lambda: engine))
+
+
+def test_a_locked_build_started_while_the_engine_is_asked_is_stopped_when_the_image_is_up_to_date(
+        tmp_path: Path, settings: Settings, runner: FakeRunner) -> None:
+    root = make_repo(tmp_path / "repo", {"requirements.txt": "requests==2.32.3\n"})
+    engine = EagerEngine()
+    lock_repo(root, settings, engine)
+    build_events(root, settings, engine)
+    engine.calls.clear()
+    events = build_events(root, settings, engine)
+    assert any("nothing to build" in e.message for e in events)
+    # The docker CLI started first (the image might have needed building), and stopped once the image's labels said
+    # it is up to date.
+    names = [name for name, _ in engine.calls]
+    assert names[0] == "build started" and names.count("stopped") == 1 and names.index("stopped") == names.index("image_labels") + 1
+    assert not any(e.message.startswith("building ") for e in events)
 
 
 def test_a_locked_build_is_skipped_when_the_image_has_this_spec_and_contents(tmp_path: Path, settings: Settings, runner: FakeRunner) -> None:
