@@ -264,12 +264,10 @@ def _buildkit_events(process: subprocess.Popen[str]) -> Iterator[BuildEvent]:
 
 def _stop(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
-        process.terminate()  # the docker CLI cancels its BuildKit session, and BuildKit the build
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        # Killed, not asked: on SIGTERM the docker CLI can wait half a minute and more for its BuildKit session
+        # (seen here); BuildKit cancels a build whose client has gone.
+        process.kill()
+        process.wait()
     if process.stdout is not None:
         process.stdout.close()
 
