@@ -354,10 +354,10 @@ def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[],
             yield from ensure_base(engine, base, settings.mirror, settings.cache_dir, missing=stop_early_build)
         started = None if missing else started
         _check_base(engine, planned)
-        yield from _build_checked(engine, checkout, planned, settings, text, image, labels, credentials, ignore, targets, started)
+        yield from _build_checked(engine, planned, settings, text, image, labels, credentials, ignore, targets, started)
 
 
-def _build_checked(engine: Engine, checkout: Checkout, planned: Planned, settings: Settings, text: str, image: str,
+def _build_checked(engine: Engine, planned: Planned, settings: Settings, text: str, image: str,
                    labels: dict[str, str], credentials: Credentials | None, ignore: IgnoreRules | None,
                    targets: Targets | None, started: _StartedBuild | None) -> Iterator[BuildEvent]:
     """The build once its bases are there (`started`: a build already running), then tags, pushes and the result."""
@@ -405,7 +405,6 @@ def _build_checked(engine: Engine, checkout: Checkout, planned: Planned, setting
 def _build_image(engine: Engine, planned: Planned, settings: Settings, text: str, image: str, labels: Mapping[str, str],
                  credentials: Credentials | None, ignore: IgnoreRules | None = None) -> Generator[BuildEvent, None, bool]:
     """Build; return whether every step came from the cache (no step ran)."""
-    checkout, spec, publishing = planned.checkout, planned.spec, settings.publish
     if planned.conda is not None:
         from r2env.conda.packages import ensure_package_image
         from r2env.pixi.lockfile import PixiLockFile
