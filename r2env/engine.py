@@ -282,7 +282,7 @@ class DockerEngine:
         # The environment of every docker CLI call: DOCKER_HOST and its TLS settings name the same engine as the client's.
         self._env = dict(os.environ if env is None else env)
         self._buildx_builder = buildx_builder
-        self._host = host or self._env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self._host = host or self.host  # as errors name it: address.describe(), else DOCKER_HOST
 
     @classmethod
     def connect(cls, prefer_classic: bool = False, address: EngineAddress = EngineAddress()) -> "DockerEngine":

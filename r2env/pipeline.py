@@ -344,15 +344,14 @@ def build_checkout(checkout: Checkout, settings: Settings, connect: Callable[[],
             # its first tenth of a second while docker-py loads and the bases are checked. (A lock's image may turn
             # out to be up to date: that build is then stopped.)
             started = early_build.enter_context(_started_build(engine, planned, settings, text, image, labels, credentials, ignore))
-        missing: list[str] = []
 
         def stop_early_build(base: str) -> None:
+            nonlocal started
             early_build.close()  # started before this base is pulled or bootstrapped, it cannot find it
-            missing.append(base)
+            started = None
 
         for base in bases:
             yield from ensure_base(engine, base, settings.mirror, settings.cache_dir, missing=stop_early_build)
-        started = None if missing else started
         _check_base(engine, planned)
         yield from _build_checked(engine, planned, settings, text, image, labels, credentials, ignore, targets, started)
 

@@ -15,7 +15,7 @@ from r2env.apt_install import REPOSITORY_APT
 from r2env.spec import Stage, Step
 
 
-def is_plain_root(step: Step) -> bool:
+def _plain_root(step: Step) -> bool:
     """A root step of r2env's own that downloads nothing and runs nothing of the repository's."""
     return step.kind == "run" and step.user == "root" and not (step.caches or step.secrets or step.repository_code)
 
@@ -26,21 +26,20 @@ def _repository_apt(step: Step) -> bool:
 
 def hosts_entrypoint(step: Step) -> bool:
     """A step that may also write r2env's entrypoint (r2env/render.py): one whose rerun costs as little."""
-    return is_plain_root(step) or _repository_apt(step)
+    return _plain_root(step) or _repository_apt(step)
 
 
 def _joinable(first: Step, second: Step) -> bool:
-    if first.stage is not Stage.SYSTEM or second.stage is not Stage.SYSTEM:
-        return False
-    return (is_plain_root(first) and (is_plain_root(second) or _repository_apt(second))) or (
-        _repository_apt(first) and is_plain_root(second))
+    # Two plain steps, or a plain step and apt.txt's (never apt.txt's step with itself).
+    return (first.stage is Stage.SYSTEM and second.stage is Stage.SYSTEM and hosts_entrypoint(first) and hosts_entrypoint(second)
+            and (_plain_root(first) or _plain_root(second)))
 
 
 def _joined(first: Step, second: Step) -> Step:
-    # The step that downloads (apt.txt's) gives the result its buildpack, secrets, caches and packages.
-    lead, other = (second, first) if is_plain_root(first) and not is_plain_root(second) else (first, second)
-    return replace(lead, description=f"{lead.description}; {other.buildpack}: {other.description}", script=f"{first.script} && {second.script}",
-                   secrets=tuple(dict.fromkeys(lead.secrets + other.secrets)))
+    # The step that downloads (apt.txt's) gives the result its buildpack, secrets, caches and packages; a plain step
+    # has none of them.
+    lead, other = (second, first) if _plain_root(first) and not _plain_root(second) else (first, second)
+    return replace(lead, description=f"{lead.description}; {other.buildpack}: {other.description}", script=f"{first.script} && {second.script}")
 
 
 def fold_plain_steps(steps: Sequence[Step]) -> list[Step]:
