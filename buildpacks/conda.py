@@ -21,7 +21,7 @@ import re
 import shlex
 from typing import TYPE_CHECKING
 
-from buildpacks.steps import ignored_note, installer_venv, locked_install, python_foundation, system_steps
+from buildpacks.steps import CONDA_INSTALLER_PYTHON, ignored_note, locked_install, python_foundation, rattler_install, system_steps
 from r2env.apt_install import apt_install
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 CONDA_PREFIX = f"{CONDA_DIR}/envs/notebook"
 SERVER_PREFIX = "/srv/venv"  # r2env's own environment, for an environment too old to run the server
 BUILD_STAGE = "r2env-conda"
-_INSTALLER_VENV = "/opt/r2env-rattler"
 _KERNEL_NAME = "python3"  # replaces the server environment's own kernel: the user's environment is the one they see
 
 
@@ -84,21 +83,19 @@ def _unlocked(path: str) -> Step:
 def _build_stage(context: PlanContext, hosting: bool) -> BuildStage:
     """py-rattler installs the locked conda packages; with the server in the environment, pip then installs the
     pip: packages and the server into it here too (pip --python drives the environment's own interpreter)."""
+    from r2env.conda.locking import RATTLER_REQUIREMENT
     from r2env.conda.packages import PACKAGES_DIR, package_image
     assert context.lock is not None and context.lock.conda is not None and context.conda is not None
     conda, section = context.conda, context.lock.conda
     image = package_image(conda)
-    installer_python = f"{_INSTALLER_VENV}/bin/python"
     steps: list[Step] = [
         apt_install(("ca-certificates", "python3", "python3-venv"), "conda", "install Python for the conda installer", context.lock.apt),
-        installer_venv("conda", _INSTALLER_VENV),
-        locked_install(section.installer, Stage.SYSTEM, "conda",
-                       f"install py-rattler ({len(section.installer)} locked packages)", python=installer_python, user="root"),
+        rattler_install("conda", section.installer, RATTLER_REQUIREMENT),
         Step(kind="copy", stage=Stage.DEPENDENCIES, buildpack="conda", description=f"the locked conda packages ({image})",
              inputs=(PACKAGES_DIR,), source=image, user="root"),
         Step(kind="run", stage=Stage.DEPENDENCIES, buildpack="conda",
              description=f"install {len(conda.packages)} locked conda packages into {CONDA_PREFIX} (no solve; hashes checked)",
-             script=f"{installer_python} {PACKAGES_DIR}/conda_installer.py {PACKAGES_DIR} {CONDA_PREFIX}"),
+             script=f"{CONDA_INSTALLER_PYTHON} {PACKAGES_DIR}/conda_installer.py {PACKAGES_DIR} {CONDA_PREFIX}"),
     ]
     if hosting:
         python = f"{CONDA_PREFIX}/bin/python"

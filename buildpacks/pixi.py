@@ -14,7 +14,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from buildpacks import conda
-from buildpacks.steps import ignored_note, installer_venv, locked_install, system_steps, uv_pip
+from buildpacks.steps import CONDA_INSTALLER_PYTHON, ignored_note, locked_install, rattler_install, system_steps, uv_pip
 from r2env.apt_install import apt_install
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.errors import SpecError
@@ -72,25 +72,18 @@ def _build_stage(context: PlanContext, lock: PixiLockFile) -> BuildStage:
     from r2env.conda.packages import PACKAGES_DIR
     from r2env.pixi.packages import PYPI_DIR, package_image
     section = context.lock.conda if context.lock is not None else None
-    venv = "/opt/r2env-rattler"
     python = f"{conda.CONDA_PREFIX}/bin/python"
-    if section is not None:
-        installer = locked_install(section.installer, Stage.SYSTEM, NAME, f"install py-rattler ({len(section.installer)} locked packages)",
-                                   python=f"{venv}/bin/python", user="root")
-    else:
-        # Without r2env.lock the environment is still exactly pixi.lock's; only the installer and server are unpinned.
-        installer = Step(kind="run", stage=Stage.SYSTEM, buildpack=NAME, description="install py-rattler (r2env lock would pin it)",
-                         script=uv_pip(shlex.quote(RATTLER_REQUIREMENT), f"{venv}/bin/python"), secrets=("ca", "proxy", "index"), caches=("uv",))
+    # Without r2env.lock the environment is still exactly pixi.lock's; only the installer and server are unpinned.
+    installer = rattler_install(NAME, section.installer if section is not None else (), RATTLER_REQUIREMENT)
     image = package_image(lock)
     steps: list[Step] = [
         apt_install(("ca-certificates", "python3", "python3-venv"), NAME, "install Python for the conda installer", context.lock.apt if context.lock else None),
-        installer_venv(NAME, venv),
         installer,
         Step(kind="copy", stage=Stage.DEPENDENCIES, buildpack=NAME, description=f"the locked conda and PyPI packages ({image})",
              inputs=(PACKAGES_DIR,), source=image, user="root"),
         Step(kind="run", stage=Stage.DEPENDENCIES, buildpack=NAME,
              description=f"install {len(lock.packages)} locked conda packages of environment {lock.environment!r} into {conda.CONDA_PREFIX} (no solve; hashes checked)",
-             script=f"{venv}/bin/python {PACKAGES_DIR}/conda_installer.py {PACKAGES_DIR} {conda.CONDA_PREFIX}"),
+             script=f"{CONDA_INSTALLER_PYTHON} {PACKAGES_DIR}/conda_installer.py {PACKAGES_DIR} {conda.CONDA_PREFIX}"),
     ]
     if lock.pypi:
         steps.append(Step(kind="run", stage=Stage.DEPENDENCIES, buildpack=NAME,

@@ -1,20 +1,20 @@
 """postbuild: runs the repository's postBuild as the notebook user, after dependencies and the repository.
 
 Binder postBuild scripts call `node`, `npm install --global` and `jupyter labextension install`, because
-repo2docker images ship Node.js. Images with a postBuild get Debian's nodejs and npm, and npm's global prefix
-is a folder the notebook user owns (as repo2docker's ${APP_BASE}/npm), so global installs work without root."""
+repo2docker images ship Node.js. Images with a postBuild get Node.js and npm (r2env/node_installer.py), and npm's
+global prefix is a folder the notebook user owns (as repo2docker's ${APP_BASE}/npm), so global installs work
+without root."""
 
 from __future__ import annotations
 
 import shlex
 
 from buildpacks.steps import PIP_SECRETS
-from r2env.apt_install import apt_install
 from r2env.buildpack import Buildpack, Contribution, PlanContext, Role
 from r2env.inspect import RepoFacts
+from r2env.node_installer import copy_node_step
 from r2env.spec import Stage, Step
 
-NODE_PACKAGES = ("nodejs", "npm")
 NPM_DIR = "/srv/npm"
 
 
@@ -24,20 +24,19 @@ def detect(facts: RepoFacts) -> str | None:
 
 def node_steps(context: PlanContext) -> tuple[Step, ...]:
     """Node.js, npm and a user-owned global npm prefix. They sit with the system packages, not beside the
-    postBuild step, so that editing the repository does not reinstall them."""
-    pins = context.lock.apt if context.lock else None
+    postBuild step, so that editing the repository does not reinstall them; Node.js's copy comes last, so the
+    image's steps before it run while its stage fetches it."""
     uid = context.user_id
     return (
-        apt_install(NODE_PACKAGES, "postbuild", "install Node.js and npm (postBuild scripts expect them, as on Binder)", pins),
         Step(kind="run", stage=Stage.SYSTEM, buildpack="postbuild", description=f"create {NPM_DIR}, npm's global prefix, owned by the user",
              script=f"install -d -o {uid} -g {uid} {NPM_DIR}"),
         Step(kind="env", stage=Stage.SYSTEM, buildpack="postbuild", description=f"npm install --global goes to {NPM_DIR}",
              # NPM_DIR and NPM_CONFIG_GLOBALCONFIG are repo2docker's names (scripts may use them); the prefix is set
-             # through the environment rather than in that npmrc, so the file stays the user's. repo2docker puts
-             # ${NPM_DIR}/bin last on PATH, but its /usr/bin has no node tools; Debian's npm brings ~360 node-*
-             # packages whose commands (semver, eslint, npm itself) would shadow what postBuild installs globally.
+             # through the environment rather than in that npmrc, so the file stays the user's. First on PATH, as
+             # the commands a postBuild installs globally are meant to win over anything of the same name.
              env=(("NPM_DIR", NPM_DIR), ("NPM_CONFIG_GLOBALCONFIG", f"{NPM_DIR}/npmrc"), ("NPM_CONFIG_PREFIX", NPM_DIR),
                   ("PATH", f"{NPM_DIR}/bin:$PATH"))),
+        copy_node_step(),
     )
 
 

@@ -147,10 +147,25 @@ def interpreter_steps(context: PlanContext, buildpack: str) -> tuple[Step, ...]:
     )
 
 
-def installer_venv(buildpack: str, prefix: str) -> Step:
-    """A venv of Debian's Python for a tool r2env runs in a build stage (py-rattler); uv installs into it, so no pip."""
-    return Step(kind="run", stage=Stage.SYSTEM, buildpack=buildpack, description=f"create {prefix} for py-rattler",
-                script=f"{UV} venv --python /usr/bin/python3 {prefix}", caches=("uv",))
+RATTLER_DIR = "/opt/r2env-rattler"  # py-rattler for a build stage's conda installer (PYTHONPATH names it)
+CONDA_INSTALLER_PYTHON = f"PYTHONPATH={RATTLER_DIR} python3"
+
+
+def rattler_install(buildpack: str, packages: Sequence[LockedPackage], requirement: str) -> Step:
+    """py-rattler for a build stage's conda installer: the locked `packages` (hash-checked), or `requirement`
+    without a lock. pip runs from Debian's own wheel into a folder, as uv itself is fetched
+    (r2env/uv_installer.py): with uv, the stage would wait for uv's stage on its way to the conda environment."""
+    pip = f"python3 $(ls {DEBIAN_WHEELS}/pip-*.whl | head -n 1)/pip install --disable-pip-version-check --root-user-action=ignore --no-compile --target {RATTLER_DIR}"
+    if packages:
+        lines = " \\\n    ".join(shlex.quote(p.requirement_line()) for p in packages)
+        path = "/tmp/r2env-rattler.txt"
+        script = f"printf '%s\\n' \\\n    {lines} \\\n    > {path} && {pip} --require-hashes --no-deps -r {path} && rm {path}"
+        description = f"install py-rattler ({len(packages)} locked packages)"
+    else:
+        script = f"{pip} {shlex.quote(requirement)}"
+        description = "install py-rattler (r2env lock would pin it)"
+    return Step(kind="run", stage=Stage.SYSTEM, buildpack=buildpack, description=description, script=script,
+                secrets=PIP_SECRETS, caches=("pip",))
 
 
 def pip_install(arguments: str, stage: Stage, buildpack: str, description: str, repository_code: bool = False, with_pip: bool = False) -> Step:

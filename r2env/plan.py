@@ -19,6 +19,7 @@ from r2env.r.versions import DEFAULT_R_BUILDS_URL
 from r2env.render import ENTRYPOINT
 from r2env.select import Selection
 from r2env.spec import Detection, ImageSpec, Interpreter
+from r2env.node_installer import with_node_stage
 from r2env.uv_installer import with_uv_stage
 
 if TYPE_CHECKING:  # read only for conda and pixi environments: loaded by them
@@ -180,6 +181,6 @@ def plan(
         command=("jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"),
         entrypoint=(ENTRYPOINT,),
         labels=_labels(),
-        build_stages=with_uv_stage(tuple(steps), tuple(stage for c in contributions for stage in c.build_stages)),
+        build_stages=with_node_stage(tuple(steps), with_uv_stage(tuple(steps), tuple(stage for c in contributions for stage in c.build_stages))),
     )
 

@@ -56,19 +56,27 @@ def _uses_uv(steps: Iterable[Step]) -> bool:
 
 
 def with_uv_stage(steps: tuple[Step, ...], stages: tuple[BuildStage, ...]) -> tuple[BuildStage, ...]:
-    """`stages` plus the uv stage when a step uses uv. The stage repeats the apt step that installs Python in the
-    image (or in the build stage that uses uv): the same instruction after the same base, so it is built once."""
-    if any(stage.name == UV_STAGE for stage in stages):
+    """`stages` plus the uv stage when a step uses uv."""
+    if not (_uses_uv(steps) or any(_uses_uv(stage.steps) for stage in stages)):
         return stages
-    # First: a Dockerfile's `--mount=type=bind,from=NAME` finds only a stage defined before it (else it looks for
-    # an image of that name).
-    if _uses_uv(steps) and steps and installs_python(steps[0]):
-        return (BuildStage(UV_STAGE, (steps[0], install_uv_step()), image_env=True), *stages)
+    return python_tool_stage(UV_STAGE, install_uv_step(), steps, stages, "Python packages with uv")
+
+
+def python_tool_stage(name: str, install: Step, steps: tuple[Step, ...], stages: tuple[BuildStage, ...], what: str,
+                      own_python: Step | None = None) -> tuple[BuildStage, ...]:
+    """`stages` plus a stage `name` that fetches a tool with pip (`install`). The stage repeats the apt step that
+    installs Python in the image (or in a build stage): the same instruction after the same base, so it is built
+    once; without one, it starts with `own_python` if given. First: a Dockerfile's `--mount=type=bind,from=NAME`
+    or `COPY --from=NAME` finds only a stage defined before it (else it looks for an image of that name)."""
+    if any(stage.name == name for stage in stages):
+        return stages
+    if steps and installs_python(steps[0]):
+        return (BuildStage(name, (steps[0], install), image_env=True), *stages)
     for stage in stages:
-        if _uses_uv(stage.steps) and stage.steps and installs_python(stage.steps[0]):
-            return (BuildStage(UV_STAGE, (stage.steps[0], install_uv_step())), *stages)
-    if _uses_uv(steps) or any(_uses_uv(stage.steps) for stage in stages):
-        # Buildpacks that use uv start from system_steps (buildpacks/steps.py), whose apt step installs Python.
-        raise SpecError("a build step installs Python packages with uv, but no step before it installs Python to fetch uv with",
-                        "report this as a bug in r2env (or in the third-party buildpack that made the step)")
-    return stages
+        if stage.steps and installs_python(stage.steps[0]):
+            return (BuildStage(name, (stage.steps[0], install)), *stages)
+    if own_python is not None:
+        return (BuildStage(name, (own_python, install)), *stages)
+    # Buildpacks start from system_steps (buildpacks/steps.py), whose apt step installs Python.
+    raise SpecError(f"a build step needs {what}, but no step before it installs Python to fetch it with",
+                    "report this as a bug in r2env (or in the third-party buildpack that made the step)")
