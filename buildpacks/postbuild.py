@@ -23,9 +23,9 @@ def detect(facts: RepoFacts) -> str | None:
 
 
 def node_steps(context: PlanContext) -> tuple[Step, ...]:
-    """Node.js, npm and a user-owned global npm prefix. They sit with the system packages, not beside the
-    postBuild step, so that editing the repository does not reinstall them; Node.js's copy comes last, so the
-    image's steps before it run while its stage fetches it."""
+    """Node.js, npm and a user-owned global npm prefix. They come before the dependencies (Node.js's copy after
+    the server: r2env/node_installer.py), not beside the postBuild step, so that editing the repository or a
+    dependency file does not copy them again."""
     uid = context.user_id
     return (
         Step(kind="run", stage=Stage.SYSTEM, buildpack="postbuild", description=f"create {NPM_DIR}, npm's global prefix, owned by the user",

@@ -49,8 +49,10 @@ def install_node_step() -> Step:
 
 
 def copy_node_step() -> Step:
-    """Node.js and npm into the image: root-owned, as system tools are; global installs go to the user's prefix."""
-    return Step(kind="copy", stage=Stage.SYSTEM, buildpack="postbuild", description=f"Node.js {NODE_VERSION} and npm in {NODE_PREFIX}",
+    """Node.js and npm into the image: root-owned, as system tools are; global installs go to the user's prefix.
+    With the server's steps, after them: the image's steps before it run while the stage fetches Node.js (an
+    early copy would hold up the environment's steps), and a dependency edit does not copy it again."""
+    return Step(kind="copy", stage=Stage.SERVER, buildpack="postbuild", description=f"Node.js {NODE_VERSION} and npm in {NODE_PREFIX}",
                 inputs=(NODE_PREFIX,), source=NODE_STAGE)
 
 

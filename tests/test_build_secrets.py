@@ -13,6 +13,7 @@ from r2env.build_secrets import FetchSettings, without_credentials, write_build_
 from buildpacks import load_buildpacks
 from r2env.errors import UsageError
 from r2env.inspect import inspect
+from r2env.node_installer import NODE_VERSION
 from r2env.plan import plan
 from r2env.render import SECRET_CA, env_secret, render_dockerfile
 from r2env.repo import MemoryRepo
@@ -175,14 +176,14 @@ ALL_REPO_KINDS = {
 @pytest.mark.parametrize(("description", "expected"), [
     ("install system packages", CA | {"r2env-env-proxy"}),  # apt: no pip index
     ("install apt.txt packages", CA | {"r2env-env-proxy"}),
-    ("install Node.js and npm", CA | {"r2env-env-proxy"}),
+    (f"Node.js {NODE_VERSION} and npm from the package index", CA | {"r2env-env-proxy", "r2env-env-index"}),  # pip, in its stage
     ("install CPython 3.12", CA | {"r2env-env-proxy", "r2env-env-index", "r2env-env-python-mirror"}),
     ("install the notebook server", CA | {"r2env-env-proxy", "r2env-env-index"}),
     ("install the packages named in requirements.txt", CA | {"r2env-env-proxy", "r2env-env-index"}),
     # The repository's own code: its package build (-e .) and its postBuild get only the credential-free copies.
     ("install requirements.txt (local references)", {"r2env-ca", "r2env-env-ca-public", "r2env-env-proxy-public", "r2env-env-index-public"}),
     ("run postBuild", {"r2env-ca", "r2env-env-ca-public", "r2env-env-proxy-public", "r2env-env-index-public"}),
-    ("create user", set()),
+    (f"Node.js {NODE_VERSION} and npm in /usr/local", set()),  # the copy out of that stage
 ])
 def test_each_step_mounts_only_the_secrets_it_needs(description: str, expected: set[str]) -> None:
     spec = spec_of(ALL_REPO_KINDS)

