@@ -97,15 +97,15 @@ def _build_stage(context: PlanContext, hosting: bool) -> BuildStage:
              description=f"install {len(conda.packages)} locked conda packages into {CONDA_PREFIX} (no solve; hashes checked)",
              script=f"{CONDA_INSTALLER_PYTHON} {PACKAGES_DIR}/conda_installer.py {PACKAGES_DIR} {CONDA_PREFIX}"),
     ]
-    if hosting:
-        python = f"{CONDA_PREFIX}/bin/python"
-        if conda.pip:
-            steps.append(locked_install(conda.pip, Stage.DEPENDENCIES, "conda",
-                                        f"install the pip: packages ({len(conda.pip)} locked, from {conda.path})", python=python, user="root"))
-        if section.server:
-            steps.append(locked_install(section.server, Stage.DEPENDENCIES, "conda",
-                                        f"install the notebook server into the environment ({context.server_requirement}, {len(section.server)} locked packages)",
-                                        python=python, user="root"))
+    if hosting and (conda.pip or section.server):
+        # One uv run for both (a conda-lock.yml edit reruns the conda install before them anyway): a pin both
+        # name is the server's, as when the server's step followed the pip: packages' and reinstalled it.
+        server = {package.name for package in section.server}
+        packages = [package for package in conda.pip if package.name not in server] + list(section.server)
+        what = [f"the pip: packages ({len(conda.pip)} locked, from {conda.path})"] if conda.pip else []
+        what += [f"the notebook server ({context.server_requirement}, {len(section.server)} locked packages)"] if section.server else []
+        steps.append(locked_install(packages, Stage.DEPENDENCIES, "conda", f"install {' and '.join(what)} into the environment",
+                                    python=f"{CONDA_PREFIX}/bin/python", user="root"))
     return BuildStage(BUILD_STAGE, tuple(steps))
 
 

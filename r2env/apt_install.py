@@ -1,10 +1,9 @@
 """The apt steps of an image: install Debian packages (held to a lock's versions), and fold r2env's own into one.
 
 Every apt step pays for `apt-get update`, for reading the package database and for dpkg's triggers; the packages
-r2env chooses itself (TLS roots, Node.js and npm for a postBuild, R) change only with r2env, so they share one step.
-Two stay apart: apt.txt's, after them, so that editing it reinstalls only its packages; and the step that installs
-Debian's Python where the uv stage repeats it (r2env/uv_installer.py), so that uv is ready while Node.js or R are
-still installing."""
+r2env chooses itself (TLS roots, git, R) change only with r2env, so they share one step. Two stay apart: apt.txt's,
+after them, so that editing it reinstalls only its packages; and the step that installs Debian's Python where the
+uv stage repeats it (r2env/uv_installer.py), so that uv is ready while R is still installing."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ _LOCKED = " (locked versions)"
 APT_SECRETS: tuple[BuildSecret, ...] = ("ca", "proxy")  # apt needs no package index setting of pip's or uv's
 REPOSITORY_APT = "apt"  # the buildpack of apt.txt: the repository's own packages
 # dpkg without its fsync after every file (as Ubuntu's own container images set): the installed files are the same,
-# and a step interrupted half-way leaves no layer anyway. Node.js and npm install in 26 s instead of 33 s here.
+# and a step interrupted half-way leaves no layer anyway. Debian's Node.js and npm installed in 26 s instead of 33 s here.
 APT_GET_INSTALL = "apt-get install -y -q -o Dpkg::Options::=--force-unsafe-io --no-install-recommends"
 
 

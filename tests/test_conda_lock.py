@@ -389,6 +389,24 @@ def test_the_locked_plan_installs_in_a_build_stage_and_copies_only_the_prefix(re
     assert lines.index('COPY --from=r2env-conda --chown=1000:1000 ["/srv/conda", "/srv/conda"]') < lines.index("COPY --chown=1000:1000 . /home/jovyan/")
 
 
+def test_the_pip_packages_and_the_server_install_in_one_uv_run_the_servers_pin_winning(repo: Path) -> None:
+    lock, text, _ = lock_repo(repo)
+    (repo / "binder" / "conda-lock.yml").write_text(text)
+    facts = inspect(DiskRepo(repo))
+    conda = read_conda_lock(repo, lock)
+    assert conda is not None and lock.conda is not None
+    server_pin = lock.conda.server[0]
+    # A pip: package the server's closure also pins (at another version): one pin per name in the one run.
+    clash = LockedPackage(server_pin.name, "0.0.1", ("sha256:" + "0" * 64,))
+    conda = replace(conda, pip=(*conda.pip, clash))
+    spec = plan(facts, select(facts, load_buildpacks()), PlanOptions(server_requirement=SERVER), lock, conda=conda)
+    (stage,) = [stage for stage in spec.build_stages if stage.name == "r2env-conda"]
+    (install,) = [step for step in stage.steps if "uv pip install --python /srv/conda/envs/notebook/bin/python" in step.script]
+    assert install.description.startswith("install the pip: packages (2 locked, from binder/conda-lock.yml) and the notebook server (")
+    assert "tabulate==0.9.0 --hash=sha256:024ca478" in install.script and server_pin.requirement_line() in install.script
+    assert f"{server_pin.name}==0.0.1" not in install.script
+
+
 def test_the_lock_diff_names_a_changed_conda_lock_and_server(repo: Path) -> None:
     from r2env.lock.diff import diff_locks, format_diff
 

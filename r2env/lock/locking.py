@@ -90,7 +90,7 @@ def check_fresh(lock: Lock, root: Path, facts: RepoFacts, options: PlanOptions) 
 
 
 def check_apt_resolved(lock: Lock, spec: ImageSpec, facts: RepoFacts) -> None:
-    """A planned apt step may ask for packages no declaration file names (a postBuild brings node and npm):
+    """A planned apt step may ask for packages no declaration file names (git for a git+ requirement, R):
     the lock must have resolved them, or they would be installed at whatever version the mirror has."""
     missing = [p for step in spec.steps if "apt" in step.caches for p in step.packages if p not in lock.apt]
     if missing:
