@@ -11,7 +11,7 @@ from r2env.inspect import RepoFacts
 from r2env.lock.lockfile import LockedPackage
 from r2env.parsers.requirements import RequirementsFile
 from r2env.spec import BuildSecret, Cache, Stage, Step, StepUser
-from r2env.uv_installer import DEBIAN_WHEELS, UV
+from r2env.uv_installer import DEBIAN_PIP_INSTALL, DEBIAN_WHEELS, UV
 
 # Kept minimal so images stay small: TLS roots, plus Debian's interpreter when it is the one used.
 # git joins only when a requirement needs it (git+ URLs); anything else belongs in apt.txt.
@@ -155,7 +155,7 @@ def rattler_install(buildpack: str, packages: Sequence[LockedPackage], requireme
     """py-rattler for a build stage's conda installer: the locked `packages` (hash-checked), or `requirement`
     without a lock. pip runs from Debian's own wheel into a folder, as uv itself is fetched
     (r2env/uv_installer.py): with uv, the stage would wait for uv's stage on its way to the conda environment."""
-    pip = f"python3 $(ls {DEBIAN_WHEELS}/pip-*.whl | head -n 1)/pip install --disable-pip-version-check --root-user-action=ignore --no-compile --target {RATTLER_DIR}"
+    pip = f"{DEBIAN_PIP_INSTALL} --target {RATTLER_DIR}"
     if packages:
         lines = " \\\n    ".join(shlex.quote(p.requirement_line()) for p in packages)
         path = "/tmp/r2env-rattler.txt"

