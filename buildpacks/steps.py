@@ -50,15 +50,15 @@ def uv_pip(arguments: str, python: str = SERVER_PYTHON, compile_bytecode: bool =
 
 def locked_install(
     packages: Sequence[LockedPackage], stage: Stage, buildpack: str, description: str, python: str = SERVER_PYTHON,
-    user: StepUser = "user", pip: str = "",
+    user: StepUser = "user", pip_command: str = "",
 ) -> Step:
     """Install exact pins, hash-checked, nothing else (--no-deps): the lock already holds the whole closure.
-    The pins are the step's own text, so the layer cache follows the lock. `pip`: install with that pip command
-    instead of uv (an environment whose Python uv cannot drive)."""
+    The pins are the step's own text, so the layer cache follows the lock. `pip_command`: install with that pip
+    command (`... pip install [options]`) instead of uv (an environment whose Python uv cannot drive, a tool's folder)."""
     # One package per Dockerfile line: BuildKit refuses physical lines over 64 KiB.
     lines = " \\\n    ".join(shlex.quote(p.requirement_line()) for p in packages)
     path = f"/tmp/r2env-{stage.name.lower()}.txt"
-    install = f"{pip} install --require-hashes --no-deps -r {path}" if pip else uv_pip(f"--require-hashes --no-deps -r {path}", python)
+    install = f"{pip_command} --require-hashes --no-deps -r {path}" if pip_command else uv_pip(f"--require-hashes --no-deps -r {path}", python)
     return Step(
         kind="run",
         stage=stage,
@@ -67,7 +67,7 @@ def locked_install(
         script=f"printf '%s\\n' \\\n    {lines} \\\n    > {path} && {install} && rm {path}",
         user=user,
         secrets=PIP_SECRETS,
-        caches=("pip",) if pip else ("uv",),
+        caches=("pip",) if pip_command else ("uv",),
     )
 
 
@@ -157,15 +157,9 @@ def rattler_install(buildpack: str, packages: Sequence[LockedPackage], requireme
     (r2env/uv_installer.py): with uv, the stage would wait for uv's stage on its way to the conda environment."""
     pip = f"{DEBIAN_PIP_INSTALL} --target {RATTLER_DIR}"
     if packages:
-        lines = " \\\n    ".join(shlex.quote(p.requirement_line()) for p in packages)
-        path = "/tmp/r2env-rattler.txt"
-        script = f"printf '%s\\n' \\\n    {lines} \\\n    > {path} && {pip} --require-hashes --no-deps -r {path} && rm {path}"
-        description = f"install py-rattler ({len(packages)} locked packages)"
-    else:
-        script = f"{pip} {shlex.quote(requirement)}"
-        description = "install py-rattler (r2env lock would pin it)"
-    return Step(kind="run", stage=Stage.SYSTEM, buildpack=buildpack, description=description, script=script,
-                secrets=PIP_SECRETS, caches=("pip",))
+        return locked_install(packages, Stage.SYSTEM, buildpack, f"install py-rattler ({len(packages)} locked packages)", user="root", pip_command=pip)
+    return Step(kind="run", stage=Stage.SYSTEM, buildpack=buildpack, description="install py-rattler (r2env lock would pin it)",
+                script=f"{pip} {shlex.quote(requirement)}", secrets=PIP_SECRETS, caches=("pip",))
 
 
 def pip_install(arguments: str, stage: Stage, buildpack: str, description: str, repository_code: bool = False, with_pip: bool = False) -> Step:
